@@ -1,0 +1,233 @@
+//! How objects are named and laid out. Only this module builds object keys.
+//!
+//! Segments are laid out Hive-style so that DuckDB, pyarrow and Spark read the
+//! tree directly:
+//!
+//! ```text
+//! source=<source>/topic=<topic>/date=YYYY-MM-DD/hour=HH/<partition>-<first>-<last>-<unique>.parquet
+//! ```
+//!
+//! Keys are built only from [`NamePart`]s. A name part percent-encodes every
+//! byte outside `[A-Za-z0-9._-]`, and a leading `.` or `_` (which Hive readers
+//! treat as hidden), so user data can never inject a separator, `..`, or a
+//! hidden file. Kafka topic names are always in the safe set and so appear
+//! unchanged.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use object_store::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Every segment key starts with this: the first Hive level.
+pub const SEGMENT_KEY_PREFIX: &str = "source=";
+
+/// The longest name (source, topic or exchange) accepted, in bytes.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// A validated, encoded path component.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NamePart(String);
+
+impl NamePart {
+    /// Encodes a raw name (a topic, an exchange) into a safe path component.
+    pub fn encode(what: &str, raw: &str) -> Result<NamePart> {
+        if raw.is_empty() {
+            return Err(Error::invalid_input(format!("{what} name is empty")));
+        }
+        if raw.len() > MAX_NAME_BYTES {
+            return Err(Error::invalid_input(format!(
+                "{what} name is longer than {MAX_NAME_BYTES} bytes"
+            )));
+        }
+        let mut encoded = String::with_capacity(raw.len());
+        for (index, byte) in raw.bytes().enumerate() {
+            let hidden_prefix = index == 0 && (byte == b'.' || byte == b'_');
+            if is_safe_byte(byte) && !hidden_prefix {
+                encoded.push(char::from(byte));
+            } else {
+                encoded.push_str(&format!("%{byte:02X}"));
+            }
+        }
+        Ok(NamePart(encoded))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The raw name back from an encoded component.
+    pub fn decode(encoded: &str) -> Result<String> {
+        let bytes = encoded.as_bytes();
+        let mut raw = Vec::with_capacity(bytes.len());
+        let mut index = 0;
+        while index < bytes.len() {
+            if bytes[index] == b'%' {
+                let hex = encoded
+                    .get(index + 1..index + 3)
+                    .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                    .ok_or_else(|| {
+                        Error::invalid_input(format!("bad escape in path component {encoded:?}"))
+                    })?;
+                raw.push(hex);
+                index += 3;
+            } else {
+                raw.push(bytes[index]);
+                index += 1;
+            }
+        }
+        String::from_utf8(raw)
+            .map_err(|_| Error::invalid_input(format!("path component {encoded:?} is not utf-8")))
+    }
+}
+
+impl fmt::Display for NamePart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn is_safe_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-')
+}
+
+/// Validates a configured name (a source name): 1 to 128 bytes of
+/// `[A-Za-z0-9._-]`, not starting with `.` or `_`. Configured names are
+/// strict so that they read the same everywhere: paths, SQL, metrics.
+pub fn validate_source_name(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() || name.len() > 128 {
+        return Err("must be 1 to 128 characters long".to_owned());
+    }
+    if !name.bytes().all(is_safe_byte) {
+        return Err("may only contain letters, digits, '.', '_' and '-'".to_owned());
+    }
+    if name.starts_with('.') || name.starts_with('_') {
+        return Err("must not start with '.' or '_'".to_owned());
+    }
+    Ok(())
+}
+
+/// Where one segment goes: everything its key is built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentLocation {
+    pub source: NamePart,
+    pub topic: NamePart,
+    pub partition: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    /// Any instant inside the hour the segment belongs to, microseconds UTC.
+    pub hour_micros: i64,
+}
+
+/// The start of the UTC hour containing `micros`.
+pub fn hour_start(micros: i64) -> i64 {
+    const HOUR: i64 = 3_600_000_000;
+    micros.div_euclid(HOUR) * HOUR
+}
+
+impl SegmentLocation {
+    /// The Hive directory of the segment, `source=…/topic=…/date=…/hour=…`.
+    pub fn directory(&self) -> Result<String> {
+        let time: DateTime<Utc> = DateTime::from_timestamp_micros(self.hour_micros)
+            .ok_or_else(|| Error::invalid_input("event time is out of range"))?;
+        Ok(format!(
+            "{SEGMENT_KEY_PREFIX}{}/topic={}/date={}/hour={}",
+            self.source,
+            self.topic,
+            time.format("%Y-%m-%d"),
+            time.format("%H"),
+        ))
+    }
+
+    /// The full object key. `unique` tells apart two segments of the same
+    /// offsets (a rewrite); it must itself be a safe name.
+    pub fn object_path(&self, unique: &str) -> Result<Path> {
+        if unique.is_empty() || !unique.bytes().all(is_safe_byte) {
+            return Err(Error::internal("segment unique suffix is not a safe name"));
+        }
+        let key = format!(
+            "{}/{}-{}-{}-{}.parquet",
+            self.directory()?,
+            self.partition,
+            self.first_offset,
+            self.last_offset,
+            unique
+        );
+        Ok(Path::parse(&key)?)
+    }
+}
+
+impl From<object_store::path::Error> for Error {
+    fn from(error: object_store::path::Error) -> Self {
+        Error::with_source(
+            crate::error::ErrorKind::InvalidInput,
+            "invalid object path",
+            error,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn kafka_topic_names_are_unchanged() {
+        let part = NamePart::encode("topic", "orders.v1-eu_west").ok();
+        assert_eq!(part.map(|p| p.0), Some("orders.v1-eu_west".to_owned()));
+    }
+
+    #[test]
+    fn traversal_and_separators_are_escaped() {
+        let part = NamePart::encode("topic", "../etc/passwd").map(|p| p.0).ok();
+        assert_eq!(part.as_deref(), Some("%2E.%2Fetc%2Fpasswd"));
+        let part = NamePart::encode("topic", "_hidden").map(|p| p.0).ok();
+        assert_eq!(part.as_deref(), Some("%5Fhidden"));
+        assert!(NamePart::encode("topic", "").is_err());
+        assert!(NamePart::encode("topic", &"x".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn source_names_are_strict() {
+        assert!(validate_source_name("orders-prod.1").is_ok());
+        assert!(validate_source_name("a/b").is_err());
+        assert!(validate_source_name("..").is_err());
+        assert!(validate_source_name("").is_err());
+        assert!(validate_source_name("_x").is_err());
+    }
+
+    #[test]
+    fn object_path_is_hive_style() {
+        let location = SegmentLocation {
+            source: NamePart::encode("source", "demo").unwrap(),
+            topic: NamePart::encode("topic", "orders").unwrap(),
+            partition: 2,
+            first_offset: 10,
+            last_offset: 19,
+            // 2026-11-21T21:15:00Z
+            hour_micros: 1_795_295_700_000_000,
+        };
+        let path = location.object_path("01abc").map(|p| p.to_string()).ok();
+        assert_eq!(
+            path.as_deref(),
+            Some("source=demo/topic=orders/date=2026-11-21/hour=21/2-10-19-01abc.parquet")
+        );
+        assert!(location.object_path("../x").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn any_name_encodes_to_one_safe_component_and_back(raw in "\\PC{1,60}") {
+            prop_assume!(raw.len() <= MAX_NAME_BYTES);
+            let part = NamePart::encode("topic", &raw).unwrap();
+            let text = part.as_str();
+            prop_assert!(!text.contains('/'));
+            prop_assert!(text != "." && text != "..");
+            prop_assert!(!text.starts_with('.') && !text.starts_with('_'));
+            prop_assert!(Path::parse(text).is_ok());
+            prop_assert_eq!(NamePart::decode(text).ok(), Some(raw));
+        }
+    }
+}

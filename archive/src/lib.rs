@@ -1,0 +1,16 @@
+//! Hindsight's shared core: the event model, the Arrow schema, the storage
+//! layout, the segment writer and reader, and the catalog.
+//!
+//! Only this crate knows how objects are named and laid out ([`layout`]).
+
+pub mod catalog;
+pub mod error;
+pub mod event;
+pub mod layout;
+pub mod schema;
+pub mod segment;
+pub mod store;
+pub mod writer;
+
+pub use error::{Error, ErrorKind, Result};
+pub use event::{Bus, Event, Header};

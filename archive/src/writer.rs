@@ -1,0 +1,572 @@
+//! The write path every source uses: batch events, write them as segments,
+//! commit them to the catalog, and only then tell the source it may
+//! acknowledge.
+//!
+//! [`Batcher`] groups events by (topic, partition) and says when to flush (rows,
+//! bytes or age). [`ArchiveWriter::write_batch`] splits each partition's events
+//! by UTC hour, encodes one segment per group off the async threads, stages
+//! the segments in the catalog, publishes their objects durably, and commits
+//! segments and checkpoints in one compare-and-set transaction.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+
+use crate::catalog::{Catalog, CheckpointAdvance, Commit, NewSegment};
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::{now_micros, Event};
+use crate::layout::{hour_start, NamePart, SegmentLocation};
+use crate::segment::{encode_segment, SegmentFormat};
+use crate::store::ArchiveStore;
+
+/// When a batch is flushed: whichever limit is reached first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlushPolicy {
+    pub max_rows: usize,
+    pub max_bytes: usize,
+    pub max_age: Duration,
+}
+
+impl Default for FlushPolicy {
+    fn default() -> Self {
+        FlushPolicy {
+            max_rows: 100_000,
+            max_bytes: 64 * 1024 * 1024,
+            max_age: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The events of one (topic, partition) in one batch, in arrival order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionBatch {
+    pub topic: String,
+    pub partition: i32,
+    pub events: Vec<Event>,
+}
+
+/// A batch ready to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub source: String,
+    pub partitions: Vec<PartitionBatch>,
+}
+
+impl Batch {
+    pub fn rows(&self) -> usize {
+        self.partitions.iter().map(|p| p.events.len()).sum()
+    }
+}
+
+/// Accumulates events until the flush policy says to write them.
+#[derive(Debug)]
+pub struct Batcher {
+    source: String,
+    policy: FlushPolicy,
+    partitions: BTreeMap<(String, i32), Vec<Event>>,
+    rows: usize,
+    bytes: usize,
+    first_event_at: Option<Instant>,
+}
+
+impl Batcher {
+    pub fn new(source: impl Into<String>, policy: FlushPolicy) -> Self {
+        Batcher {
+            source: source.into(),
+            policy,
+            partitions: BTreeMap::new(),
+            rows: 0,
+            bytes: 0,
+            first_event_at: None,
+        }
+    }
+
+    pub fn push(&mut self, event: Event) {
+        self.rows += 1;
+        self.bytes += approximate_size(&event);
+        self.first_event_at.get_or_insert_with(Instant::now);
+        let partition = event.partition.unwrap_or_default();
+        self.partitions
+            .entry((event.topic.clone(), partition))
+            .or_default()
+            .push(event);
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// True when a limit is reached.
+    pub fn is_full(&self) -> bool {
+        self.rows >= self.policy.max_rows || self.bytes >= self.policy.max_bytes
+    }
+
+    /// How long until the age limit forces a flush; `None` when empty.
+    pub fn time_until_due(&self) -> Option<Duration> {
+        self.first_event_at
+            .map(|first| self.policy.max_age.saturating_sub(first.elapsed()))
+    }
+
+    /// True when any limit, including age, is reached.
+    pub fn is_due(&self) -> bool {
+        self.is_full() || self.time_until_due() == Some(Duration::ZERO)
+    }
+
+    /// Takes everything buffered, leaving the batcher empty.
+    pub fn take(&mut self) -> Batch {
+        self.rows = 0;
+        self.bytes = 0;
+        self.first_event_at = None;
+        let partitions = std::mem::take(&mut self.partitions)
+            .into_iter()
+            .map(|((topic, partition), events)| PartitionBatch {
+                topic,
+                partition,
+                events,
+            })
+            .collect();
+        Batch {
+            source: self.source.clone(),
+            partitions,
+        }
+    }
+}
+
+/// The bytes an event holds in memory, roughly: enough for flush limits.
+pub fn approximate_size(event: &Event) -> usize {
+    let headers: usize = event
+        .headers
+        .iter()
+        .map(|h| h.name.len() + h.value.as_ref().map_or(0, Vec::len) + 16)
+        .sum();
+    event.payload.len() + event.key.as_ref().map_or(0, Vec::len) + headers + 160
+}
+
+/// What one successful write did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteSummary {
+    pub rows: u64,
+    pub bytes: u64,
+    pub segments: usize,
+    /// The checkpoints now in the catalog; the source may acknowledge up to them.
+    pub advanced: Vec<CheckpointAdvance>,
+}
+
+/// Writes batches as segments and commits them.
+#[derive(Debug, Clone)]
+pub struct ArchiveWriter {
+    store: ArchiveStore,
+    catalog: Catalog,
+    format: SegmentFormat,
+    publish_concurrency: usize,
+}
+
+struct PlannedSegment {
+    record: NewSegment,
+    path: Path,
+    bytes: bytes::Bytes,
+}
+
+impl ArchiveWriter {
+    pub fn new(store: ArchiveStore, catalog: Catalog, format: SegmentFormat) -> Self {
+        ArchiveWriter {
+            store,
+            catalog,
+            format,
+            publish_concurrency: 8,
+        }
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn store(&self) -> &ArchiveStore {
+        &self.store
+    }
+
+    /// Writes and commits one batch.
+    ///
+    /// `expected` holds the checkpoint the writer believes each (topic,
+    /// partition) is at (`None`: none yet). Partitions whose events all carry
+    /// offsets get their checkpoint moved to one past the last offset; the
+    /// commit fails with [`ErrorKind::Conflict`] when the catalog disagrees.
+    /// On any error nothing is visible, and the batch may be written again.
+    pub async fn write_batch(
+        &self,
+        batch: &Batch,
+        expected: &HashMap<(String, i32), Option<i64>>,
+    ) -> Result<WriteSummary> {
+        let mut advances = Vec::new();
+        for partition in &batch.partitions {
+            let offsets: Option<Vec<i64>> = partition.events.iter().map(|e| e.offset).collect();
+            let Some(last) = offsets.and_then(|offsets| offsets.into_iter().max()) else {
+                continue;
+            };
+            let key = (partition.topic.clone(), partition.partition);
+            advances.push(CheckpointAdvance {
+                source: batch.source.clone(),
+                topic: partition.topic.clone(),
+                partition: partition.partition,
+                expected: expected.get(&key).copied().flatten(),
+                next: last + 1,
+            });
+        }
+
+        let planned = self.encode(batch).await?;
+        let records: Vec<NewSegment> = planned.iter().map(|p| p.record.clone()).collect();
+        let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+        self.catalog.stage_segments(&records).await?;
+
+        let published = futures::stream::iter(planned.iter())
+            .map(|segment| self.store.publish(&segment.path, segment.bytes.clone()))
+            .buffer_unordered(self.publish_concurrency)
+            .try_collect::<Vec<()>>()
+            .await;
+        if let Err(error) = published {
+            self.abandon(&planned).await;
+            return Err(error);
+        }
+
+        let commit = Commit {
+            segment_ids: ids,
+            checkpoints: advances.clone(),
+        };
+        if let Err(error) = self.catalog.commit(&commit).await {
+            if error.kind() == ErrorKind::Conflict {
+                self.abandon(&planned).await;
+            }
+            // Otherwise the outcome is unknown: the pending rows stay for
+            // recovery, and the checkpoint compare-and-set decides any retry.
+            return Err(error);
+        }
+        Ok(WriteSummary {
+            rows: records.iter().map(|r| r.rows as u64).sum(),
+            bytes: records.iter().map(|r| r.bytes as u64).sum(),
+            segments: records.len(),
+            advanced: advances,
+        })
+    }
+
+    /// Splits by (partition, hour) and encodes every segment on blocking threads.
+    async fn encode(&self, batch: &Batch) -> Result<Vec<PlannedSegment>> {
+        let source = NamePart::encode("source", &batch.source)?;
+        let mut groups = Vec::new();
+        for partition in &batch.partitions {
+            let topic = NamePart::encode("topic", &partition.topic)?;
+            let mut by_hour: BTreeMap<i64, Vec<Event>> = BTreeMap::new();
+            for event in &partition.events {
+                by_hour
+                    .entry(hour_start(event.event_time))
+                    .or_default()
+                    .push(event.clone());
+            }
+            for (hour, events) in by_hour {
+                groups.push((
+                    topic.clone(),
+                    partition.topic.clone(),
+                    partition.partition,
+                    hour,
+                    events,
+                ));
+            }
+        }
+        let format = self.format;
+        let encodes = groups
+            .into_iter()
+            .map(|(topic_part, topic, partition, hour, events)| {
+                let source_part = source.clone();
+                let source_name = batch.source.clone();
+                tokio::task::spawn_blocking(move || -> Result<PlannedSegment> {
+                    let encoded = encode_segment(&events, format)?;
+                    let location = SegmentLocation {
+                        source: source_part,
+                        topic: topic_part,
+                        partition,
+                        first_offset: encoded.first_offset,
+                        last_offset: encoded.last_offset,
+                        hour_micros: hour,
+                    };
+                    let id = uuid::Uuid::now_v7().simple().to_string();
+                    let path = location.object_path(&id)?;
+                    Ok(PlannedSegment {
+                        record: NewSegment {
+                            id,
+                            uri: path.to_string(),
+                            source: source_name,
+                            topic,
+                            partition,
+                            first_offset: encoded.first_offset,
+                            last_offset: encoded.last_offset,
+                            min_event_time: encoded.min_event_time,
+                            max_event_time: encoded.max_event_time,
+                            rows: encoded.rows as i64,
+                            bytes: encoded.bytes.len() as i64,
+                        },
+                        path,
+                        bytes: encoded.bytes,
+                    })
+                })
+            });
+        let mut planned = Vec::new();
+        for joined in futures::future::join_all(encodes).await {
+            let segment = joined.map_err(|error| {
+                Error::with_source(ErrorKind::Internal, "segment encoding task failed", error)
+            })??;
+            planned.push(segment);
+        }
+        Ok(planned)
+    }
+
+    /// Best effort: removes published objects and pending rows of a failed write.
+    /// Whatever is left is found later by [`recover_abandoned`].
+    async fn abandon(&self, planned: &[PlannedSegment]) {
+        for segment in planned {
+            if let Err(error) = self.store.delete(&segment.path).await {
+                tracing::warn!(uri = %segment.record.uri, error = %error.full_message(), "cannot delete abandoned segment");
+            }
+        }
+        let ids: Vec<String> = planned.iter().map(|p| p.record.id.clone()).collect();
+        if let Err(error) = self.catalog.discard_pending(&ids).await {
+            tracing::warn!(error = %error.full_message(), "cannot discard pending segments");
+        }
+    }
+}
+
+/// Removes what crashed writers left: pending segments staged more than
+/// `grace` ago (their objects, then their rows), and local staging files.
+/// Returns the number of pending segments removed.
+pub async fn recover_abandoned(
+    store: &ArchiveStore,
+    catalog: &Catalog,
+    source: Option<&str>,
+    grace: Duration,
+) -> Result<usize> {
+    let grace_micros = i64::try_from(grace.as_micros()).unwrap_or(i64::MAX);
+    let abandoned = catalog
+        .abandoned_segments(source, now_micros().saturating_sub(grace_micros))
+        .await?;
+    for record in &abandoned {
+        let path = Path::parse(&record.segment.uri)?;
+        store.delete(&path).await?;
+    }
+    let ids: Vec<String> = abandoned.iter().map(|r| r.segment.id.clone()).collect();
+    catalog.discard_pending(&ids).await?;
+    if grace.is_zero() {
+        store.clean_staging()?;
+    }
+    if !abandoned.is_empty() {
+        tracing::info!(
+            segments = abandoned.len(),
+            "removed segments abandoned by a crashed writer"
+        );
+    }
+    Ok(abandoned.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::SegmentFilter;
+    use crate::event::{event_id, Bus};
+    use crate::store::StoreConfig;
+
+    fn event(topic: &str, partition: i32, offset: i64, event_time: i64) -> Event {
+        Event {
+            event_id: event_id::kafka("s", topic, partition, offset),
+            source: "s".into(),
+            bus: Bus::Kafka,
+            topic: topic.into(),
+            routing_key: None,
+            partition: Some(partition),
+            offset: Some(offset),
+            key: None,
+            headers: vec![],
+            payload: vec![1, 2, 3],
+            payload_size: 3,
+            payload_truncated: false,
+            content_type: None,
+            message_id: None,
+            correlation_id: None,
+            timestamp_type: None,
+            amqp: Default::default(),
+            redelivered: None,
+            event_time,
+            ingest_time: event_time,
+        }
+    }
+
+    async fn open(directory: &std::path::Path) -> (ArchiveStore, Catalog) {
+        let store = ArchiveStore::open(&StoreConfig {
+            url: directory.display().to_string(),
+            ..StoreConfig::default()
+        })
+        .unwrap();
+        let catalog = Catalog::open(&format!("sqlite://{}/catalog.db", directory.display()))
+            .await
+            .unwrap();
+        (store, catalog)
+    }
+
+    #[test]
+    fn batcher_flushes_on_rows_bytes_and_age() {
+        let policy = FlushPolicy {
+            max_rows: 3,
+            max_bytes: usize::MAX,
+            max_age: Duration::from_secs(3600),
+        };
+        let mut batcher = Batcher::new("s", policy);
+        assert_eq!(batcher.time_until_due(), None);
+        for offset in 0..3 {
+            assert!(!batcher.is_due());
+            batcher.push(event("t", (offset % 2) as i32, offset, 0));
+        }
+        assert!(batcher.is_due());
+        let batch = batcher.take();
+        assert_eq!(batch.rows(), 3);
+        assert_eq!(batch.partitions.len(), 2);
+        assert!(batcher.is_empty());
+
+        let mut by_bytes = Batcher::new(
+            "s",
+            FlushPolicy {
+                max_bytes: 10,
+                ..policy
+            },
+        );
+        by_bytes.push(event("t", 0, 0, 0));
+        assert!(by_bytes.is_full());
+
+        let mut by_age = Batcher::new(
+            "s",
+            FlushPolicy {
+                max_age: Duration::ZERO,
+                ..policy
+            },
+        );
+        by_age.push(event("t", 0, 0, 0));
+        assert!(by_age.is_due());
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_split_by_hour_and_committed_with_its_checkpoints() {
+        let directory = tempfile::tempdir().unwrap();
+        let (store, catalog) = open(directory.path()).await;
+        let writer = ArchiveWriter::new(store.clone(), catalog.clone(), SegmentFormat::default());
+        let hour = 3_600_000_000;
+        let mut batcher = Batcher::new("s", FlushPolicy::default());
+        for offset in 0..10 {
+            // Offsets 0-4 in one hour, 5-9 in the next.
+            batcher.push(event("orders", 0, offset, offset / 5 * hour + 1));
+        }
+        batcher.push(event("payments", 1, 7, 0));
+        let batch = batcher.take();
+        let written = writer.write_batch(&batch, &HashMap::new()).await.unwrap();
+        assert_eq!((written.rows, written.segments), (11, 3));
+        assert_eq!(
+            catalog.checkpoint("s", "orders", 0).await.unwrap(),
+            Some(10)
+        );
+        assert_eq!(
+            catalog.checkpoint("s", "payments", 1).await.unwrap(),
+            Some(8)
+        );
+        let segments = catalog.segments(&SegmentFilter::default()).await.unwrap();
+        let spans: Vec<_> = segments
+            .iter()
+            .map(|r| {
+                (
+                    r.segment.topic.as_str(),
+                    r.segment.first_offset,
+                    r.segment.last_offset,
+                )
+            })
+            .collect();
+        assert_eq!(
+            spans,
+            [("orders", 0, 4), ("orders", 5, 9), ("payments", 7, 7)]
+        );
+        assert_eq!(store.list(None).await.unwrap().len(), 3);
+
+        // The same batch again, from a writer that missed the commit: refused, nothing left behind.
+        let error = writer
+            .write_batch(&batch, &HashMap::new())
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Conflict);
+        assert_eq!(store.list(None).await.unwrap().len(), 3);
+        assert!(catalog
+            .abandoned_segments(None, i64::MAX)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn recovery_removes_what_a_crash_between_publish_and_commit_left() {
+        let directory = tempfile::tempdir().unwrap();
+        let (store, catalog) = open(directory.path()).await;
+        // What a writer does before it dies: stage, publish, no commit.
+        let path = Path::parse("source=s/topic=t/date=2026-01-01/hour=00/0-0-0-x.parquet").unwrap();
+        catalog
+            .stage_segments(&[NewSegment {
+                id: "x".into(),
+                uri: path.to_string(),
+                source: "s".into(),
+                topic: "t".into(),
+                partition: 0,
+                first_offset: 0,
+                last_offset: 0,
+                min_event_time: 0,
+                max_event_time: 0,
+                rows: 1,
+                bytes: 5,
+            }])
+            .await
+            .unwrap();
+        store
+            .publish(&path, bytes::Bytes::from_static(b"whole"))
+            .await
+            .unwrap();
+        std::fs::write(directory.path().join(".staging/left.tmp"), b"par").unwrap();
+
+        // Within the grace period, another writer may still be working: untouched.
+        let removed = recover_abandoned(&store, &catalog, None, Duration::from_secs(600))
+            .await
+            .unwrap();
+        assert_eq!(removed, 0);
+        assert_eq!(store.list(None).await.unwrap(), vec![path.clone()]);
+
+        let removed = recover_abandoned(&store, &catalog, Some("s"), Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(removed, 1);
+        assert!(store.list(None).await.unwrap().is_empty());
+        assert!(catalog
+            .abandoned_segments(None, i64::MAX)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            std::fs::read_dir(directory.path().join(".staging"))
+                .unwrap()
+                .count(),
+            0
+        );
+        assert!(catalog
+            .segments(&SegmentFilter::default())
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}

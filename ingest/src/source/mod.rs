@@ -1,0 +1,52 @@
+//! Sources: where events come from.
+//!
+//! # The contract
+//!
+//! A source hands out events, each with its position: (topic, partition,
+//! offset) for a Kafka record or a stream-queue message. It never acknowledges
+//! on its own. The pipeline batches the events, writes them as segments,
+//! makes those segments durable in the object store and commits them, with
+//! their checkpoints, in one catalog transaction. Only then does the pipeline
+//! call [`Source::acknowledge`] with the checkpoints that are now in the
+//! catalog, and only then may the source acknowledge to its broker (a Kafka
+//! offset commit, or a RabbitMQ `basic.ack` with `multiple`).
+//!
+//! So a crash at any instant loses nothing that was acknowledged: an event is
+//! either in a committed segment, or still unacknowledged at the broker and
+//! delivered again. The catalog, not the broker, is the source of truth for
+//! where a partition resumes: a writer whose checkpoint is stale (after a
+//! rebalance, or a zombie) is refused by the compare-and-set commit.
+//!
+//! One module per bus; each bus is behind a cargo feature that is on by default.
+
+pub mod demo;
+
+use async_trait::async_trait;
+use hindsight_archive::catalog::CheckpointAdvance;
+use hindsight_archive::{Bus, Event, Result};
+
+/// What [`Source::poll`] returned.
+#[derive(Debug)]
+pub enum Poll {
+    /// Events, in delivery order.
+    Events(Vec<Event>),
+    /// Nothing right now; poll again.
+    Idle,
+    /// A finite source has nothing more, ever.
+    Finished,
+}
+
+#[async_trait]
+pub trait Source: Send {
+    /// The configured source name.
+    fn name(&self) -> &str;
+
+    fn bus(&self) -> Bus;
+
+    /// Up to `max_events` events. Waits briefly for the first one, then returns.
+    async fn poll(&mut self, max_events: usize) -> Result<Poll>;
+
+    /// Called after a catalog commit with the checkpoints it advanced: the
+    /// source may now acknowledge everything before them to its broker.
+    async fn acknowledge(&mut self, committed: &[CheckpointAdvance]) -> Result<()>;
+}

@@ -1,0 +1,411 @@
+//! Configuration: one TOML file, then `HINDSIGHT__SECTION__KEY` environment
+//! overrides, then command-line flags. Unknown keys are errors, and
+//! [`Config::validate`] reports every problem at once, each with its path.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use hindsight_archive::layout::validate_source_name;
+use hindsight_archive::segment::SegmentFormat;
+use hindsight_archive::store::StoreConfig;
+use hindsight_archive::writer::FlushPolicy;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the local store and the SQLite catalog live by default.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub storage: StorageSection,
+    #[serde(default)]
+    pub catalog: CatalogSection,
+    #[serde(default)]
+    pub http: HttpSection,
+    /// Flush defaults for every source.
+    #[serde(default)]
+    pub flush: FlushSection,
+    #[serde(default)]
+    pub sources: Vec<SourceSection>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./hindsight-data")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    /// A directory, `file:///dir` or `s3://bucket/prefix`. Default: `data_dir`.
+    pub url: Option<String>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    #[serde(default)]
+    pub allow_http: bool,
+    #[serde(default = "default_row_group_rows")]
+    pub row_group_rows: usize,
+    #[serde(default = "default_zstd_level")]
+    pub zstd_level: i32,
+}
+
+fn default_row_group_rows() -> usize {
+    SegmentFormat::default().row_group_rows
+}
+
+fn default_zstd_level() -> i32 {
+    SegmentFormat::default().zstd_level
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            url: None,
+            endpoint: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
+            allow_http: false,
+            row_group_rows: default_row_group_rows(),
+            zstd_level: default_zstd_level(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogSection {
+    /// `sqlite://path` or `postgres://…`. Default: `sqlite://<data_dir>/catalog.db`.
+    pub url: Option<String>,
+    /// Pending segments older than this were left by a crashed writer.
+    #[serde(default = "default_pending_grace", with = "humantime_serde")]
+    pub pending_grace: Duration,
+}
+
+fn default_pending_grace() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+
+impl Default for CatalogSection {
+    fn default() -> Self {
+        CatalogSection {
+            url: None,
+            pending_grace: default_pending_grace(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:7878".to_owned()
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            listen: default_listen(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlushSection {
+    #[serde(default = "default_max_rows")]
+    pub max_rows: usize,
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
+    #[serde(default = "default_max_age", with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+fn default_max_rows() -> usize {
+    FlushPolicy::default().max_rows
+}
+
+fn default_max_bytes() -> usize {
+    FlushPolicy::default().max_bytes
+}
+
+fn default_max_age() -> Duration {
+    FlushPolicy::default().max_age
+}
+
+impl Default for FlushSection {
+    fn default() -> Self {
+        FlushSection {
+            max_rows: default_max_rows(),
+            max_bytes: default_max_bytes(),
+            max_age: default_max_age(),
+        }
+    }
+}
+
+impl FlushSection {
+    pub fn policy(&self) -> FlushPolicy {
+        FlushPolicy {
+            max_rows: self.max_rows,
+            max_bytes: self.max_bytes,
+            max_age: self.max_age,
+        }
+    }
+}
+
+/// A bus source. The ingesters that run them are not built yet; their
+/// configuration is parsed and validated already so that files stay valid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SourceSection {
+    Kafka(KafkaSourceSection),
+    Amqp(AmqpSourceSection),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceSection {
+    pub name: String,
+    #[serde(default)]
+    pub brokers: Vec<String>,
+    #[serde(default)]
+    pub topics: Vec<String>,
+    pub topic_pattern: Option<String>,
+    #[serde(default)]
+    pub group_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpSourceSection {
+    pub name: String,
+    #[serde(default)]
+    pub url: String,
+    pub queue: Option<String>,
+    #[serde(default)]
+    pub exchanges: Vec<String>,
+}
+
+impl SourceSection {
+    pub fn name(&self) -> &str {
+        match self {
+            SourceSection::Kafka(kafka) => &kafka.name,
+            SourceSection::Amqp(amqp) => &amqp.name,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the file (if given), then `HINDSIGHT__…` variables.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            if !file.is_file() {
+                bail!("configuration file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed("HINDSIGHT__").split("__"));
+        let config: Config = figment.extract().context("invalid configuration")?;
+        Ok(config)
+    }
+
+    pub fn storage_url(&self) -> String {
+        self.storage
+            .url
+            .clone()
+            .unwrap_or_else(|| self.data_dir.display().to_string())
+    }
+
+    pub fn catalog_url(&self) -> String {
+        self.catalog
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("catalog.db").display()))
+    }
+
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig {
+            url: self.storage_url(),
+            endpoint: self.storage.endpoint.clone(),
+            region: self.storage.region.clone(),
+            access_key_id: self.storage.access_key_id.clone(),
+            secret_access_key: self.storage.secret_access_key.clone(),
+            allow_http: self.storage.allow_http,
+        }
+    }
+
+    pub fn segment_format(&self) -> SegmentFormat {
+        SegmentFormat {
+            row_group_rows: self.storage.row_group_rows,
+            zstd_level: self.storage.zstd_level,
+        }
+    }
+
+    pub fn listen_address(&self) -> anyhow::Result<SocketAddr> {
+        self.http
+            .listen
+            .parse()
+            .with_context(|| format!("http.listen {:?} is not an address", self.http.listen))
+    }
+
+    /// Every problem, each as `path: message`.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let url = self.storage_url();
+        if !(url.starts_with("s3://") || url.starts_with("file://") || !url.contains("://")) {
+            problems.push(format!(
+                "storage.url: {url:?} is not a directory, file:///dir or s3://bucket/prefix"
+            ));
+        }
+        if !(1..=22).contains(&self.storage.zstd_level) {
+            problems.push("storage.zstd_level: must be between 1 and 22".to_owned());
+        }
+        if self.storage.row_group_rows == 0 {
+            problems.push("storage.row_group_rows: must be at least 1".to_owned());
+        }
+        let catalog = self.catalog_url();
+        if !["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|prefix| catalog.starts_with(prefix))
+        {
+            problems.push(format!(
+                "catalog.url: {catalog:?} must start with sqlite:// or postgres://"
+            ));
+        }
+        if self.http.listen.parse::<SocketAddr>().is_err() {
+            problems.push(format!(
+                "http.listen: {:?} is not an address like 127.0.0.1:7878",
+                self.http.listen
+            ));
+        }
+        if self.flush.max_rows == 0 {
+            problems.push("flush.max_rows: must be at least 1".to_owned());
+        }
+        if self.flush.max_bytes == 0 {
+            problems.push("flush.max_bytes: must be at least 1".to_owned());
+        }
+        if self.flush.max_age.is_zero() {
+            problems.push("flush.max_age: must be longer than zero".to_owned());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (index, source) in self.sources.iter().enumerate() {
+            let path = format!("sources[{index}]");
+            if let Err(reason) = validate_source_name(source.name()) {
+                problems.push(format!("{path}.name: {:?} {reason}", source.name()));
+            }
+            if !seen.insert(source.name().to_owned()) {
+                problems.push(format!("{path}.name: {:?} is used twice", source.name()));
+            }
+            match source {
+                SourceSection::Kafka(kafka) => {
+                    if kafka.brokers.is_empty() || kafka.brokers.iter().any(|b| b.trim().is_empty())
+                    {
+                        problems.push(format!("{path}.brokers: list at least one host:port"));
+                    }
+                    if kafka.topics.is_empty() && kafka.topic_pattern.is_none() {
+                        problems.push(format!("{path}.topics: list topics or set topic_pattern"));
+                    }
+                    if kafka.group_id.trim().is_empty() {
+                        problems.push(format!("{path}.group_id: must not be empty"));
+                    }
+                }
+                SourceSection::Amqp(amqp) => {
+                    if !(amqp.url.starts_with("amqp://") || amqp.url.starts_with("amqps://")) {
+                        problems.push(format!("{path}.url: must start with amqp:// or amqps://"));
+                    }
+                    if amqp.queue.is_none() && amqp.exchanges.is_empty() {
+                        problems.push(format!("{path}.queue: set a queue or list exchanges"));
+                    }
+                }
+            }
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> anyhow::Result<Config> {
+        Ok(Figment::new().merge(Toml::string(text)).extract()?)
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let config = parse("").unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("./hindsight-data"));
+        assert_eq!(config.http.listen, "127.0.0.1:7878");
+        assert_eq!(config.catalog_url(), "sqlite://./hindsight-data/catalog.db");
+        assert_eq!(config.storage_url(), "./hindsight-data");
+        assert!(config.validate().is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_section() {
+        let error = parse("[storage]\nurll = \"x\"\n").unwrap_err();
+        let text = format!("{error:#}");
+        assert!(text.contains("urll"), "{text}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let config = parse(
+            r#"
+            [http]
+            listen = "nowhere"
+            [[sources]]
+            type = "amqp"
+            name = "rabbit"
+            url = "amqp://localhost"
+            queue = "q"
+            [[sources]]
+            type = "kafka"
+            name = "bad/name"
+            brokers = []
+            group_id = ""
+            "#,
+        )
+        .unwrap();
+        let problems = config.validate();
+        for expected in [
+            "http.listen:",
+            "sources[1].name:",
+            "sources[1].brokers:",
+            "sources[1].topics:",
+            "sources[1].group_id:",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.starts_with(expected)),
+                "{expected} missing from {problems:?}"
+            );
+        }
+        assert_eq!(problems.len(), 5, "{problems:?}");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own large error
+    fn environment_overrides_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("hindsight.toml", "[http]\nlisten = \"127.0.0.1:1\"\n")?;
+            jail.set_env("HINDSIGHT__HTTP__LISTEN", "127.0.0.1:2");
+            jail.set_env("HINDSIGHT__CATALOG__URL", "postgres://h@localhost/h");
+            let config = Config::load(Some(Path::new("hindsight.toml")))
+                .map_err(|e| figment::Error::from(e.to_string()))?;
+            assert_eq!(config.http.listen, "127.0.0.1:2");
+            assert_eq!(config.catalog_url(), "postgres://h@localhost/h");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,216 @@
+//! The `hindsight` binary: configuration, the tokio runtime, signals, and the
+//! commands. Library crates return typed errors; this crate adds context with
+//! `anyhow` and decides the exit code.
+
+mod config;
+mod demo;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use hindsight_archive::catalog::Catalog;
+use hindsight_archive::store::ArchiveStore;
+use hindsight_archive::writer::recover_abandoned;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hindsight",
+    version,
+    about = "Event archive and replay for Kafka and RabbitMQ"
+)]
+struct Cli {
+    /// TOML configuration file. `HINDSIGHT__SECTION__KEY` variables override it.
+    #[arg(long, global = true, env = "HINDSIGHT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory for the local store and the SQLite catalog.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate a realistic order flow, archive it, then serve the API and UI.
+    Demo {
+        /// How many events to generate.
+        #[arg(long, default_value_t = 200_000)]
+        events: u64,
+        /// Address to serve on (overrides http.listen).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Archive, print the summary and exit without serving.
+        #[arg(long)]
+        no_serve: bool,
+        /// Seed of the generator; the same seed gives the same stream.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Serve the HTTP API and UI over the archive.
+    Serve {
+        /// Address to serve on (overrides http.listen).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Apply catalog migrations and exit.
+    Migrate,
+    /// Remove segments that crashed writers left pending, and staging files.
+    Repair {
+        /// Only pending segments older than this (e.g. `15m`); default: catalog.pending_grace.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        grace: Option<Duration>,
+    },
+    /// Validate the configuration and print it as resolved.
+    CheckConfig,
+}
+
+fn main() -> std::process::ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HINDSIGHT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(data_dir) = cli.data_dir {
+        config.data_dir = data_dir;
+    }
+    let problems = config.validate();
+    if !problems.is_empty() {
+        bail!("invalid configuration:\n  {}", problems.join("\n  "));
+    }
+    let cancel = shutdown_token();
+    match cli.command {
+        Command::Demo {
+            events,
+            listen,
+            no_serve,
+            seed,
+        } => {
+            if let Some(listen) = listen {
+                config.http.listen = listen;
+            }
+            demo::run(
+                &config,
+                demo::DemoOptions {
+                    events,
+                    seed,
+                    serve: !no_serve,
+                },
+                cancel,
+            )
+            .await
+        }
+        Command::Serve { listen } => {
+            if let Some(listen) = listen {
+                config.http.listen = listen;
+            }
+            let (store, catalog) = open_archive(&config).await?;
+            serve(&config, store, catalog, cancel).await
+        }
+        Command::Migrate => {
+            let catalog = Catalog::open(&config.catalog_url())
+                .await
+                .context("cannot open the catalog")?;
+            println!("catalog at {} is up to date", config.catalog_url());
+            catalog.close().await;
+            Ok(())
+        }
+        Command::Repair { grace } => {
+            let (store, catalog) = open_archive(&config).await?;
+            let grace = grace.unwrap_or(config.catalog.pending_grace);
+            let removed = recover_abandoned(&store, &catalog, None, grace).await?;
+            println!("removed {removed} abandoned segment(s)");
+            Ok(())
+        }
+        Command::CheckConfig => {
+            println!("{}", serde_json::to_string_pretty(&config)?);
+            Ok(())
+        }
+    }
+}
+
+/// Opens the store and the catalog (migrating it).
+pub async fn open_archive(config: &Config) -> anyhow::Result<(ArchiveStore, Catalog)> {
+    let store = ArchiveStore::open(&config.store_config())
+        .with_context(|| format!("cannot open the store at {}", config.storage_url()))?;
+    let catalog = Catalog::open(&config.catalog_url())
+        .await
+        .with_context(|| format!("cannot open the catalog at {}", config.catalog_url()))?;
+    Ok((store, catalog))
+}
+
+/// Serves the HTTP API until `cancel` fires.
+pub async fn serve(
+    config: &Config,
+    store: ArchiveStore,
+    catalog: Catalog,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let address = config.listen_address()?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    let local = listener.local_addr()?;
+    println!("serving the API and UI on http://{local}/ (Ctrl-C to stop)");
+    let state = hindsight_query::http::AppState::new(store, catalog);
+    hindsight_query::http::serve(listener, state, cancel).await?;
+    Ok(())
+}
+
+/// A token cancelled on Ctrl-C or SIGTERM.
+fn shutdown_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut terminate =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(signal) => signal,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot listen for SIGTERM");
+                        let _ = ctrl_c.await;
+                        cancel.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down");
+        cancel.cancel();
+    });
+    token
+}

@@ -1,0 +1,342 @@
+//! One conformance suite for every catalog backend: SQLite (embedded) and
+//! PostgreSQL (real server, a fresh database per test).
+
+use std::any::Any;
+
+use hindsight_archive::catalog::{
+    Catalog, CatalogBackend, CheckpointAdvance, Commit, NewSegment, SegmentFilter,
+};
+use hindsight_archive::{Bus, ErrorKind};
+
+use crate::util::{postgres_url, START_SERVICES};
+
+/// A catalog URL plus whatever keeps its database alive.
+struct TestDatabase {
+    url: String,
+    _guard: Box<dyn Any + Send>,
+}
+
+fn sqlite_database() -> TestDatabase {
+    let directory = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/catalog.db", directory.path().display());
+    TestDatabase {
+        url,
+        _guard: Box::new(directory),
+    }
+}
+
+async fn postgres_database() -> TestDatabase {
+    let admin_url = postgres_url();
+    let admin = Catalog::connect(&admin_url).await.unwrap_or_else(|error| {
+        panic!(
+            "PostgreSQL is not reachable at {admin_url} ({}); start it with {START_SERVICES}",
+            error.full_message()
+        )
+    });
+    let name = format!("hindsight_conformance_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .execute_raw(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    admin.close().await;
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    TestDatabase {
+        url: format!("{base}/{name}"),
+        _guard: Box::new(()),
+    }
+}
+
+fn segment(id: &str, topic: &str, partition: i32, first: i64, last: i64, time: i64) -> NewSegment {
+    NewSegment {
+        id: id.to_owned(),
+        uri: format!("source=s/topic={topic}/date=2026-01-01/hour=00/{partition}-{first}-{last}-{id}.parquet"),
+        source: "s".to_owned(),
+        topic: topic.to_owned(),
+        partition,
+        first_offset: first,
+        last_offset: last,
+        min_event_time: time,
+        max_event_time: time + 1000,
+        rows: last - first + 1,
+        bytes: 4096,
+    }
+}
+
+fn advance(partition: i32, expected: Option<i64>, next: i64) -> CheckpointAdvance {
+    CheckpointAdvance {
+        source: "s".to_owned(),
+        topic: "orders".to_owned(),
+        partition,
+        expected,
+        next,
+    }
+}
+
+async fn migrations_are_idempotent(database: TestDatabase) {
+    let first = Catalog::open(&database.url).await.unwrap();
+    let second = Catalog::open(&database.url).await.unwrap();
+    second.migrate().await.unwrap();
+    assert!(first.sources().await.unwrap().is_empty());
+}
+
+async fn sources_keep_their_bus(database: TestDatabase) {
+    let catalog = Catalog::open(&database.url).await.unwrap();
+    catalog.register_source("s", Bus::Kafka).await.unwrap();
+    catalog.register_source("s", Bus::Kafka).await.unwrap();
+    let error = catalog.register_source("s", Bus::Amqp).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Conflict);
+    let sources = catalog.sources().await.unwrap();
+    assert_eq!(sources.len(), 1);
+    assert_eq!(sources[0].bus, Bus::Kafka);
+}
+
+async fn commit_makes_staged_segments_visible(database: TestDatabase) {
+    let catalog = Catalog::open(&database.url).await.unwrap();
+    catalog
+        .stage_segments(&[
+            segment("a", "orders", 0, 0, 9, 1_000),
+            segment("b", "orders", 0, 10, 19, 5_000),
+        ])
+        .await
+        .unwrap();
+    assert!(catalog
+        .segments(&SegmentFilter::default())
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(catalog.topic_stats().await.unwrap().is_empty());
+    catalog
+        .commit(&Commit {
+            segment_ids: vec!["a".into(), "b".into()],
+            checkpoints: vec![advance(0, None, 20)],
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        catalog.checkpoint("s", "orders", 0).await.unwrap(),
+        Some(20)
+    );
+    let all = catalog.segments(&SegmentFilter::default()).await.unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|r| r.segment.id.as_str())
+            .collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    assert_eq!(all[0].segment, segment("a", "orders", 0, 0, 9, 1_000));
+    let late = catalog
+        .segments(&SegmentFilter {
+            time_from: Some(4_000),
+            ..SegmentFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0].segment.id, "b");
+    let stats = catalog.topic_stats().await.unwrap();
+    assert_eq!(stats.len(), 1);
+    assert_eq!(
+        (stats[0].events, stats[0].bytes, stats[0].segments),
+        (20, 8192, 2)
+    );
+    assert_eq!(
+        (stats[0].min_event_time, stats[0].max_event_time),
+        (1_000, 6_000)
+    );
+}
+
+async fn stale_checkpoints_are_refused_and_change_nothing(database: TestDatabase) {
+    let catalog = Catalog::open(&database.url).await.unwrap();
+    catalog
+        .stage_segments(&[segment("a", "orders", 0, 0, 9, 0)])
+        .await
+        .unwrap();
+    catalog
+        .commit(&Commit {
+            segment_ids: vec!["a".into()],
+            checkpoints: vec![advance(0, None, 10)],
+        })
+        .await
+        .unwrap();
+    catalog
+        .stage_segments(&[
+            segment("b", "orders", 0, 10, 19, 0),
+            segment("c", "orders", 1, 0, 4, 0),
+        ])
+        .await
+        .unwrap();
+    // Partition 1 is fine, partition 0 is stale: the whole commit is refused.
+    let error = catalog
+        .commit(&Commit {
+            segment_ids: vec!["b".into(), "c".into()],
+            checkpoints: vec![advance(1, None, 5), advance(0, Some(5), 20)],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.kind(),
+        ErrorKind::Conflict,
+        "{}",
+        error.full_message()
+    );
+    assert_eq!(
+        catalog.checkpoint("s", "orders", 0).await.unwrap(),
+        Some(10)
+    );
+    assert_eq!(catalog.checkpoint("s", "orders", 1).await.unwrap(), None);
+    assert_eq!(
+        catalog
+            .segments(&SegmentFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // A writer that thinks the partition is new is refused too.
+    let error = catalog
+        .commit(&Commit {
+            segment_ids: vec!["b".into()],
+            checkpoints: vec![advance(0, None, 20)],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Conflict);
+    // Pending segments of refused commits are abandoned and can be discarded.
+    let pending = catalog
+        .abandoned_segments(Some("s"), i64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 2);
+    catalog
+        .discard_pending(&["b".into(), "c".into()])
+        .await
+        .unwrap();
+    assert!(catalog
+        .abandoned_segments(None, i64::MAX)
+        .await
+        .unwrap()
+        .is_empty());
+    // A discarded segment cannot be committed later.
+    let error = catalog
+        .commit(&Commit {
+            segment_ids: vec!["b".into()],
+            checkpoints: vec![advance(0, Some(10), 20)],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Conflict);
+    assert_eq!(
+        catalog.checkpoint("s", "orders", 0).await.unwrap(),
+        Some(10)
+    );
+}
+
+async fn two_writers_race_and_exactly_one_wins(database: TestDatabase) {
+    // Two independent connections pools, as two processes would have.
+    let writer_a = Catalog::open(&database.url).await.unwrap();
+    let writer_b = Catalog::connect(&database.url).await.unwrap();
+    let mut expected = None;
+    let mut next = 0;
+    for round in 0..25 {
+        let ids = [format!("a{round}"), format!("b{round}")];
+        writer_a
+            .stage_segments(&[segment(&ids[0], "orders", 0, next, next + 9, 0)])
+            .await
+            .unwrap();
+        writer_b
+            .stage_segments(&[segment(&ids[1], "orders", 0, next, next + 9, 0)])
+            .await
+            .unwrap();
+        let commit = |id: &str| Commit {
+            segment_ids: vec![id.to_owned()],
+            checkpoints: vec![advance(0, expected, next + 10)],
+        };
+        let (commit_a, commit_b) = (commit(&ids[0]), commit(&ids[1]));
+        let (result_a, result_b) =
+            tokio::join!(writer_a.commit(&commit_a), writer_b.commit(&commit_b));
+        let wins = [&result_a, &result_b].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(wins, 1, "round {round}: {result_a:?} / {result_b:?}");
+        for result in [&result_a, &result_b] {
+            if let Err(error) = result {
+                assert_eq!(
+                    error.kind(),
+                    ErrorKind::Conflict,
+                    "{}",
+                    error.full_message()
+                );
+            }
+        }
+        next += 10;
+        expected = Some(next);
+        assert_eq!(
+            writer_a.checkpoint("s", "orders", 0).await.unwrap(),
+            Some(next)
+        );
+    }
+    let committed = writer_a.segments(&SegmentFilter::default()).await.unwrap();
+    assert_eq!(committed.len(), 25, "exactly one segment per round");
+    assert_eq!(
+        writer_a
+            .abandoned_segments(None, i64::MAX)
+            .await
+            .unwrap()
+            .len(),
+        25
+    );
+}
+
+async fn checkpoints_never_move_backwards(database: TestDatabase) {
+    let catalog = Catalog::open(&database.url).await.unwrap();
+    catalog
+        .commit(&Commit {
+            segment_ids: vec![],
+            checkpoints: vec![advance(0, None, 10)],
+        })
+        .await
+        .unwrap();
+    let error = catalog
+        .commit(&Commit {
+            segment_ids: vec![],
+            checkpoints: vec![advance(0, Some(10), 5)],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Internal);
+    assert_eq!(catalog.checkpoints("s").await.unwrap()[0].next_position, 10);
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let database = super::sqlite_database();
+                    let catalog = hindsight_archive::catalog::Catalog::connect(&database.url).await.unwrap();
+                    assert_eq!(catalog.backend(), super::CatalogBackend::Sqlite);
+                    super::$name(database).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let database = super::postgres_database().await;
+                    let catalog = hindsight_archive::catalog::Catalog::connect(&database.url).await.unwrap();
+                    assert_eq!(catalog.backend(), super::CatalogBackend::Postgres);
+                    super::$name(database).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    migrations_are_idempotent,
+    sources_keep_their_bus,
+    commit_makes_staged_segments_visible,
+    stale_checkpoints_are_refused_and_change_nothing,
+    two_writers_race_and_exactly_one_wins,
+    checkpoints_never_move_backwards,
+);

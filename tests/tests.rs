@@ -1,0 +1,11 @@
+//! End-to-end tests against real services, one binary made of modules.
+//! Services are started by `scripts/services.sh` (called by `scripts/test`);
+//! a test whose service is missing fails with the command to start it.
+
+// Test helpers outside #[test] functions panic on purpose: a failed set-up is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod catalog;
+mod crash;
+mod demo;
+mod util;

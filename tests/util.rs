@@ -1,0 +1,131 @@
+//! Shared helpers: the binary under test, services, DuckDB and a tiny HTTP client.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const START_SERVICES: &str = "bash scripts/services.sh";
+
+pub fn hindsight() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hindsight"));
+    command.env("HINDSIGHT_LOG", "warn");
+    command
+}
+
+/// PostgreSQL for the catalog tests: `HINDSIGHT_TEST_POSTGRES_URL`, or the
+/// default that `scripts/services.sh` sets up.
+pub fn postgres_url() -> String {
+    std::env::var("HINDSIGHT_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        "postgres://hindsight:hindsight@127.0.0.1:5432/hindsight_test".to_owned()
+    })
+}
+
+/// Runs a DuckDB query through Python's duckdb package; returns the first
+/// column of the first row as text.
+pub fn duckdb_scalar(sql: &str) -> String {
+    let script = "import duckdb, sys\nprint(duckdb.connect().execute(sys.argv[1]).fetchone()[0])";
+    let output = Command::new("python3")
+        .args(["-c", script, sql])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run python3 for duckdb ({e}); run {START_SERVICES}"));
+    assert!(
+        output.status.success(),
+        "duckdb failed (is the duckdb pip package installed? run {START_SERVICES}): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// Reads a child's stdout until a line containing `marker`; returns all lines read.
+pub fn read_until(
+    stdout: &mut BufReader<ChildStdout>,
+    marker: &str,
+    timeout: Duration,
+) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    let mut lines = Vec::new();
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {marker:?}; got {lines:#?}"
+        );
+        let mut line = String::new();
+        let read = stdout.read_line(&mut line).expect("read child stdout");
+        assert!(
+            read > 0,
+            "child exited before printing {marker:?}; got {lines:#?}"
+        );
+        let found = line.contains(marker);
+        lines.push(line.trim_end().to_owned());
+        if found {
+            return lines;
+        }
+    }
+}
+
+/// A plain HTTP/1.1 GET; returns (status, body).
+pub fn http_get(address: &str, path: &str) -> (u16, String) {
+    let mut stream =
+        TcpStream::connect(address).unwrap_or_else(|e| panic!("connect {address}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Sends SIGTERM and waits for the exit status.
+pub fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    child.wait().expect("wait for child")
+}
+
+/// Every `*.parquet` file under `root`, as paths relative to it, sorted.
+pub fn parquet_files(root: &Path) -> Vec<String> {
+    fn walk(root: &Path, directory: &Path, found: &mut Vec<String>) {
+        for entry in std::fs::read_dir(directory).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, found);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                found.push(path.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(root, root, &mut found);
+    found.sort();
+    found
+}
+
+pub fn spawn_with_stdout(command: &mut Command) -> (Child, BufReader<ChildStdout>) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn hindsight");
+    let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    (child, stdout)
+}
