@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use hindsight_archive::catalog::{Catalog, SegmentFilter};
 use hindsight_archive::segment::decode_segment;
 
-use crate::util::{hindsight, parquet_files, read_until, spawn_with_stdout};
+use crate::util::{archive_demo, hindsight, parquet_files, read_until, spawn_with_stdout};
 
 fn pseudo_random_delays(count: usize) -> Vec<Duration> {
     let mut seed = SystemTime::now()
@@ -158,16 +158,7 @@ async fn sigkill_mid_write_leaves_no_partial_file_and_no_untracked_row() {
         "too few kills landed mid-segment to prove anything"
     );
     // The archive keeps working after all that.
-    let output = hindsight()
-        .args(["demo", "--events", "1000", "--no-serve", "--data-dir"])
-        .arg(data.path())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    archive_demo(data.path(), 1000);
     let (rows, _) = check_archive(data.path(), true).await;
     assert!(rows >= 1000);
 }

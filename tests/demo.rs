@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use crate::util::{duckdb_scalar, hindsight, http_get, read_until, spawn_with_stdout, terminate};
+use crate::util::{
+    archive_demo, duckdb_scalar, hindsight, http_get, read_until, spawn_with_stdout, terminate,
+};
 
 fn number_after(lines: &[String], prefix: &str) -> u64 {
     lines
@@ -87,18 +89,8 @@ fn demo_archive_matches_duckdb_and_serves_http() {
 #[test]
 fn rerunning_the_demo_appends_with_continuous_offsets() {
     let data = tempfile::tempdir().unwrap();
-    for _ in 0..2 {
-        let output = hindsight()
-            .args(["demo", "--events", "5000", "--no-serve", "--data-dir"])
-            .arg(data.path())
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    archive_demo(data.path(), 5000);
+    archive_demo(data.path(), 5000);
     let glob = format!("{}/**/*.parquet", data.path().display());
     let duplicates = duckdb_scalar(&format!(
         "SELECT count(*) FROM (SELECT topic, \"partition\", \"offset\" FROM read_parquet('{glob}') \
@@ -116,6 +108,22 @@ fn rerunning_the_demo_appends_with_continuous_offsets() {
     );
 }
 
+/// Runs `hindsight --config FILE check-config`, expects failure, returns stderr.
+fn check_config_fails(file: &std::path::Path) -> String {
+    let output = hindsight()
+        .arg("--config")
+        .arg(file)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(
+        !output.status.success(),
+        "check-config accepted {}",
+        file.display()
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 #[test]
 fn invalid_configuration_reports_every_problem_with_its_path() {
     let directory = tempfile::tempdir().unwrap();
@@ -125,25 +133,17 @@ fn invalid_configuration_reports_every_problem_with_its_path() {
         "[http]\nlisten = \"nowhere\"\n[[sources]]\ntype = \"kafka\"\nname = \"k\"\ngroup_id = \"g\"\ntopics = [\"t\"]\n",
     )
     .unwrap();
-    let output = hindsight()
-        .arg("--config")
-        .arg(&file)
-        .arg("check-config")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = check_config_fails(&file);
     assert!(stderr.contains("http.listen:"), "{stderr}");
     assert!(stderr.contains("sources[0].brokers:"), "{stderr}");
 
-    std::fs::write(&file, "[storage]\nulr = \"x\"\n").unwrap();
-    let output = hindsight()
-        .arg("--config")
-        .arg(&file)
-        .arg("check-config")
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    std::fs::write(
+        &file,
+        "[storage]
+ulr = \"x\"
+",
+    )
+    .unwrap();
+    let stderr = check_config_fails(&file);
     assert!(stderr.contains("ulr"), "{stderr}");
 }

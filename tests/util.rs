@@ -14,6 +14,26 @@ pub fn hindsight() -> Command {
     command
 }
 
+/// Runs `hindsight demo --no-serve` to completion on `data`; panics with its stderr on failure.
+pub fn archive_demo(data: &Path, events: u64) {
+    let output = hindsight()
+        .args([
+            "demo",
+            "--no-serve",
+            "--events",
+            &events.to_string(),
+            "--data-dir",
+        ])
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "demo failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// PostgreSQL for the catalog tests: `HINDSIGHT_TEST_POSTGRES_URL`, or the
 /// default that `scripts/services.sh` sets up.
 pub fn postgres_url() -> String {
