@@ -8,4 +8,5 @@
 mod catalog;
 mod crash;
 mod demo;
+mod store;
 mod util;
