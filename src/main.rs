@@ -2,6 +2,7 @@
 //! commands. Library crates return typed errors; this crate adds context with
 //! `anyhow` and decides the exit code.
 
+mod archive;
 mod config;
 mod demo;
 
@@ -51,6 +52,8 @@ enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// Archive every configured source until Ctrl-C or SIGTERM.
+    Archive,
     /// Serve the HTTP API and UI over the archive.
     Serve {
         /// Address to serve on (overrides http.listen).
@@ -87,7 +90,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // Blocking work still running (a broker client that will not close) must
+    // not keep the process alive: everything durable is committed by now.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -127,6 +134,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
+        Command::Archive => archive::run(&config, cancel).await,
         Command::Serve { listen } => {
             if let Some(listen) = listen {
                 config.http.listen = listen;

@@ -340,3 +340,28 @@ conformance!(
     two_writers_race_and_exactly_one_wins,
     checkpoints_never_move_backwards,
 );
+
+/// Many processes opening one fresh SQLite catalog at once all succeed.
+#[test]
+fn concurrent_first_opens_of_a_sqlite_catalog_all_succeed() {
+    let data = tempfile::tempdir().unwrap();
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            crate::util::hindsight()
+                .args(["migrate", "--data-dir"])
+                .arg(data.path())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}

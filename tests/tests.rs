@@ -8,5 +8,6 @@
 mod catalog;
 mod crash;
 mod demo;
+mod kafka;
 mod store;
 mod util;

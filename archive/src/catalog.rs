@@ -195,10 +195,29 @@ impl Catalog {
         Ok(catalog)
     }
 
+    /// Applies pending migrations. PostgreSQL serializes concurrent migrators
+    /// with an advisory lock; SQLite has none, so when two processes start on
+    /// a fresh catalog at once the loser fails ("table already exists") and
+    /// simply tries again, finding the winner's migration recorded.
     pub async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.pool).await.map_err(|error| {
-            Error::with_source(ErrorKind::Internal, "cannot migrate the catalog", error)
-        })
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match MIGRATOR.run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                Err(error) if attempt < 5 && self.backend == CatalogBackend::Sqlite => {
+                    tracing::debug!(%error, attempt, "catalog migration raced another process; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+                Err(error) => {
+                    return Err(Error::with_source(
+                        ErrorKind::Internal,
+                        "cannot migrate the catalog",
+                        error,
+                    ))
+                }
+            }
+        }
     }
 
     pub fn backend(&self) -> CatalogBackend {

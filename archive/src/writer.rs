@@ -58,6 +58,40 @@ impl Batch {
     pub fn rows(&self) -> usize {
         self.partitions.iter().map(|p| p.events.len()).sum()
     }
+
+    /// The batch without events already archived (offset below their
+    /// partition's checkpoint) and without repeats of an offset within the
+    /// batch (a redelivery). Events without offsets are all kept.
+    pub fn without_archived(&self, checkpoints: &HashMap<(String, i32), Option<i64>>) -> Batch {
+        let partitions = self
+            .partitions
+            .iter()
+            .filter_map(|partition| {
+                let key = (partition.topic.clone(), partition.partition);
+                let checkpoint = checkpoints.get(&key).copied().flatten();
+                let mut seen = std::collections::HashSet::new();
+                let events: Vec<Event> = partition
+                    .events
+                    .iter()
+                    .filter(|event| match (event.offset, checkpoint) {
+                        (Some(offset), Some(next)) => offset >= next && seen.insert(offset),
+                        (Some(offset), None) => seen.insert(offset),
+                        (None, _) => true,
+                    })
+                    .cloned()
+                    .collect();
+                (!events.is_empty()).then(|| PartitionBatch {
+                    topic: partition.topic.clone(),
+                    partition: partition.partition,
+                    events,
+                })
+            })
+            .collect();
+        Batch {
+            source: self.source.clone(),
+            partitions,
+        }
+    }
 }
 
 /// Accumulates events until the flush policy says to write them.
@@ -120,6 +154,19 @@ impl Batcher {
     /// True when any limit, including age, is reached.
     pub fn is_due(&self) -> bool {
         self.is_full() || self.time_until_due() == Some(Duration::ZERO)
+    }
+
+    /// Drops the buffered events of one partition (it was revoked).
+    pub fn discard(&mut self, topic: &str, partition: i32) -> usize {
+        let Some(events) = self.partitions.remove(&(topic.to_owned(), partition)) else {
+            return 0;
+        };
+        self.rows -= events.len();
+        self.bytes -= events.iter().map(approximate_size).sum::<usize>();
+        if self.rows == 0 {
+            self.first_event_at = None;
+        }
+        events.len()
     }
 
     /// Takes everything buffered, leaving the batcher empty.
@@ -228,8 +275,17 @@ impl ArchiveWriter {
         let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
         self.catalog.stage_segments(&records).await?;
 
-        let published = futures::stream::iter(planned.iter())
-            .map(|segment| self.store.publish(&segment.path, segment.bytes.clone()))
+        // Owned arguments: a closure over `&PlannedSegment` makes the future
+        // lose `Send` for `tokio::spawn` (higher-ranked lifetime inference).
+        let uploads: Vec<(Path, bytes::Bytes)> = planned
+            .iter()
+            .map(|s| (s.path.clone(), s.bytes.clone()))
+            .collect();
+        let published = futures::stream::iter(uploads)
+            .map(|(path, bytes)| {
+                let store = self.store.clone();
+                async move { store.publish(&path, bytes).await }
+            })
             .buffer_unordered(self.publish_concurrency)
             .try_collect::<Vec<()>>()
             .await;
@@ -374,6 +430,13 @@ pub async fn recover_abandoned(
     Ok(abandoned.len())
 }
 
+/// Compile-time proof that the write path can run in `tokio::spawn`.
+#[allow(dead_code)]
+fn write_batch_is_spawnable(writer: ArchiveWriter, batch: Batch) {
+    fn spawnable<F: std::future::Future + Send + 'static>(_: F) {}
+    spawnable(async move { writer.write_batch(&batch, &HashMap::new()).await });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,6 +560,14 @@ mod tests {
             [("orders", 0, 4), ("orders", 5, 9), ("payments", 7, 7)]
         );
         assert_eq!(store.list(None).await.unwrap().len(), 3);
+
+        // A redelivered offset inside one batch is written once.
+        let mut repeated = batch.clone();
+        repeated.partitions[0].events.push(event("orders", 0, 3, 1));
+        let fresh = repeated.without_archived(&HashMap::new());
+        assert_eq!(fresh.rows(), batch.rows());
+        let after_commit = HashMap::from([(("orders".to_owned(), 0), Some(10))]);
+        assert_eq!(repeated.without_archived(&after_commit).partitions.len(), 1);
 
         // The same batch again, from a writer that missed the commit: refused, nothing left behind.
         let error = writer

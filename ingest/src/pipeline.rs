@@ -1,8 +1,17 @@
 //! The loop that drives one source: poll, batch, write, commit, acknowledge.
+//!
+//! Exactly-once for positioned events (Kafka, stream queues) rests on the
+//! catalog: before a batch is written, events below their partition's
+//! checkpoint are dropped (they are archived already), and the commit moves
+//! the checkpoint by compare-and-set. When the compare-and-set loses (another
+//! writer got there first), the checkpoints are read again and the rest of the
+//! batch is written. So neither a rebalance nor a zombie writer can archive an
+//! offset twice, and nothing is acknowledged before it is committed.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use hindsight_archive::catalog::Catalog;
 use hindsight_archive::writer::{ArchiveWriter, Batch, Batcher, FlushPolicy, WriteSummary};
 use hindsight_archive::{ErrorKind, Result};
 use tokio_util::sync::CancellationToken;
@@ -16,10 +25,18 @@ pub struct PipelineSummary {
     pub bytes: u64,
     pub segments: usize,
     pub flushes: usize,
+    /// Events dropped because they were archived already (redelivered after a
+    /// crash or a rebalance).
+    pub already_archived: u64,
 }
 
 /// How many events to ask a source for at a time.
 const POLL_EVENTS: usize = 4096;
+
+/// How often a lost compare-and-set is retried with fresh checkpoints.
+const CONFLICT_RETRIES: usize = 5;
+
+type Checkpoints = HashMap<(String, i32), Option<i64>>;
 
 /// Runs `source` into the archive until it finishes or `cancel` fires, then
 /// flushes and commits what is buffered. Retryable write errors are retried
@@ -31,14 +48,11 @@ pub async fn run_pipeline(
     policy: FlushPolicy,
     cancel: CancellationToken,
 ) -> Result<PipelineSummary> {
-    let catalog = writer.catalog();
-    catalog.register_source(source.name(), source.bus()).await?;
-    let mut positions: HashMap<(String, i32), Option<i64>> = catalog
-        .checkpoints(source.name())
-        .await?
-        .into_iter()
-        .map(|c| ((c.topic, c.partition), Some(c.next_position)))
-        .collect();
+    writer
+        .catalog()
+        .register_source(source.name(), source.bus())
+        .await?;
+    let mut checkpoints = Checkpoints::new();
     let mut batcher = Batcher::new(source.name(), policy);
     let mut summary = PipelineSummary::default();
     let mut finished = false;
@@ -53,60 +67,127 @@ pub async fn run_pipeline(
         match polled {
             Poll::Events(events) => events.into_iter().for_each(|event| batcher.push(event)),
             Poll::Idle => {}
+            Poll::Revoked(partitions) => {
+                for (topic, partition) in partitions {
+                    let dropped = batcher.discard(&topic, partition);
+                    checkpoints.remove(&(topic.clone(), partition));
+                    tracing::info!(%topic, partition, dropped, "partition revoked");
+                }
+            }
             Poll::Finished => finished = true,
         }
         if batcher.is_due() || (finished && !batcher.is_empty()) {
-            let batch = batcher.take();
-            let written = write_with_retry(writer, &batch, &positions, &cancel).await?;
-            record(&mut summary, &mut positions, &written);
-            source.acknowledge(&written.advanced).await?;
+            flush(
+                source,
+                writer,
+                &mut batcher,
+                &mut checkpoints,
+                &mut summary,
+                &cancel,
+            )
+            .await?;
         }
     }
     if !batcher.is_empty() {
-        let batch = batcher.take();
-        let written =
-            write_with_retry(writer, &batch, &positions, &CancellationToken::new()).await?;
-        record(&mut summary, &mut positions, &written);
-        source.acknowledge(&written.advanced).await?;
+        // Shutting down: write what is buffered even though `cancel` fired.
+        let keep_trying = CancellationToken::new();
+        flush(
+            source,
+            writer,
+            &mut batcher,
+            &mut checkpoints,
+            &mut summary,
+            &keep_trying,
+        )
+        .await?;
     }
     Ok(summary)
 }
 
-fn record(
+async fn flush(
+    source: &mut dyn Source,
+    writer: &ArchiveWriter,
+    batcher: &mut Batcher,
+    checkpoints: &mut Checkpoints,
     summary: &mut PipelineSummary,
-    positions: &mut HashMap<(String, i32), Option<i64>>,
-    written: &WriteSummary,
-) {
+    cancel: &CancellationToken,
+) -> Result<()> {
+    let batch = batcher.take();
+    let rows = batch.rows() as u64;
+    let written = write_exactly_once(writer, &batch, checkpoints, cancel).await?;
     summary.events += written.rows;
     summary.bytes += written.bytes;
     summary.segments += written.segments;
     summary.flushes += 1;
+    summary.already_archived += rows - written.rows;
     for advance in &written.advanced {
-        positions.insert(
+        checkpoints.insert(
             (advance.topic.clone(), advance.partition),
             Some(advance.next),
         );
     }
+    source.acknowledge(&written.advanced).await
 }
 
-async fn write_with_retry(
+/// Reads the catalog checkpoint of every partition in `batch` not yet known.
+async fn load_checkpoints(
+    catalog: &Catalog,
+    batch: &Batch,
+    checkpoints: &mut Checkpoints,
+    refresh: bool,
+) -> Result<()> {
+    for partition in &batch.partitions {
+        let key = (partition.topic.clone(), partition.partition);
+        if refresh || !checkpoints.contains_key(&key) {
+            let next = catalog
+                .checkpoint(&batch.source, &partition.topic, partition.partition)
+                .await?;
+            checkpoints.insert(key, next);
+        }
+    }
+    Ok(())
+}
+
+/// One try: refresh checkpoints where needed, drop what is archived, write the rest.
+async fn attempt_write(
     writer: &ArchiveWriter,
     batch: &Batch,
-    positions: &HashMap<(String, i32), Option<i64>>,
+    checkpoints: &mut Checkpoints,
+    refresh: bool,
+) -> Result<WriteSummary> {
+    load_checkpoints(writer.catalog(), batch, checkpoints, refresh).await?;
+    let fresh = batch.without_archived(checkpoints);
+    if fresh.partitions.is_empty() {
+        return Ok(WriteSummary::default());
+    }
+    let started = Instant::now();
+    let written = writer.write_batch(&fresh, checkpoints).await?;
+    tracing::debug!(
+        rows = written.rows,
+        segments = written.segments,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "flushed"
+    );
+    Ok(written)
+}
+
+async fn write_exactly_once(
+    writer: &ArchiveWriter,
+    batch: &Batch,
+    checkpoints: &mut Checkpoints,
     cancel: &CancellationToken,
 ) -> Result<WriteSummary> {
     let mut backoff = Duration::from_millis(100);
+    let mut conflicts = 0;
+    let mut refresh = false;
     loop {
-        let started = Instant::now();
-        match writer.write_batch(batch, positions).await {
-            Ok(written) => {
-                tracing::debug!(
-                    rows = written.rows,
-                    segments = written.segments,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "flushed"
-                );
-                return Ok(written);
+        let attempt = attempt_write(writer, batch, checkpoints, refresh).await;
+        match attempt {
+            Ok(written) => return Ok(written),
+            Err(error) if error.kind() == ErrorKind::Conflict && conflicts < CONFLICT_RETRIES => {
+                conflicts += 1;
+                refresh = true;
+                tracing::warn!(error = %error.full_message(), "another writer committed first; re-reading checkpoints");
             }
             Err(error) if error.kind() == ErrorKind::Retryable && !cancel.is_cancelled() => {
                 tracing::warn!(
@@ -119,6 +200,8 @@ async fn write_with_retry(
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(30));
+                // The commit may have happened before the error: re-read.
+                refresh = true;
             }
             Err(error) => return Err(error),
         }

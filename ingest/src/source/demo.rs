@@ -325,7 +325,7 @@ mod tests {
         loop {
             match source.poll(100).await.unwrap() {
                 Poll::Events(batch) => events.extend(batch),
-                Poll::Idle => {}
+                Poll::Idle | Poll::Revoked(_) => {}
                 Poll::Finished => break,
             }
         }

@@ -20,6 +20,8 @@
 //! One module per bus; each bus is behind a cargo feature that is on by default.
 
 pub mod demo;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 
 use async_trait::async_trait;
 use hindsight_archive::catalog::CheckpointAdvance;
@@ -32,6 +34,10 @@ pub enum Poll {
     Events(Vec<Event>),
     /// Nothing right now; poll again.
     Idle,
+    /// These (topic, partition)s were taken away (a rebalance): drop what is
+    /// buffered for them and forget their checkpoints. Their new owner resumes
+    /// from the catalog.
+    Revoked(Vec<(String, i32)>),
     /// A finite source has nothing more, ever.
     Finished,
 }

@@ -1,0 +1,76 @@
+//! `hindsight archive`: runs every configured source until SIGTERM or Ctrl-C,
+//! then flushes, commits and exits 0. When one source fails, all stop
+//! cleanly (what is durable is committed) and the command exits non-zero.
+
+use anyhow::{bail, Context};
+use hindsight_archive::writer::{recover_abandoned, ArchiveWriter};
+use hindsight_ingest::run_pipeline;
+use hindsight_ingest::source::kafka::KafkaSource;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::{Config, SourceSection};
+
+pub async fn run(config: &Config, cancel: CancellationToken) -> anyhow::Result<()> {
+    if config.sources.is_empty() {
+        bail!("no sources configured: add [[sources]] to the configuration file");
+    }
+    let (store, catalog) = crate::open_archive(config).await?;
+    let writer = ArchiveWriter::new(store.clone(), catalog.clone(), config.segment_format());
+    let policy = config.flush.policy();
+    let mut tasks = JoinSet::new();
+    for source in &config.sources {
+        let name = source.name().to_owned();
+        recover_abandoned(&store, &catalog, Some(&name), config.catalog.pending_grace)
+            .await
+            .with_context(|| format!("cannot clean up after an earlier crash of source {name}"))?;
+        match source.clone() {
+            SourceSection::Kafka(kafka) => {
+                let writer = writer.clone();
+                let catalog = catalog.clone();
+                let cancel = cancel.clone();
+                let span = tracing::info_span!("source", name = %name);
+                tasks.spawn(
+                    async move {
+                        let mut source = KafkaSource::start(kafka, catalog)?;
+                        let result = run_pipeline(&mut source, &writer, policy, cancel).await;
+                        source.stop().await;
+                        result.map(|summary| (name, summary))
+                    }
+                    .instrument(span),
+                );
+            }
+            SourceSection::Amqp(_) => {
+                bail!("source {name}: the RabbitMQ ingester is not available yet");
+            }
+        }
+    }
+    println!(
+        "archiving {} source(s); Ctrl-C or SIGTERM flushes, commits and stops",
+        tasks.len()
+    );
+    let mut failure = None;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok((name, summary))) => println!(
+                "source {name}: archived {} events in {} segments ({} already archived, skipped)",
+                summary.events, summary.segments, summary.already_archived
+            ),
+            Ok(Err(error)) => {
+                tracing::error!(error = %error.full_message(), "source failed; stopping every source");
+                cancel.cancel();
+                failure.get_or_insert(anyhow::Error::new(error));
+            }
+            Err(join_error) => {
+                cancel.cancel();
+                failure.get_or_insert(anyhow::anyhow!("a source task panicked: {join_error}"));
+            }
+        }
+    }
+    catalog.close().await;
+    match failure {
+        Some(error) => Err(error.context("archiving stopped")),
+        None => Ok(()),
+    }
+}
