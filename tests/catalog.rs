@@ -8,8 +8,6 @@ use hindsight_archive::catalog::{
 };
 use hindsight_archive::{Bus, ErrorKind};
 
-use crate::util::{postgres_url, START_SERVICES};
-
 /// A catalog URL plus whatever keeps its database alive.
 struct TestDatabase {
     url: String,
@@ -26,22 +24,8 @@ fn sqlite_database() -> TestDatabase {
 }
 
 async fn postgres_database() -> TestDatabase {
-    let admin_url = postgres_url();
-    let admin = Catalog::connect(&admin_url).await.unwrap_or_else(|error| {
-        panic!(
-            "PostgreSQL is not reachable at {admin_url} ({}); start it with {START_SERVICES}",
-            error.full_message()
-        )
-    });
-    let name = format!("hindsight_conformance_{}", uuid::Uuid::new_v4().simple());
-    admin
-        .execute_raw(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    admin.close().await;
-    let (base, _) = admin_url.rsplit_once('/').unwrap();
     TestDatabase {
-        url: format!("{base}/{name}"),
+        url: crate::util::fresh_postgres_database("hindsight_conformance").await,
         _guard: Box::new(()),
     }
 }

@@ -9,7 +9,7 @@ use hindsight_archive::segment::decode_segment;
 use hindsight_archive::store::{ArchiveStore, StoreConfig};
 use object_store::path::Path;
 
-use crate::util::{hindsight, postgres_url, START_SERVICES};
+use crate::util::{hindsight, START_SERVICES};
 
 pub fn s3_endpoint() -> String {
     std::env::var("HINDSIGHT_TEST_S3_ENDPOINT")
@@ -148,19 +148,7 @@ conformance!(
 #[tokio::test]
 async fn demo_archives_to_s3_with_a_postgres_catalog() {
     let bucket = create_bucket();
-    let admin = Catalog::connect(&postgres_url()).await.unwrap_or_else(|e| {
-        panic!(
-            "PostgreSQL is not reachable ({}); start it with {START_SERVICES}",
-            e.full_message()
-        )
-    });
-    let database = format!("hindsight_demo_{}", uuid::Uuid::new_v4().simple());
-    admin
-        .execute_raw(&format!("CREATE DATABASE {database}"))
-        .await
-        .unwrap();
-    admin.close().await;
-    let catalog_url = format!("{}/{database}", postgres_url().rsplit_once('/').unwrap().0);
+    let catalog_url = crate::util::fresh_postgres_database("hindsight_demo").await;
     let scratch = tempfile::tempdir().unwrap();
 
     let output = hindsight()

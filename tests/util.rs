@@ -42,6 +42,28 @@ pub fn postgres_url() -> String {
     })
 }
 
+/// Creates a fresh, empty PostgreSQL database named `<prefix>_<uuid>` and
+/// returns its URL: tests never share catalog tables.
+pub async fn fresh_postgres_database(prefix: &str) -> String {
+    let admin_url = postgres_url();
+    let admin = hindsight_archive::catalog::Catalog::connect(&admin_url)
+        .await
+        .unwrap_or_else(|error| {
+            panic!(
+                "PostgreSQL is not reachable at {admin_url} ({}); start it with {START_SERVICES}",
+                error.full_message()
+            )
+        });
+    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .execute_raw(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    admin.close().await;
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
 /// Runs a DuckDB query through Python's duckdb package; returns the first
 /// column of the first row as text.
 pub fn duckdb_scalar(sql: &str) -> String {
