@@ -369,8 +369,8 @@ async fn kafka_sigkill_loses_nothing_and_duplicates_nothing() {
         println!("kill {kills}: {count} events archived so far");
     }
     assert!(
-        runs_that_archived >= 6,
-        "too few runs archived anything before their kill"
+        runs_that_archived >= 4,
+        "too few runs archived anything before their kill (the kills must land mid-flow)"
     );
     wait_success(producer, "confluent-kafka producer");
     let (mut archive, _stdout) = start_archive_ready(&config_for_run(kills));
