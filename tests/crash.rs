@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use hindsight_archive::catalog::{Catalog, SegmentFilter};
 use hindsight_archive::segment::decode_segment;
 
-use crate::util::{archive_demo, hindsight, parquet_files, read_until, spawn_with_stdout};
+use crate::util::{archive_demo, hindsight, parquet_files, read_until, run_ok, spawn_with_stdout};
 
 fn pseudo_random_delays(count: usize) -> Vec<Duration> {
     let mut seed = SystemTime::now()
@@ -137,15 +137,10 @@ async fn sigkill_mid_write_leaves_no_partial_file_and_no_untracked_row() {
         kills += 1;
         let (_, pending) = check_archive(data.path(), false).await;
         pending_seen += pending;
-        let repair = hindsight()
-            .args(["repair", "--grace", "0s", "--data-dir"])
-            .arg(data.path())
-            .output()
-            .unwrap();
-        assert!(
-            repair.status.success(),
-            "{}",
-            String::from_utf8_lossy(&repair.stderr)
+        run_ok(
+            hindsight()
+                .args(["repair", "--grace", "0s", "--data-dir"])
+                .arg(data.path()),
         );
         check_archive(data.path(), true).await;
     }

@@ -9,7 +9,7 @@ use hindsight_archive::segment::decode_segment;
 use hindsight_archive::store::{ArchiveStore, StoreConfig};
 use object_store::path::Path;
 
-use crate::util::{hindsight, START_SERVICES};
+use crate::util::{hindsight, run_ok, START_SERVICES};
 
 pub fn s3_endpoint() -> String {
     std::env::var("HINDSIGHT_TEST_S3_ENDPOINT")
@@ -151,22 +151,17 @@ async fn demo_archives_to_s3_with_a_postgres_catalog() {
     let catalog_url = crate::util::fresh_postgres_database("hindsight_demo").await;
     let scratch = tempfile::tempdir().unwrap();
 
-    let output = hindsight()
-        .args(["demo", "--no-serve", "--events", "20000", "--data-dir"])
-        .arg(scratch.path())
-        .env("HINDSIGHT__STORAGE__URL", format!("s3://{bucket}/archive"))
-        .env("HINDSIGHT__STORAGE__ENDPOINT", s3_endpoint())
-        .env("HINDSIGHT__STORAGE__ALLOW_HTTP", "true")
-        .env("HINDSIGHT__CATALOG__URL", &catalog_url)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    run_ok(
+        hindsight()
+            .args(["demo", "--no-serve", "--events", "20000", "--data-dir"])
+            .arg(scratch.path())
+            .env("HINDSIGHT__STORAGE__URL", format!("s3://{bucket}/archive"))
+            .env("HINDSIGHT__STORAGE__ENDPOINT", s3_endpoint())
+            .env("HINDSIGHT__STORAGE__ALLOW_HTTP", "true")
+            .env("HINDSIGHT__CATALOG__URL", &catalog_url)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1"),
     );
 
     let catalog = Catalog::connect(&catalog_url).await.unwrap();

@@ -14,23 +14,29 @@ pub fn hindsight() -> Command {
     command
 }
 
-/// Runs `hindsight demo --no-serve` to completion on `data`; panics with its stderr on failure.
-pub fn archive_demo(data: &Path, events: u64) {
-    let output = hindsight()
-        .args([
-            "demo",
-            "--no-serve",
-            "--events",
-            &events.to_string(),
-            "--data-dir",
-        ])
-        .arg(data)
-        .output()
-        .unwrap();
+/// Runs a command to completion; panics with its stderr unless it succeeded.
+pub fn run_ok(command: &mut Command) -> std::process::Output {
+    let output = command.output().unwrap();
     assert!(
         output.status.success(),
-        "demo failed: {}",
+        "{command:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Runs `hindsight demo --no-serve` to completion on `data`; panics with its stderr on failure.
+pub fn archive_demo(data: &Path, events: u64) {
+    run_ok(
+        hindsight()
+            .args([
+                "demo",
+                "--no-serve",
+                "--events",
+                &events.to_string(),
+                "--data-dir",
+            ])
+            .arg(data),
     );
 }
 
