@@ -81,6 +81,10 @@ pub struct AmqpProperties {
     /// replay can rebuild it exactly. The flat `headers` column carries the same
     /// entries with values rendered as bytes, for search.
     pub headers_table: Option<String>,
+    /// The exchange the message was published to (`""`: the default
+    /// exchange). For queue modes it is also the event's `topic`; for a
+    /// stream queue the `topic` is the stream.
+    pub exchange: Option<String>,
 }
 
 /// One archived event. Times are microseconds since the Unix epoch, UTC.
@@ -138,6 +142,16 @@ pub mod event_id {
             source.as_bytes(),
             topic.as_bytes(),
             &partition.to_le_bytes(),
+            &offset.to_le_bytes(),
+        ])
+    }
+
+    /// A RabbitMQ stream queue: source + stream + offset, like a Kafka record.
+    pub fn amqp_stream(source: &str, stream: &str, offset: i64) -> String {
+        digest(&[
+            b"amqp-stream",
+            source.as_bytes(),
+            stream.as_bytes(),
             &offset.to_le_bytes(),
         ])
     }

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod error;
 pub mod event;
 pub mod layout;
+pub mod metrics;
 pub mod schema;
 pub mod segment;
 pub mod store;

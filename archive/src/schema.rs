@@ -24,7 +24,7 @@ use crate::event::{AmqpProperties, Event, Header};
 
 /// Bumped when a column is added or changes meaning; written into every
 /// segment's Parquet key-value metadata as `hindsight.schema_version`.
-pub const SCHEMA_VERSION: &str = "1";
+pub const SCHEMA_VERSION: &str = "2";
 
 const UTC: &str = "UTC";
 
@@ -77,6 +77,7 @@ pub fn event_schema() -> SchemaRef {
                 Field::new("redelivered", DataType::Boolean, true),
                 Field::new("event_time", timestamp_type(), false),
                 Field::new("ingest_time", timestamp_type(), false),
+                Field::new("amqp_exchange", DataType::Utf8, true),
             ]))
         })
         .clone()
@@ -113,6 +114,7 @@ pub fn events_to_batch(events: &[Event]) -> Result<RecordBatch> {
     let mut redelivered = BooleanBuilder::with_capacity(rows);
     let mut event_time = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone(UTC);
     let mut ingest_time = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone(UTC);
+    let mut amqp_exchange = StringBuilder::new();
 
     let mut header_offsets = Vec::with_capacity(rows + 1);
     header_offsets.push(0i32);
@@ -155,6 +157,7 @@ pub fn events_to_batch(events: &[Event]) -> Result<RecordBatch> {
         redelivered.append_option(event.redelivered);
         event_time.append_value(event.event_time);
         ingest_time.append_value(event.ingest_time);
+        amqp_exchange.append_option(amqp.exchange.as_deref());
     }
 
     let header_pairs = StructArray::try_new(
@@ -201,6 +204,7 @@ pub fn events_to_batch(events: &[Event]) -> Result<RecordBatch> {
         Arc::new(redelivered.finish()),
         Arc::new(event_time.finish()),
         Arc::new(ingest_time.finish()),
+        Arc::new(amqp_exchange.finish()),
     ];
     Ok(RecordBatch::try_new(event_schema(), columns)?)
 }
@@ -265,6 +269,7 @@ pub fn batch_to_events(batch: &RecordBatch) -> Result<Vec<Event>> {
     let redelivered = typed::<Booleans>(batch, "redelivered")?;
     let event_time = column(batch, "event_time")?.as_primitive::<TimestampMicrosecondType>();
     let ingest_time = column(batch, "ingest_time")?.as_primitive::<TimestampMicrosecondType>();
+    let amqp_exchange = typed::<Strings>(batch, "amqp_exchange")?;
 
     let header_pairs = headers.values().as_struct();
     let header_names = header_pairs
@@ -315,6 +320,7 @@ pub fn batch_to_events(batch: &RecordBatch) -> Result<Vec<Event>> {
                 message_type: opt_string(amqp_type, row),
                 app_id: opt_string(amqp_app_id, row),
                 user_id: opt_string(amqp_user_id, row),
+                exchange: opt_string(amqp_exchange, row),
                 headers_table: opt_string(amqp_headers_table, row),
             },
             redelivered: redelivered.is_valid(row).then(|| redelivered.value(row)),

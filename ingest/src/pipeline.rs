@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use hindsight_archive::catalog::Catalog;
+use hindsight_archive::metrics::{self, CommitFailureLabels, Metrics};
 use hindsight_archive::writer::{ArchiveWriter, Batch, Batcher, FlushPolicy, WriteSummary};
 use hindsight_archive::{ErrorKind, Result};
 use tokio_util::sync::CancellationToken;
@@ -52,6 +53,11 @@ pub async fn run_pipeline(
         .catalog()
         .register_source(source.name(), source.bus())
         .await?;
+    let mut policy = policy;
+    if let Some(cap) = source.max_batch_rows() {
+        policy.max_rows = policy.max_rows.min(cap.max(1));
+    }
+    let labels = Metrics::source(source.name());
     let mut checkpoints = Checkpoints::new();
     let mut batcher = Batcher::new(source.name(), policy);
     let mut summary = PipelineSummary::default();
@@ -65,11 +71,15 @@ pub async fn run_pipeline(
             polled = source.poll(POLL_EVENTS) => polled?,
         };
         match polled {
-            Poll::Events(events) => events.into_iter().for_each(|event| batcher.push(event)),
+            Poll::Events(events) => {
+                events.into_iter().for_each(|event| batcher.push(event));
+                metrics::global().events_buffered.get_or_create(&labels).set(batcher.rows() as i64);
+            }
             Poll::Idle => {}
             Poll::Revoked(partitions) => {
                 for (topic, partition) in partitions {
                     let dropped = batcher.discard(&topic, partition);
+                    metrics::global().events_buffered.get_or_create(&labels).set(batcher.rows() as i64);
                     checkpoints.remove(&(topic.clone(), partition));
                     tracing::info!(%topic, partition, dropped, "partition revoked");
                 }
@@ -114,7 +124,27 @@ async fn flush(
 ) -> Result<()> {
     let batch = batcher.take();
     let rows = batch.rows() as u64;
+    let labels = Metrics::source(&batch.source);
+    let started = Instant::now();
     let written = write_exactly_once(writer, &batch, checkpoints, cancel).await?;
+    let metrics = metrics::global();
+    metrics
+        .flush_seconds
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .events_archived
+        .get_or_create(&labels)
+        .inc_by(written.rows);
+    metrics
+        .segments_written
+        .get_or_create(&labels)
+        .inc_by(written.segments as u64);
+    metrics
+        .bytes_written
+        .get_or_create(&labels)
+        .inc_by(written.bytes);
+    metrics::global().events_buffered.get_or_create(&labels).set(batcher.rows() as i64);
     summary.events += written.rows;
     summary.bytes += written.bytes;
     summary.segments += written.segments;
@@ -182,6 +212,20 @@ async fn write_exactly_once(
     let mut refresh = false;
     loop {
         let attempt = attempt_write(writer, batch, checkpoints, refresh).await;
+        if let Err(error) = &attempt {
+            let reason = match error.kind() {
+                ErrorKind::Conflict => "conflict",
+                ErrorKind::Retryable => "unavailable",
+                _ => "fatal",
+            };
+            metrics::global()
+                .commit_failures
+                .get_or_create(&CommitFailureLabels {
+                    source: batch.source.clone(),
+                    reason: reason.to_owned(),
+                })
+                .inc();
+        }
         match attempt {
             Ok(written) => return Ok(written),
             Err(error) if error.kind() == ErrorKind::Conflict && conflicts < CONFLICT_RETRIES => {

@@ -18,6 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use hindsight_archive::catalog::{Catalog, CheckpointAdvance};
 use hindsight_archive::event::{event_id, now_micros};
+use hindsight_archive::metrics::{self, PartitionLabels};
 use hindsight_archive::{Bus, Error, ErrorKind, Event, Header, Result};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
@@ -30,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Poll, Source};
+use super::{count_consumed, Poll, Source};
 
 /// Where a partition without a checkpoint starts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,15 +59,11 @@ pub struct KafkaSourceConfig {
     #[serde(default)]
     pub start: StartPosition,
     /// Payloads larger than this are archived truncated, flagged, with their size.
-    #[serde(default = "default_max_payload_bytes")]
+    #[serde(default = "super::default_max_payload_bytes")]
     pub max_payload_bytes: usize,
     /// Extra librdkafka properties (`security.protocol`, `sasl.*`, …).
     #[serde(default)]
     pub client: HashMap<String, String>,
-}
-
-pub fn default_max_payload_bytes() -> usize {
-    16 * 1024 * 1024
 }
 
 impl KafkaSourceConfig {
@@ -108,7 +105,28 @@ struct HindsightContext {
     revoked: std::sync::Mutex<Vec<(String, i32)>>,
 }
 
-impl ClientContext for HindsightContext {}
+impl ClientContext for HindsightContext {
+    /// librdkafka statistics (every `statistics.interval.ms`): the lag of each
+    /// assigned partition, high watermark minus the committed offset (which
+    /// follows the catalog), for `/metrics`.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (topic, stats) in &statistics.topics {
+            for (partition, partition_stats) in &stats.partitions {
+                if *partition < 0 || partition_stats.consumer_lag < 0 {
+                    continue;
+                }
+                metrics::global()
+                    .consumer_lag
+                    .get_or_create(&PartitionLabels {
+                        source: self.source.clone(),
+                        topic: topic.clone(),
+                        partition: partition.to_string(),
+                    })
+                    .set(partition_stats.consumer_lag);
+            }
+        }
+    }
+}
 
 impl HindsightContext {
     fn start_offsets(&self, tpl: &mut TopicPartitionList) -> Result<()> {
@@ -221,6 +239,7 @@ impl KafkaSource {
                 },
             )
             .set("enable.partition.eof", "false")
+            .set("statistics.interval.ms", "5000")
             .set("client.id", format!("hindsight-{}", config.name));
         for (key, value) in &config.client {
             client.set(key, value);
@@ -441,7 +460,10 @@ impl Source for KafkaSource {
                 ErrorKind::Internal,
                 "the kafka poll thread stopped",
             )),
-            Ok(Some(Delivery::Events(events))) => Ok(Poll::Events(events)),
+            Ok(Some(Delivery::Events(events))) => {
+                count_consumed(&self.config.name, &events);
+                Ok(Poll::Events(events))
+            }
             Ok(Some(Delivery::Revoked(partitions))) => Ok(Poll::Revoked(partitions)),
             Ok(Some(Delivery::Failed(error))) => Err(error),
         }

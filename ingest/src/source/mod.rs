@@ -19,6 +19,8 @@
 //!
 //! One module per bus; each bus is behind a cargo feature that is on by default.
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
 pub mod demo;
 #[cfg(feature = "kafka")]
 pub mod kafka;
@@ -49,10 +51,44 @@ pub trait Source: Send {
 
     fn bus(&self) -> Bus;
 
+    /// The most rows one batch may hold, when the source needs a cap (a
+    /// RabbitMQ prefetch: a batch larger than the messages in flight could
+    /// never fill).
+    fn max_batch_rows(&self) -> Option<usize> {
+        None
+    }
+
     /// Up to `max_events` events. Waits briefly for the first one, then returns.
     async fn poll(&mut self, max_events: usize) -> Result<Poll>;
 
     /// Called after a catalog commit with the checkpoints it advanced: the
     /// source may now acknowledge everything before them to its broker.
     async fn acknowledge(&mut self, committed: &[CheckpointAdvance]) -> Result<()>;
+}
+
+/// The default `max_payload_bytes` of every bus source: 16 MiB.
+pub fn default_max_payload_bytes() -> usize {
+    16 * 1024 * 1024
+}
+
+/// Counts events and payload bytes received, for `/metrics`.
+pub(crate) fn count_consumed(source: &str, events: &[hindsight_archive::Event]) {
+    let labels = hindsight_archive::metrics::Metrics::source(source);
+    let metrics = hindsight_archive::metrics::global();
+    metrics
+        .events_consumed
+        .get_or_create(&labels)
+        .inc_by(events.len() as u64);
+    let bytes: i64 = events.iter().map(|e| e.payload_size).sum();
+    metrics
+        .bytes_consumed
+        .get_or_create(&labels)
+        .inc_by(bytes.max(0) as u64);
+    let truncated = events.iter().filter(|e| e.payload_truncated).count();
+    if truncated > 0 {
+        metrics
+            .payloads_truncated
+            .get_or_create(&labels)
+            .inc_by(truncated as u64);
+    }
 }
