@@ -3,8 +3,10 @@
 //! cleanly (what is durable is committed) and the command exits non-zero.
 
 use anyhow::{bail, Context};
+use hindsight_archive::metrics;
 use hindsight_archive::writer::{recover_abandoned, ArchiveWriter};
 use hindsight_ingest::run_pipeline;
+use hindsight_ingest::source::amqp::AmqpSource;
 use hindsight_ingest::source::kafka::KafkaSource;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -12,9 +14,16 @@ use tracing::Instrument;
 
 use crate::config::{Config, SourceSection};
 
-pub async fn run(config: &Config, cancel: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: &Config,
+    metrics_listen: Option<&str>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     if config.sources.is_empty() {
         bail!("no sources configured: add [[sources]] to the configuration file");
+    }
+    if let Some(address) = metrics_listen {
+        serve_metrics(address, cancel.clone()).await?;
     }
     let (store, catalog) = crate::open_archive(config).await?;
     let writer = ArchiveWriter::new(store.clone(), catalog.clone(), config.segment_format());
@@ -41,8 +50,22 @@ pub async fn run(config: &Config, cancel: CancellationToken) -> anyhow::Result<(
                     .instrument(span),
                 );
             }
-            SourceSection::Amqp(_) => {
-                bail!("source {name}: the RabbitMQ ingester is not available yet");
+            SourceSection::Amqp(amqp) => {
+                // Connect before spawning: a wrong URL or a missing queue fails the start.
+                let mut source = AmqpSource::start(amqp, catalog.clone(), policy.max_rows)
+                    .await
+                    .with_context(|| format!("cannot start source {name}"))?;
+                let writer = writer.clone();
+                let cancel = cancel.clone();
+                let span = tracing::info_span!("source", name = %name);
+                tasks.spawn(
+                    async move {
+                        let result = run_pipeline(&mut source, &writer, policy, cancel).await;
+                        source.stop().await;
+                        result.map(|summary| (name, summary))
+                    }
+                    .instrument(span),
+                );
             }
         }
     }
@@ -73,4 +96,35 @@ pub async fn run(config: &Config, cancel: CancellationToken) -> anyhow::Result<(
         Some(error) => Err(error.context("archiving stopped")),
         None => Ok(()),
     }
+}
+
+/// `/metrics` and `/healthz` for an ingester, until `cancel` fires.
+async fn serve_metrics(address: &str, cancel: CancellationToken) -> anyhow::Result<()> {
+    use axum::http::header;
+    use axum::routing::get;
+
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} for /metrics"))?;
+    println!("metrics on http://{}/metrics", listener.local_addr()?);
+    let router = axum::Router::new()
+        .route(
+            "/metrics",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+                    metrics::render(),
+                )
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }));
+    tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { cancel.cancelled().await })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "the metrics listener failed");
+        }
+    });
+    Ok(())
 }

@@ -13,7 +13,10 @@ use hindsight_archive::layout::validate_source_name;
 use hindsight_archive::segment::SegmentFormat;
 use hindsight_archive::store::StoreConfig;
 use hindsight_archive::writer::FlushPolicy;
+use hindsight_ingest::source::amqp::AmqpSourceConfig;
 use hindsight_ingest::source::kafka::KafkaSourceConfig;
+use hindsight_query::http::HttpOptions;
+use hindsight_query::QueryLimits;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +31,8 @@ pub struct Config {
     pub catalog: CatalogSection,
     #[serde(default)]
     pub http: HttpSection,
+    #[serde(default)]
+    pub query: QuerySection,
     /// Flush defaults for every source.
     #[serde(default)]
     pub flush: FlushSection,
@@ -107,6 +112,24 @@ impl Default for CatalogSection {
 pub struct HttpSection {
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// When set, the API routes and `/metrics` need `Authorization: Bearer <token>`.
+    /// Never printed: `check-config` shows `"<redacted>"`.
+    #[serde(default, serialize_with = "redact")]
+    pub auth_token: Option<String>,
+    /// Largest request body accepted (SQL text), in bytes.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+fn default_max_body_bytes() -> usize {
+    HttpOptions::default().max_body_bytes
+}
+
+fn redact<S: serde::Serializer>(token: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
+    match token {
+        Some(_) => serializer.serialize_some("<redacted>"),
+        None => serializer.serialize_none(),
+    }
 }
 
 fn default_listen() -> String {
@@ -117,6 +140,64 @@ impl Default for HttpSection {
     fn default() -> Self {
         HttpSection {
             listen: default_listen(),
+            auth_token: None,
+            max_body_bytes: default_max_body_bytes(),
+        }
+    }
+}
+
+impl HttpSection {
+    pub fn options(&self) -> HttpOptions {
+        HttpOptions {
+            auth_token: self.auth_token.clone(),
+            max_body_bytes: self.max_body_bytes,
+        }
+    }
+}
+
+/// Limits of every SQL query, from the CLI or the HTTP API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuerySection {
+    /// Wall-clock limit of one query.
+    #[serde(default = "default_query_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Memory one query may use, in bytes; past it the query fails (nothing spills).
+    #[serde(default = "default_query_memory")]
+    pub max_memory_bytes: usize,
+    /// Queries that run at once; more wait, then are refused.
+    #[serde(default = "default_query_concurrency")]
+    pub max_concurrent: usize,
+}
+
+fn default_query_timeout() -> Duration {
+    QueryLimits::default().timeout
+}
+
+fn default_query_memory() -> usize {
+    QueryLimits::default().memory_limit
+}
+
+fn default_query_concurrency() -> usize {
+    QueryLimits::default().max_concurrent
+}
+
+impl Default for QuerySection {
+    fn default() -> Self {
+        QuerySection {
+            timeout: default_query_timeout(),
+            max_memory_bytes: default_query_memory(),
+            max_concurrent: default_query_concurrency(),
+        }
+    }
+}
+
+impl QuerySection {
+    pub fn limits(&self) -> QueryLimits {
+        QueryLimits {
+            timeout: self.timeout,
+            memory_limit: self.max_memory_bytes,
+            max_concurrent: self.max_concurrent,
         }
     }
 }
@@ -164,24 +245,12 @@ impl FlushSection {
     }
 }
 
-/// A bus source. Kafka sources run with `hindsight archive`; the RabbitMQ
-/// ingester is not built yet, but its configuration is parsed and validated.
+/// A bus source, run by `hindsight archive`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum SourceSection {
     Kafka(KafkaSourceConfig),
-    Amqp(AmqpSourceSection),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AmqpSourceSection {
-    pub name: String,
-    #[serde(default)]
-    pub url: String,
-    pub queue: Option<String>,
-    #[serde(default)]
-    pub exchanges: Vec<String>,
+    Amqp(AmqpSourceConfig),
 }
 
 impl SourceSection {
@@ -277,6 +346,23 @@ impl Config {
                 self.http.listen
             ));
         }
+        if self.http.max_body_bytes == 0 {
+            problems.push("http.max_body_bytes: must be at least 1".to_owned());
+        }
+        if self.http.auth_token.as_deref() == Some("") {
+            problems.push(
+                "http.auth_token: must not be empty (leave it out to disable auth)".to_owned(),
+            );
+        }
+        if self.query.timeout.is_zero() {
+            problems.push("query.timeout: must be longer than zero".to_owned());
+        }
+        if self.query.max_memory_bytes < 1024 * 1024 {
+            problems.push("query.max_memory_bytes: must be at least 1048576 (1 MiB)".to_owned());
+        }
+        if self.query.max_concurrent == 0 {
+            problems.push("query.max_concurrent: must be at least 1".to_owned());
+        }
         if self.flush.max_rows == 0 {
             problems.push("flush.max_rows: must be at least 1".to_owned());
         }
@@ -309,12 +395,7 @@ impl Config {
                     }
                 }
                 SourceSection::Amqp(amqp) => {
-                    if !(amqp.url.starts_with("amqp://") || amqp.url.starts_with("amqps://")) {
-                        problems.push(format!("{path}.url: must start with amqp:// or amqps://"));
-                    }
-                    if amqp.queue.is_none() && amqp.exchanges.is_empty() {
-                        problems.push(format!("{path}.queue: set a queue or list exchanges"));
-                    }
+                    problems.extend(amqp.problems(&path, self.flush.max_age));
                 }
             }
         }
@@ -358,6 +439,8 @@ mod tests {
             name = "rabbit"
             url = "amqp://localhost"
             queue = "q"
+            [[sources.bindings]]
+            exchange = "orders"
             [[sources]]
             type = "kafka"
             name = "bad/name"
@@ -380,6 +463,39 @@ mod tests {
             );
         }
         assert_eq!(problems.len(), 5, "{problems:?}");
+    }
+
+    #[test]
+    fn query_limits_and_the_token_are_configurable_and_the_token_is_never_printed() {
+        let config = parse(
+            "[http]\nauth_token = \"s3cret\"\nmax_body_bytes = 4096\n\
+             [query]\ntimeout = \"5s\"\nmax_memory_bytes = 67108864\nmax_concurrent = 2\n",
+        )
+        .unwrap();
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
+        assert_eq!(config.http.options().auth_token.as_deref(), Some("s3cret"));
+        assert_eq!(config.http.options().max_body_bytes, 4096);
+        let limits = config.query.limits();
+        assert_eq!(limits.timeout, Duration::from_secs(5));
+        assert_eq!(limits.memory_limit, 64 * 1024 * 1024);
+        assert_eq!(limits.max_concurrent, 2);
+        let printed = serde_json::to_string(&config).unwrap();
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("<redacted>"), "{printed}");
+
+        let problems = parse("[query]\ntimeout = \"0s\"\nmax_concurrent = 0\n")
+            .unwrap()
+            .validate();
+        assert!(
+            problems.iter().any(|p| p.starts_with("query.timeout:")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("query.max_concurrent:")),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod archive;
 mod config;
 mod demo;
+mod query;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -53,12 +54,29 @@ enum Command {
         seed: u64,
     },
     /// Archive every configured source until Ctrl-C or SIGTERM.
-    Archive,
+    Archive {
+        /// Serve `/metrics` (Prometheus) and `/healthz` on this address.
+        #[arg(long)]
+        metrics_listen: Option<String>,
+    },
     /// Serve the HTTP API and UI over the archive.
     Serve {
         /// Address to serve on (overrides http.listen).
         #[arg(long)]
         listen: Option<String>,
+    },
+    /// Run one read-only SQL query over the archive and print the result.
+    ///
+    /// Tables: events (with payload_text), events_dedup, events_raw, segments.
+    Query {
+        /// The SQL statement, e.g. "SELECT topic, count(*) FROM events GROUP BY topic".
+        sql: String,
+        /// Output: table (for people), json, ndjson, csv, parquet or arrow (for tools).
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Print how many segments were scanned, rows and time to stderr.
+        #[arg(long)]
+        stats: bool,
     },
     /// Apply catalog migrations and exit.
     Migrate,
@@ -134,13 +152,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
-        Command::Archive => archive::run(&config, cancel).await,
+        Command::Archive { metrics_listen } => {
+            archive::run(&config, metrics_listen.as_deref(), cancel).await
+        }
         Command::Serve { listen } => {
             if let Some(listen) = listen {
                 config.http.listen = listen;
             }
             let (store, catalog) = open_archive(&config).await?;
             serve(&config, store, catalog, cancel).await
+        }
+        Command::Query { sql, format, stats } => {
+            query::run(&config, &sql, &format, stats, cancel).await
         }
         Command::Migrate => {
             let catalog = Catalog::open(&config.catalog_url())
@@ -187,7 +210,9 @@ pub async fn serve(
         .with_context(|| format!("cannot listen on {address}"))?;
     let local = listener.local_addr()?;
     println!("serving the API and UI on http://{local}/ (Ctrl-C to stop)");
-    let state = hindsight_query::http::AppState::new(store, catalog);
+    let engine = hindsight_query::QueryEngine::new(store, catalog, config.query.limits())
+        .context("cannot start the query engine")?;
+    let state = hindsight_query::http::AppState::new(engine, config.http.options());
     hindsight_query::http::serve(listener, state, cancel).await?;
     Ok(())
 }

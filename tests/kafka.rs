@@ -13,7 +13,10 @@ use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use crate::util::{hindsight, terminate, START_SERVICES};
+use crate::util::{
+    archived_count, catalog_url, start_archive, start_archive_ready, terminate,
+    wait_for_archived, ChildGuard, START_SERVICES,
+};
 
 fn brokers() -> String {
     std::env::var("HINDSIGHT_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
@@ -182,66 +185,6 @@ start = "earliest"
     file
 }
 
-fn start_archive(config: &Path) -> Child {
-    hindsight()
-        .arg("--config")
-        .arg(config)
-        .arg("archive")
-        .env("HINDSIGHT_LOG", "warn,hindsight_ingest=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn hindsight archive")
-}
-
-/// Starts the ingester and waits until it runs (its signal handling is in place).
-fn start_archive_ready(
-    config: &Path,
-) -> (ChildGuard, std::io::BufReader<std::process::ChildStdout>) {
-    let mut command = hindsight();
-    command
-        .arg("--config")
-        .arg(config)
-        .arg("archive")
-        .env("HINDSIGHT_LOG", "warn,hindsight_ingest=info");
-    let (child, mut stdout) = crate::util::spawn_with_stdout(&mut command);
-    let guard = ChildGuard(child);
-    crate::util::read_until(&mut stdout, "archiving", Duration::from_secs(60));
-    (guard, stdout)
-}
-
-fn catalog_url(directory: &Path) -> String {
-    format!("sqlite://{}/data/catalog.db", directory.display())
-}
-
-async fn archived_count(directory: &Path) -> i64 {
-    let Ok(catalog) = Catalog::connect(&catalog_url(directory)).await else {
-        return 0;
-    };
-    let count = catalog
-        .topic_stats()
-        .await
-        .map(|stats| stats.iter().map(|s| s.events).sum())
-        .unwrap_or(0);
-    catalog.close().await;
-    count
-}
-
-async fn wait_for_archived(directory: &Path, expected: i64, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let count = archived_count(directory).await;
-        if count >= expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "archived {count} of {expected} events in {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 /// Reads every committed event and checks: exactly once per (partition,
 /// offset), offsets dense from 0, and each event byte-identical to `seq`.
 async fn verify_exactly_once(directory: &Path, topic: &str, total: u64) {
@@ -378,16 +321,6 @@ async fn kafka_sigkill_loses_nothing_and_duplicates_nothing() {
     let status = terminate(&mut archive.0);
     assert!(status.success(), "{status:?}");
     verify_exactly_once(directory.path(), &topic, TOTAL).await;
-}
-
-/// Kills the child when a failed assertion unwinds past it.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Two ingesters share a group; one stops mid-flow and the other takes over its

@@ -17,7 +17,7 @@ pub fn s3_endpoint() -> String {
 }
 
 /// Creates a fresh bucket on the S3 test server (object_store cannot).
-fn create_bucket() -> String {
+pub fn create_bucket() -> String {
     let bucket = format!("hindsight-{}", uuid::Uuid::new_v4().simple());
     let script = "import boto3, sys\n\
         boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', \

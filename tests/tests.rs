@@ -5,9 +5,11 @@
 // Test helpers outside #[test] functions panic on purpose: a failed set-up is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod amqp;
 mod catalog;
 mod crash;
 mod demo;
 mod kafka;
+mod query;
 mod store;
 mod util;

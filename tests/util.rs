@@ -6,6 +6,8 @@ use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use hindsight_archive::catalog::Catalog;
+
 pub const START_SERVICES: &str = "bash scripts/services.sh";
 
 pub fn hindsight() -> Command {
@@ -176,4 +178,79 @@ pub fn spawn_with_stdout(command: &mut Command) -> (Child, BufReader<ChildStdout
         .expect("spawn hindsight");
     let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
     (child, stdout)
+}
+
+pub fn start_archive(config: &Path) -> Child {
+    hindsight()
+        .arg("--config")
+        .arg(config)
+        .arg("archive")
+        .env("HINDSIGHT_LOG", "warn,hindsight_ingest=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn hindsight archive")
+}
+
+
+/// Starts the ingester and waits until it runs (its signal handling is in place).
+pub fn start_archive_ready(
+    config: &Path,
+) -> (ChildGuard, std::io::BufReader<std::process::ChildStdout>) {
+    let mut command = hindsight();
+    command
+        .arg("--config")
+        .arg(config)
+        .arg("archive")
+        .env("HINDSIGHT_LOG", "warn,hindsight_ingest=info");
+    let (child, mut stdout) = spawn_with_stdout(&mut command);
+    let guard = ChildGuard(child);
+    read_until(&mut stdout, "archiving", Duration::from_secs(60));
+    (guard, stdout)
+}
+
+
+pub fn catalog_url(directory: &Path) -> String {
+    format!("sqlite://{}/data/catalog.db", directory.display())
+}
+
+
+pub async fn archived_count(directory: &Path) -> i64 {
+    let Ok(catalog) = Catalog::connect(&catalog_url(directory)).await else {
+        return 0;
+    };
+    let count = catalog
+        .topic_stats()
+        .await
+        .map(|stats| stats.iter().map(|s| s.events).sum())
+        .unwrap_or(0);
+    catalog.close().await;
+    count
+}
+
+
+pub async fn wait_for_archived(directory: &Path, expected: i64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let count = archived_count(directory).await;
+        if count >= expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "archived {count} of {expected} events in {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+
+/// Kills the child when a failed assertion unwinds past it.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

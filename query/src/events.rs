@@ -1,0 +1,424 @@
+//! Event search and fetch for the HTTP API: `GET /api/v1/events` and
+//! `GET /api/v1/events/{event_id}`.
+//!
+//! Both build DataFusion queries from typed expressions (never from text) on
+//! the `events` view, so they get the same catalog pruning, limits and error
+//! handling as SQL. Search is newest first, `(event_time, event_id)`
+//! descending, with an opaque cursor that resumes strictly after the last event
+//! of a page.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use datafusion::common::ScalarValue;
+use datafusion::execution::FunctionRegistry;
+use datafusion::functions::string::expr_fn::contains;
+use datafusion::logical_expr::{col, lit, Expr, SortExpr};
+use hindsight_archive::event::rfc3339;
+use hindsight_archive::schema::{batch_to_events, event_schema};
+use hindsight_archive::Event;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::sql::QueryEngine;
+
+/// Default and largest page sizes.
+pub const DEFAULT_PAGE: usize = 50;
+pub const MAX_PAGE: usize = 1000;
+
+/// What `GET /api/v1/events` filters on. Every field narrows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventSearch {
+    pub source: Option<String>,
+    pub topic: Option<String>,
+    pub partition: Option<i32>,
+    /// Inclusive lower bound of event_time, microseconds since the epoch.
+    pub time_from: Option<i64>,
+    /// Exclusive upper bound of event_time.
+    pub time_to: Option<i64>,
+    /// The Kafka key, as UTF-8 bytes.
+    pub key: Option<String>,
+    /// Headers that must be present with exactly these values.
+    pub headers: Vec<(String, String)>,
+    /// Text the UTF-8 payload must contain.
+    pub contains: Option<String>,
+    /// JSON fields (dot paths, `customer.id`; numbers index arrays) that must
+    /// equal these values, compared as text.
+    pub json_fields: Vec<(String, String)>,
+    pub limit: usize,
+    pub cursor: Option<Cursor>,
+}
+
+/// Where the previous page ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub event_time: i64,
+    pub event_id: String,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!("{}:{}", self.event_time, self.event_id))
+    }
+
+    pub fn decode(text: &str) -> Result<Cursor> {
+        let invalid = || Error::invalid_input("cursor is not one this API returned");
+        let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
+        let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+        let (time, id) = text.split_once(':').ok_or_else(invalid)?;
+        if !is_event_id(id) {
+            return Err(invalid());
+        }
+        Ok(Cursor {
+            event_time: time.parse().map_err(|_| invalid())?,
+            event_id: id.to_owned(),
+        })
+    }
+}
+
+/// Event ids are 32 lowercase hex characters.
+pub fn is_event_id(text: &str) -> bool {
+    text.len() == 32
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+}
+
+/// One header, its value as text when it is UTF-8 and always as base64.
+#[derive(Debug, Serialize)]
+pub struct HeaderView {
+    pub name: String,
+    pub value: Option<String>,
+    pub value_base64: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AmqpView {
+    /// The exchange the message was published to (`""`: the default exchange).
+    pub exchange: Option<String>,
+    pub content_encoding: Option<String>,
+    pub delivery_mode: Option<u8>,
+    pub priority: Option<u8>,
+    pub expiration: Option<String>,
+    pub reply_to: Option<String>,
+    #[serde(rename = "type")]
+    pub message_type: Option<String>,
+    pub app_id: Option<String>,
+    pub user_id: Option<String>,
+    /// The AMQP headers table as typed JSON.
+    pub headers_table: Option<serde_json::Value>,
+}
+
+/// A whole event as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct EventView {
+    pub event_id: String,
+    pub source: String,
+    pub bus: String,
+    pub topic: String,
+    pub routing_key: Option<String>,
+    pub partition: Option<i32>,
+    pub offset: Option<i64>,
+    pub key: Option<String>,
+    pub key_base64: Option<String>,
+    pub headers: Vec<HeaderView>,
+    /// The payload as text when it is valid UTF-8.
+    pub payload_text: Option<String>,
+    pub payload_base64: String,
+    pub payload_size: i64,
+    pub payload_truncated: bool,
+    pub content_type: Option<String>,
+    pub message_id: Option<String>,
+    pub correlation_id: Option<String>,
+    pub timestamp_type: Option<String>,
+    pub amqp: Option<AmqpView>,
+    pub redelivered: Option<bool>,
+    pub event_time: Option<String>,
+    pub ingest_time: Option<String>,
+}
+
+impl From<Event> for EventView {
+    fn from(event: Event) -> Self {
+        let text = |bytes: &[u8]| std::str::from_utf8(bytes).ok().map(str::to_owned);
+        let amqp = (event.bus == hindsight_archive::Bus::Amqp).then(|| AmqpView {
+            exchange: event.amqp.exchange.clone(),
+            content_encoding: event.amqp.content_encoding.clone(),
+            delivery_mode: event.amqp.delivery_mode,
+            priority: event.amqp.priority,
+            expiration: event.amqp.expiration.clone(),
+            reply_to: event.amqp.reply_to.clone(),
+            message_type: event.amqp.message_type.clone(),
+            app_id: event.amqp.app_id.clone(),
+            user_id: event.amqp.user_id.clone(),
+            headers_table: event.amqp.headers_table.as_deref().map(|table| {
+                serde_json::from_str(table)
+                    .unwrap_or_else(|_| serde_json::Value::String(table.to_owned()))
+            }),
+        });
+        EventView {
+            key: event.key.as_deref().and_then(text),
+            key_base64: event.key.as_deref().map(|key| STANDARD.encode(key)),
+            headers: event
+                .headers
+                .iter()
+                .map(|header| HeaderView {
+                    name: header.name.clone(),
+                    value: header.value.as_deref().and_then(text),
+                    value_base64: header.value.as_deref().map(|value| STANDARD.encode(value)),
+                })
+                .collect(),
+            payload_text: text(&event.payload),
+            payload_base64: STANDARD.encode(&event.payload),
+            event_time: rfc3339(event.event_time),
+            ingest_time: rfc3339(event.ingest_time),
+            amqp,
+            event_id: event.event_id,
+            source: event.source,
+            bus: event.bus.to_string(),
+            topic: event.topic,
+            routing_key: event.routing_key,
+            partition: event.partition,
+            offset: event.offset,
+            payload_size: event.payload_size,
+            payload_truncated: event.payload_truncated,
+            content_type: event.content_type,
+            message_id: event.message_id,
+            correlation_id: event.correlation_id,
+            timestamp_type: event.timestamp_type,
+            redelivered: event.redelivered,
+        }
+    }
+}
+
+/// One page of search results.
+#[derive(Debug, Serialize)]
+pub struct EventPage {
+    pub events: Vec<EventView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+    /// Segments opened to answer.
+    pub segments_scanned: usize,
+}
+
+/// One event with the number of archived copies of it (AMQP redeliveries).
+#[derive(Debug, Serialize)]
+pub struct EventDetail {
+    #[serde(flatten)]
+    pub event: EventView,
+    pub copies: usize,
+}
+
+fn timestamp(micros: i64) -> Expr {
+    lit(ScalarValue::TimestampMicrosecond(
+        Some(micros),
+        Some("UTC".into()),
+    ))
+}
+
+/// `"customer.id"` as json_as_text path arguments: numbers index arrays.
+fn json_path(path: &str) -> Result<Vec<Expr>> {
+    if path.is_empty() || path.split('.').any(str::is_empty) {
+        return Err(Error::invalid_input(format!(
+            "json field path {path:?} must be dot-separated names, like customer.id"
+        )));
+    }
+    Ok(path
+        .split('.')
+        .map(|part| match part.parse::<i64>() {
+            Ok(index) => lit(index),
+            Err(_) => lit(part.to_owned()),
+        })
+        .collect())
+}
+
+/// Casts each column to the archive schema's type, so rows read back as events.
+fn conform(batch: &RecordBatch) -> Result<RecordBatch> {
+    let schema = event_schema();
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        let column = batch
+            .column_by_name(field.name())
+            .ok_or_else(|| Error::internal(format!("query result lacks {}", field.name())))?;
+        let column = if column.data_type() == field.data_type() {
+            Arc::clone(column)
+        } else {
+            arrow::compute::cast(column, field.data_type())
+                .map_err(|error| Error::internal(format!("cannot read events back: {error}")))?
+        };
+        columns.push(column);
+    }
+    RecordBatch::try_new(schema, columns)
+        .map_err(|error| Error::internal(format!("cannot read events back: {error}")))
+}
+
+fn events_of(batches: &[RecordBatch]) -> Result<Vec<Event>> {
+    let mut events = Vec::new();
+    for batch in batches {
+        events.extend(batch_to_events(&conform(batch)?)?);
+    }
+    Ok(events)
+}
+
+fn raw_columns() -> Vec<String> {
+    event_schema()
+        .fields()
+        .iter()
+        .map(|field| field.name().clone())
+        .collect()
+}
+
+/// Runs a search: newest first, at most `search.limit` events.
+pub async fn search(engine: &QueryEngine, search: &EventSearch) -> Result<EventPage> {
+    let limit = search.limit.clamp(1, MAX_PAGE);
+    let session = engine.session().await?;
+    let context = session.context.clone();
+    let mut filters: Vec<Expr> = Vec::new();
+    if let Some(source) = &search.source {
+        filters.push(col("source").eq(lit(source.clone())));
+    }
+    if let Some(topic) = &search.topic {
+        filters.push(col("topic").eq(lit(topic.clone())));
+    }
+    if let Some(partition) = search.partition {
+        filters.push(col("partition").eq(lit(partition)));
+    }
+    if let Some(from) = search.time_from {
+        filters.push(col("event_time").gt_eq(timestamp(from)));
+    }
+    if let Some(to) = search.time_to {
+        filters.push(col("event_time").lt(timestamp(to)));
+    }
+    if let Some(key) = &search.key {
+        filters.push(col("key").eq(lit(ScalarValue::Binary(Some(key.as_bytes().to_vec())))));
+    }
+    if !search.headers.is_empty() {
+        let has_header = context.udf("has_header")?;
+        for (name, value) in &search.headers {
+            filters.push(has_header.call(vec![
+                col("headers"),
+                lit(name.clone()),
+                lit(ScalarValue::Binary(Some(value.as_bytes().to_vec()))),
+            ]));
+        }
+    }
+    if let Some(needle) = &search.contains {
+        filters.push(contains(col("payload_text"), lit(needle.clone())));
+    }
+    if !search.json_fields.is_empty() {
+        let json_as_text = context.udf("json_as_text")?;
+        for (path, value) in &search.json_fields {
+            let mut arguments = vec![col("payload_text")];
+            arguments.extend(json_path(path)?);
+            filters.push(json_as_text.call(arguments).eq(lit(value.clone())));
+        }
+    }
+    if let Some(cursor) = &search.cursor {
+        // The plain bound lets the catalog skip newer segments; the OR breaks ties.
+        filters.push(col("event_time").lt_eq(timestamp(cursor.event_time)));
+        filters.push(
+            col("event_time")
+                .lt(timestamp(cursor.event_time))
+                .or(col("event_time")
+                    .eq(timestamp(cursor.event_time))
+                    .and(col("event_id").lt(lit(cursor.event_id.clone())))),
+        );
+    }
+    let mut dataframe = context.table("events").await?;
+    for filter in filters {
+        dataframe = dataframe.filter(filter)?;
+    }
+    let columns = raw_columns();
+    let dataframe = dataframe
+        .sort(vec![
+            SortExpr::new(col("event_time"), false, false),
+            SortExpr::new(col("event_id"), false, false),
+        ])?
+        .limit(0, Some(limit + 1))?
+        .select_columns(&columns.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let output = session.run(dataframe).await?;
+    let segments_scanned = output.stats.segments_scanned;
+    let mut events = events_of(&output.collect().await?)?;
+    let next_cursor = if events.len() > limit {
+        events.truncate(limit);
+        events.last().map(|last| {
+            Cursor {
+                event_time: last.event_time,
+                event_id: last.event_id.clone(),
+            }
+            .encode()
+        })
+    } else {
+        None
+    };
+    Ok(EventPage {
+        events: events.into_iter().map(EventView::from).collect(),
+        next_cursor,
+        segments_scanned,
+    })
+}
+
+/// The event with this id (the first copy, as `events_dedup` picks it), and
+/// how many copies the archive holds.
+pub async fn fetch(engine: &QueryEngine, event_id: &str) -> Result<Option<EventDetail>> {
+    if !is_event_id(event_id) {
+        return Err(Error::invalid_input(format!(
+            "{event_id:?} is not an event id: ids are 32 lowercase hex characters"
+        )));
+    }
+    let session = engine.session().await?;
+    let columns = raw_columns();
+    let dataframe = session
+        .context
+        .table("events")
+        .await?
+        .filter(col("event_id").eq(lit(event_id.to_owned())))?
+        .sort(vec![
+            SortExpr::new(
+                datafusion::functions::core::expr_fn::coalesce(vec![
+                    col("redelivered"),
+                    lit(false),
+                ]),
+                true,
+                false,
+            ),
+            SortExpr::new(col("ingest_time"), true, false),
+        ])?
+        .select_columns(&columns.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let events = events_of(&session.run(dataframe).await?.collect().await?)?;
+    let copies = events.len();
+    Ok(events.into_iter().next().map(|event| EventDetail {
+        event: EventView::from(event),
+        copies,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let cursor = Cursor {
+            event_time: 1_700_000_000_123_456,
+            event_id: "0123456789abcdef0123456789abcdef".to_owned(),
+        };
+        assert_eq!(Cursor::decode(&cursor.encode()).unwrap(), cursor);
+        for garbage in [
+            "",
+            "%%%",
+            "bm90IGEgY3Vyc29y",
+            &URL_SAFE_NO_PAD.encode("12:nothex"),
+        ] {
+            assert!(Cursor::decode(garbage).is_err(), "{garbage}");
+        }
+    }
+
+    #[test]
+    fn json_paths_split_on_dots() {
+        assert_eq!(json_path("a.0.b").unwrap().len(), 3);
+        assert!(json_path("a..b").is_err());
+        assert!(json_path("").is_err());
+    }
+}

@@ -1,0 +1,237 @@
+//! The OpenAPI 3.1 description of the HTTP API, served at
+//! `GET /api/v1/openapi.json`. [`crate::http::ROUTES`] lists the routes the
+//! router serves; a unit test checks that both agree.
+
+use serde_json::{json, Value};
+
+fn error_responses(codes: &[&str]) -> serde_json::Map<String, Value> {
+    codes
+        .iter()
+        .map(|code| {
+            (
+                (*code).to_owned(),
+                json!({ "$ref": format!("#/components/responses/Error{code}") }),
+            )
+        })
+        .collect()
+}
+
+fn with_errors(mut responses: Value, codes: &[&str]) -> Value {
+    if let Some(map) = responses.as_object_mut() {
+        map.extend(error_responses(codes));
+    }
+    responses
+}
+
+fn query_parameter(name: &str, description: &str, schema: Value) -> Value {
+    json!({ "name": name, "in": "query", "required": false, "description": description, "schema": schema })
+}
+
+fn error_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } }
+    })
+}
+
+fn nullable(kind: &str) -> Value {
+    json!({ "type": [kind, "null"] })
+}
+
+/// The document.
+pub fn document() -> Value {
+    let secured = json!([{ "bearer": [] }]);
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Hindsight",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Event archive for Kafka and RabbitMQ: search, fetch and query archived events with SQL. \
+                            When http.auth_token is set, every /api/v1 route except this document, and /metrics, \
+                            need `Authorization: Bearer <token>`.",
+            "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" }
+        },
+        "paths": {
+            "/healthz": { "get": {
+                "operationId": "healthz", "summary": "Liveness: the process answers",
+                "responses": { "200": { "description": "ok", "content": { "text/plain": { "schema": { "type": "string" } } } } }
+            }},
+            "/readyz": { "get": {
+                "operationId": "readyz", "summary": "Readiness: the catalog answers",
+                "responses": with_errors(json!({ "200": { "description": "ready", "content": { "text/plain": { "schema": { "type": "string" } } } } }), &["503"])
+            }},
+            "/metrics": { "get": {
+                "operationId": "metrics", "summary": "Prometheus / OpenMetrics text", "security": secured,
+                "responses": with_errors(json!({ "200": { "description": "metrics", "content": { "application/openmetrics-text": { "schema": { "type": "string" } } } } }), &["401"])
+            }},
+            "/api/v1/openapi.json": { "get": {
+                "operationId": "openapi", "summary": "This document",
+                "responses": { "200": { "description": "the OpenAPI document", "content": { "application/json": { "schema": { "type": "object" } } } } }
+            }},
+            "/api/v1/topics": { "get": {
+                "operationId": "listTopics", "summary": "Events, bytes, segments and time span per source and topic", "security": secured,
+                "responses": with_errors(json!({ "200": { "description": "topics", "content": { "application/json": { "schema": { "type": "array", "items": { "$ref": "#/components/schemas/Topic" } } } } } }), &["401", "503"])
+            }},
+            "/api/v1/sources": { "get": {
+                "operationId": "listSources", "summary": "Configured sources that have archived something", "security": secured,
+                "responses": with_errors(json!({ "200": { "description": "sources", "content": { "application/json": { "schema": { "type": "array", "items": { "$ref": "#/components/schemas/Source" } } } } } }), &["401", "503"])
+            }},
+            "/api/v1/segments": { "get": {
+                "operationId": "listSegments", "summary": "Committed segments (Parquet files)", "security": secured,
+                "parameters": [
+                    query_parameter("source", "only this source", json!({ "type": "string" })),
+                    query_parameter("topic", "only this topic or exchange", json!({ "type": "string" })),
+                    query_parameter("partition", "only this partition", json!({ "type": "integer", "format": "int32" })),
+                    query_parameter("limit", "at most this many (default 1000, at most 10000)", json!({ "type": "integer", "minimum": 0 }))
+                ],
+                "responses": with_errors(json!({ "200": { "description": "segments", "content": { "application/json": { "schema": { "type": "array", "items": { "$ref": "#/components/schemas/Segment" } } } } } }), &["400", "401", "503"])
+            }},
+            "/api/v1/sql": { "post": {
+                "operationId": "runSql",
+                "summary": "Run one read-only SQL statement and stream the result",
+                "description": "Tables: events (with payload_text), events_dedup, events_raw, segments. \
+                                DDL, DML, COPY, SET and file or URL tables are refused with 400 read_only. \
+                                The result streams as NDJSON (default), JSON, CSV, Arrow IPC or Parquet, chosen by \
+                                the Accept header or the format parameter. Errors before the first row are JSON \
+                                with a status code; an error after it cuts the response short.",
+                "security": secured,
+                "parameters": [
+                    query_parameter("format", "overrides Accept", json!({ "type": "string", "enum": ["ndjson", "json", "csv", "arrow", "parquet"] }))
+                ],
+                "requestBody": {
+                    "required": true,
+                    "content": {
+                        "application/json": { "schema": { "$ref": "#/components/schemas/SqlRequest" } },
+                        "text/plain": { "schema": { "type": "string" } },
+                        "application/sql": { "schema": { "type": "string" } }
+                    }
+                },
+                "responses": with_errors(json!({
+                    "200": {
+                        "description": "the rows",
+                        "headers": {
+                            "x-hindsight-segments-scanned": { "description": "segments opened", "schema": { "type": "integer" } },
+                            "x-hindsight-segments-from-catalog": { "description": "segments the catalog matched before pruning", "schema": { "type": "integer" } }
+                        },
+                        "content": {
+                            "application/x-ndjson": { "schema": { "type": "string" } },
+                            "application/json": { "schema": { "type": "array", "items": { "type": "object" } } },
+                            "text/csv": { "schema": { "type": "string" } },
+                            "application/vnd.apache.arrow.stream": { "schema": { "type": "string", "contentMediaType": "application/vnd.apache.arrow.stream" } },
+                            "application/vnd.apache.parquet": { "schema": { "type": "string", "contentMediaType": "application/vnd.apache.parquet" } }
+                        }
+                    }
+                }), &["400", "401", "406", "413", "415", "422", "429", "500", "503"])
+            }},
+            "/api/v1/events": { "get": {
+                "operationId": "searchEvents",
+                "summary": "Search events, newest first, with cursor pagination",
+                "security": secured,
+                "parameters": [
+                    query_parameter("source", "source name", json!({ "type": "string" })),
+                    query_parameter("topic", "Kafka topic or AMQP exchange", json!({ "type": "string" })),
+                    query_parameter("partition", "Kafka partition", json!({ "type": "integer", "format": "int32" })),
+                    query_parameter("from", "event_time at or after (RFC 3339)", json!({ "type": "string", "format": "date-time" })),
+                    query_parameter("to", "event_time before (RFC 3339)", json!({ "type": "string", "format": "date-time" })),
+                    query_parameter("key", "Kafka key (UTF-8)", json!({ "type": "string" })),
+                    query_parameter("header", "name=value; repeat for several", json!({ "type": "array", "items": { "type": "string" } })),
+                    query_parameter("contains", "text the UTF-8 payload contains", json!({ "type": "string" })),
+                    query_parameter("json", "path=value on the JSON payload, path dot-separated (customer.id=42); repeat for several", json!({ "type": "array", "items": { "type": "string" } })),
+                    query_parameter("limit", "page size (default 50, at most 1000)", json!({ "type": "integer", "minimum": 1, "maximum": 1000 })),
+                    query_parameter("cursor", "next_cursor of the previous page", json!({ "type": "string" }))
+                ],
+                "responses": with_errors(json!({ "200": { "description": "a page of events", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/EventPage" } } } } }), &["400", "401", "422", "429", "500", "503"])
+            }},
+            "/api/v1/events/{event_id}": { "get": {
+                "operationId": "getEvent",
+                "summary": "One whole event: headers, properties and payload",
+                "security": secured,
+                "parameters": [
+                    { "name": "event_id", "in": "path", "required": true, "description": "32 lowercase hex characters", "schema": { "type": "string", "pattern": "^[0-9a-f]{32}$" } }
+                ],
+                "responses": with_errors(json!({ "200": { "description": "the event", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/EventDetail" } } } } }), &["400", "401", "404", "429", "500", "503"])
+            }}
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "responses": {
+                "Error400": error_response("invalid input: bad SQL, a refused statement (read_only) or a bad parameter"),
+                "Error401": error_response("missing or wrong bearer token"),
+                "Error404": error_response("not found"),
+                "Error406": error_response("the Accept header names no format this API produces"),
+                "Error413": error_response("the request body is larger than http.max_body_bytes"),
+                "Error415": error_response("the request body is neither JSON nor SQL text"),
+                "Error422": error_response("the query needed more memory than query.max_memory_bytes"),
+                "Error429": error_response("too many queries are running"),
+                "Error500": error_response("an internal error, or a segment file that is missing or corrupt (segment_unreadable, naming it)"),
+                "Error503": error_response("the catalog or store is unavailable, or the query ran past query.timeout")
+            },
+            "schemas": {
+                "Error": {
+                    "type": "object", "required": ["error", "message"],
+                    "properties": { "error": { "type": "string", "description": "kind" }, "message": { "type": "string" } }
+                },
+                "SqlRequest": {
+                    "type": "object", "required": ["sql"], "additionalProperties": false,
+                    "properties": { "sql": { "type": "string" } }
+                },
+                "Topic": {
+                    "type": "object",
+                    "properties": {
+                        "source": { "type": "string" }, "topic": { "type": "string" },
+                        "events": { "type": "integer" }, "bytes": { "type": "integer" }, "segments": { "type": "integer" },
+                        "first_event_time": nullable("string"), "last_event_time": nullable("string"), "last_committed_at": nullable("string")
+                    }
+                },
+                "Source": {
+                    "type": "object",
+                    "properties": { "name": { "type": "string" }, "bus": { "type": "string" }, "created_at": nullable("string") }
+                },
+                "Segment": {
+                    "type": "object",
+                    "properties": {
+                        "uri": { "type": "string" }, "source": { "type": "string" }, "topic": { "type": "string" },
+                        "partition": { "type": "integer" }, "first_offset": { "type": "integer" }, "last_offset": { "type": "integer" },
+                        "rows": { "type": "integer" }, "bytes": { "type": "integer" },
+                        "min_event_time": nullable("string"), "max_event_time": nullable("string")
+                    }
+                },
+                "Header": {
+                    "type": "object",
+                    "properties": { "name": { "type": "string" }, "value": nullable("string"), "value_base64": nullable("string") }
+                },
+                "Event": {
+                    "type": "object",
+                    "properties": {
+                        "event_id": { "type": "string" }, "source": { "type": "string" }, "bus": { "type": "string", "enum": ["kafka", "amqp"] },
+                        "topic": { "type": "string" }, "routing_key": nullable("string"),
+                        "partition": nullable("integer"), "offset": nullable("integer"),
+                        "key": nullable("string"), "key_base64": nullable("string"),
+                        "headers": { "type": "array", "items": { "$ref": "#/components/schemas/Header" } },
+                        "payload_text": nullable("string"), "payload_base64": { "type": "string" },
+                        "payload_size": { "type": "integer" }, "payload_truncated": { "type": "boolean" },
+                        "content_type": nullable("string"), "message_id": nullable("string"), "correlation_id": nullable("string"),
+                        "timestamp_type": nullable("string"),
+                        "amqp": { "type": ["object", "null"] },
+                        "redelivered": nullable("boolean"),
+                        "event_time": nullable("string"), "ingest_time": nullable("string")
+                    }
+                },
+                "EventDetail": {
+                    "allOf": [
+                        { "$ref": "#/components/schemas/Event" },
+                        { "type": "object", "properties": { "copies": { "type": "integer", "description": "archived copies (AMQP redeliveries)" } } }
+                    ]
+                },
+                "EventPage": {
+                    "type": "object",
+                    "properties": {
+                        "events": { "type": "array", "items": { "$ref": "#/components/schemas/Event" } },
+                        "next_cursor": nullable("string"),
+                        "segments_scanned": { "type": "integer" }
+                    }
+                }
+            }
+        }
+    })
+}
