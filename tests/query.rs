@@ -812,10 +812,7 @@ fn http_sql_streams_formats_and_events_page_and_fetch() {
     assert_eq!(rows.len(), 3);
     let total: u64 = rows.iter().map(|row| row["n"].as_u64().unwrap()).sum();
     assert_eq!(total, 20_000);
-    assert_eq!(
-        response.header("x-hindsight-segments-scanned").is_some(),
-        true
-    );
+    assert!(response.header("x-hindsight-segments-scanned").is_some());
 
     // CSV, JSON in a body, and Arrow IPC read by pyarrow.
     let response = post_sql(address, None, "text/csv", sql);

@@ -102,7 +102,7 @@ enum EncoderState {
     Ndjson,
     Json { rows_written: u64 },
     Csv { header_written: bool },
-    Arrow(StreamWriter<Vec<u8>>),
+    Arrow(Box<StreamWriter<Vec<u8>>>),
     Parquet(Box<ArrowWriter<Vec<u8>>>),
     Table { batches: Vec<RecordBatch> },
 }
@@ -121,9 +121,9 @@ impl Encoder {
             OutputFormat::Csv => EncoderState::Csv {
                 header_written: false,
             },
-            OutputFormat::ArrowIpc => {
-                EncoderState::Arrow(StreamWriter::try_new(Vec::new(), schema).map_err(arrow_error)?)
-            }
+            OutputFormat::ArrowIpc => EncoderState::Arrow(Box::new(
+                StreamWriter::try_new(Vec::new(), schema).map_err(arrow_error)?,
+            )),
             OutputFormat::Parquet => {
                 let properties = WriterProperties::builder()
                     .set_compression(Compression::ZSTD(ZstdLevel::default()))
@@ -331,11 +331,15 @@ mod tests {
     #[test]
     fn binary_formats_read_back() {
         let (schema, batch) = sample();
-        let arrow = encode(OutputFormat::ArrowIpc, &[batch.clone()], &schema);
+        let arrow = encode(
+            OutputFormat::ArrowIpc,
+            std::slice::from_ref(&batch),
+            &schema,
+        );
         let reader = arrow::ipc::reader::StreamReader::try_new(arrow.as_slice(), None).unwrap();
         let read: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
         assert_eq!(read, vec![batch.clone()]);
-        let parquet = encode(OutputFormat::Parquet, &[batch.clone()], &schema);
+        let parquet = encode(OutputFormat::Parquet, std::slice::from_ref(&batch), &schema);
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
             bytes::Bytes::from(parquet),
         )
