@@ -185,10 +185,7 @@ mod tests {
     fn renders_labelled_counters() {
         let labels = Metrics::source("metrics-unit-test");
         global().events_consumed.get_or_create(&labels).inc_by(3);
-        global()
-            .flush_seconds
-            .get_or_create(&labels)
-            .observe(0.25);
+        global().flush_seconds.get_or_create(&labels).observe(0.25);
         let text = render();
         assert!(
             text.contains("hindsight_events_consumed_total{source=\"metrics-unit-test\"} 3"),

@@ -73,13 +73,19 @@ pub async fn run_pipeline(
         match polled {
             Poll::Events(events) => {
                 events.into_iter().for_each(|event| batcher.push(event));
-                metrics::global().events_buffered.get_or_create(&labels).set(batcher.rows() as i64);
+                metrics::global()
+                    .events_buffered
+                    .get_or_create(&labels)
+                    .set(batcher.rows() as i64);
             }
             Poll::Idle => {}
             Poll::Revoked(partitions) => {
                 for (topic, partition) in partitions {
                     let dropped = batcher.discard(&topic, partition);
-                    metrics::global().events_buffered.get_or_create(&labels).set(batcher.rows() as i64);
+                    metrics::global()
+                        .events_buffered
+                        .get_or_create(&labels)
+                        .set(batcher.rows() as i64);
                     checkpoints.remove(&(topic.clone(), partition));
                     tracing::info!(%topic, partition, dropped, "partition revoked");
                 }
@@ -144,7 +150,10 @@ async fn flush(
         .bytes_written
         .get_or_create(&labels)
         .inc_by(written.bytes);
-    metrics::global().events_buffered.get_or_create(&labels).set(batcher.rows() as i64);
+    metrics::global()
+        .events_buffered
+        .get_or_create(&labels)
+        .set(batcher.rows() as i64);
     summary.events += written.rows;
     summary.bytes += written.bytes;
     summary.segments += written.segments;

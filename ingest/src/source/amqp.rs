@@ -32,8 +32,8 @@ use hindsight_archive::event::{event_id, now_micros, AmqpProperties};
 use hindsight_archive::metrics::{self, Metrics};
 use hindsight_archive::{Bus, Error, ErrorKind, Event, Header, Result};
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions,
-    QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions,
+    QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
@@ -210,7 +210,11 @@ pub struct AmqpSource {
 
 impl AmqpSource {
     /// Connects, declares and binds what the mode needs, and starts consuming.
-    pub async fn start(config: AmqpSourceConfig, catalog: Catalog, max_rows: usize) -> Result<Self> {
+    pub async fn start(
+        config: AmqpSourceConfig,
+        catalog: Catalog,
+        max_rows: usize,
+    ) -> Result<Self> {
         let prefetch = config.effective_prefetch(max_rows);
         let labels = Metrics::source(&config.name);
         let mut source = AmqpSource {
@@ -233,9 +237,8 @@ impl AmqpSource {
 
     async fn open_session(&self) -> Result<Session> {
         let config = &self.config;
-        let properties = ConnectionProperties::default().with_connection_name(
-            format!("hindsight source {}", config.name).into(),
-        );
+        let properties = ConnectionProperties::default()
+            .with_connection_name(format!("hindsight source {}", config.name).into());
         let connection = Connection::connect(&config.url, properties)
             .await
             .map_err(|e| {
@@ -266,12 +269,7 @@ impl AmqpSource {
                 arguments,
             )
             .await
-            .map_err(|e| {
-                amqp_error(
-                    format!("cannot consume queue {}", config.queue),
-                    e,
-                )
-            })?;
+            .map_err(|e| amqp_error(format!("cannot consume queue {}", config.queue), e))?;
         tracing::info!(
             source = %config.name,
             queue = %config.queue,
@@ -348,9 +346,7 @@ impl AmqpSource {
             channel
                 .queue_declare(queue, options, FieldTable::default())
                 .await
-                .map_err(|e| {
-                    amqp_error(format!("queue {} does not exist", config.queue), e)
-                })?;
+                .map_err(|e| amqp_error(format!("queue {} does not exist", config.queue), e))?;
         }
         Ok(())
     }
@@ -443,9 +439,15 @@ impl AmqpSource {
             );
             let close = async {
                 let _ = cancel.await;
-                let _ = session.connection.close(200, "hindsight stopping".into()).await;
+                let _ = session
+                    .connection
+                    .close(200, "hindsight stopping".into())
+                    .await;
             };
-            if tokio::time::timeout(Duration::from_secs(5), close).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), close)
+                .await
+                .is_err()
+            {
                 tracing::warn!(source = %self.config.name, "closing the RabbitMQ connection timed out");
             }
         }
@@ -568,14 +570,19 @@ pub fn delivery_to_event(
         })
         .unwrap_or_default();
     let stream_offset = match mode {
-        AmqpMode::Stream => table.and_then(|t| t.inner().get("x-stream-offset")).and_then(amqp_integer),
+        AmqpMode::Stream => table
+            .and_then(|t| t.inner().get("x-stream-offset"))
+            .and_then(amqp_integer),
         _ => None,
     };
     let timestamp = properties
         .timestamp()
         .and_then(|seconds| i64::try_from(seconds).ok())
         .map(|seconds| seconds.saturating_mul(1_000_000));
-    let message_id = properties.message_id().as_ref().map(|id| id.as_str().to_owned());
+    let message_id = properties
+        .message_id()
+        .as_ref()
+        .map(|id| id.as_str().to_owned());
     let (topic, partition, event_id) = match (mode, stream_offset) {
         (AmqpMode::Stream, Some(offset)) => (
             queue.to_owned(),
@@ -585,16 +592,15 @@ pub fn delivery_to_event(
         _ => {
             let id = match &message_id {
                 Some(message_id) => event_id::amqp_message_id(source, exchange, message_id),
-                None => event_id::amqp_content(
-                    source,
-                    exchange,
-                    routing_key,
-                    timestamp,
-                    &headers,
-                    data,
-                ),
+                None => {
+                    event_id::amqp_content(source, exchange, routing_key, timestamp, &headers, data)
+                }
             };
-            let topic = if mode == AmqpMode::Stream { queue } else { exchange };
+            let topic = if mode == AmqpMode::Stream {
+                queue
+            } else {
+                exchange
+            };
             (topic.to_owned(), None, id)
         }
     };
@@ -665,7 +671,9 @@ fn flat_value(value: &AMQPValue) -> Option<Vec<u8>> {
         AMQPValue::FieldArray(_) | AMQPValue::FieldTable(_) => {
             value_to_json(value)["v"].to_string()
         }
-        other => amqp_integer(other).map(|v| v.to_string()).unwrap_or_default(),
+        other => amqp_integer(other)
+            .map(|v| v.to_string())
+            .unwrap_or_default(),
     };
     Some(text.into_bytes())
 }
@@ -734,7 +742,10 @@ mod tests {
         table.insert("nothing".into(), AMQPValue::Void);
         table.insert(
             "price".into(),
-            AMQPValue::DecimalValue(DecimalValue { scale: 2, value: 1999 }),
+            AMQPValue::DecimalValue(DecimalValue {
+                scale: 2,
+                value: 1999,
+            }),
         );
         table.insert(
             "list".into(),
@@ -798,11 +809,20 @@ mod tests {
         let table: serde_json::Value =
             serde_json::from_str(event.amqp.headers_table.as_deref().unwrap()).unwrap();
         assert_eq!(table["text"], serde_json::json!({"t": "S", "v": "héllo"}));
-        assert_eq!(table["binary"], serde_json::json!({"t": "S", "b64": "/wD+"}));
+        assert_eq!(
+            table["binary"],
+            serde_json::json!({"t": "S", "b64": "/wD+"})
+        );
         assert_eq!(table["count"], serde_json::json!({"t": "l", "v": -7}));
         assert_eq!(table["nothing"], serde_json::json!({"t": "V", "v": null}));
-        assert_eq!(table["nested"]["v"]["depth"], serde_json::json!({"t": "I", "v": 2}));
-        assert_eq!(table["list"]["v"][1], serde_json::json!({"t": "S", "v": "two"}));
+        assert_eq!(
+            table["nested"]["v"]["depth"],
+            serde_json::json!({"t": "I", "v": 2})
+        );
+        assert_eq!(
+            table["list"]["v"][1],
+            serde_json::json!({"t": "S", "v": "two"})
+        );
 
         let flat = |name: &str| {
             event
