@@ -14,8 +14,8 @@ use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use crate::util::{
-    archived_count, catalog_url, start_archive, start_archive_ready, terminate,
-    wait_for_archived, ChildGuard, START_SERVICES,
+    archived_count, catalog_url, start_archive, start_archive_ready, terminate, wait_for_archived,
+    ChildGuard, START_SERVICES,
 };
 
 fn brokers() -> String {
@@ -23,7 +23,14 @@ fn brokers() -> String {
 }
 
 fn create_topic(partitions: u32) -> String {
-    let topic = format!("hs-test-{}", uuid::Uuid::new_v4().simple());
+    create_named_topic(
+        &format!("hs-test-{}", uuid::Uuid::new_v4().simple()),
+        partitions,
+    )
+}
+
+fn create_named_topic(topic: &str, partitions: u32) -> String {
+    let topic = topic.to_owned();
     let output = Command::new("tansu")
         .args([
             "topic",
@@ -151,9 +158,15 @@ fn produce_with_rdkafka(topic: &str, first: u64, count: u64) {
     producer.flush(Duration::from_secs(120)).unwrap();
 }
 
+fn topics_line(topic: &str) -> String {
+    format!("topics = [\"{topic}\"]")
+}
+
+/// `subscription`: the source's lines that choose topics (and any other
+/// source setting).
 fn write_config(
     directory: &Path,
-    topic: &str,
+    subscription: &str,
     group: &str,
     extra_client: &str,
     grace: &str,
@@ -170,7 +183,7 @@ max_age = "1s"
 type = "kafka"
 name = "kafka-test"
 brokers = ["{brokers}"]
-topics = ["{topic}"]
+{subscription}
 group_id = "{group}"
 start = "earliest"
 [sources.client]
@@ -254,7 +267,13 @@ async fn kafka_round_trip_is_byte_identical() {
     );
     produce_with_rdkafka(&topic, TOTAL / 2, TOTAL / 2);
 
-    let config = write_config(directory.path(), &topic, &format!("g-{topic}"), "", "15m");
+    let config = write_config(
+        directory.path(),
+        &topics_line(&topic),
+        &format!("g-{topic}"),
+        "",
+        "15m",
+    );
     let started = Instant::now();
     let (mut archive, _stdout) = start_archive_ready(&config);
     wait_for_archived(directory.path(), TOTAL as i64, Duration::from_secs(300)).await;
@@ -283,7 +302,7 @@ async fn kafka_sigkill_loses_nothing_and_duplicates_nothing() {
     let config_for_run = |run: usize| {
         write_config(
             directory.path(),
-            &topic,
+            &topics_line(&topic),
             &format!("g-{topic}-{run}"),
             "",
             "0s",
@@ -332,7 +351,13 @@ async fn kafka_failover_within_a_group_loses_and_duplicates_nothing() {
     const TOTAL: u64 = 60_000;
     let directory = tempfile::tempdir().unwrap();
     let topic = create_topic(6);
-    let config = write_config(directory.path(), &topic, &format!("g-{topic}"), "", "15m");
+    let config = write_config(
+        directory.path(),
+        &topics_line(&topic),
+        &format!("g-{topic}"),
+        "",
+        "15m",
+    );
     let producer = produce_with_python(&topic, 0, TOTAL, 5_000, true);
     let (mut first, _first_stdout) = start_archive_ready(&config);
     let (mut second, _second_stdout) = start_archive_ready(&config);
@@ -346,4 +371,76 @@ async fn kafka_failover_within_a_group_loses_and_duplicates_nothing() {
     let status = terminate(&mut second.0);
     assert!(status.success(), "{status:?}");
     verify_exactly_once(directory.path(), &topic, TOTAL).await;
+}
+
+/// Topics by regular expression, and payloads over `max_payload_bytes`
+/// archived truncated with a flag and their original size.
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_regex_subscription_and_payload_truncation() {
+    const PER_TOPIC: u64 = 2_000;
+    const MAX_PAYLOAD: usize = 64;
+    let directory = tempfile::tempdir().unwrap();
+    // Two topics that match the pattern, one that does not.
+    let prefix = format!("hs-rx-{}", uuid::Uuid::new_v4().simple());
+    let matching: Vec<String> = ["a", "b"]
+        .iter()
+        .map(|suffix| create_named_topic(&format!("{prefix}-{suffix}"), 2))
+        .collect();
+    let other = create_named_topic(&format!("{prefix}x-other"), 1);
+    for (index, topic) in matching.iter().enumerate() {
+        produce_with_rdkafka(topic, index as u64 * PER_TOPIC, PER_TOPIC);
+    }
+    produce_with_rdkafka(&other, 10 * PER_TOPIC, 100);
+
+    let subscription =
+        format!("topic_pattern = \"{prefix}-[ab]$\"\nmax_payload_bytes = {MAX_PAYLOAD}");
+    let config = write_config(
+        directory.path(),
+        &subscription,
+        &format!("g-{prefix}"),
+        "",
+        "15m",
+    );
+    let (mut archive, _stdout) = start_archive_ready(&config);
+    wait_for_archived(
+        directory.path(),
+        2 * PER_TOPIC as i64,
+        Duration::from_secs(120),
+    )
+    .await;
+    // Anything from the other topic would have arrived with the rest.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status = terminate(&mut archive.0);
+    assert!(status.success(), "{status:?}");
+
+    let catalog = Catalog::connect(&catalog_url(directory.path()))
+        .await
+        .unwrap();
+    let segments = catalog.segments(&SegmentFilter::default()).await.unwrap();
+    catalog.close().await;
+    let mut per_topic: BTreeMap<String, u64> = BTreeMap::new();
+    let mut truncated = 0;
+    for record in &segments {
+        let path = directory.path().join("data").join(&record.segment.uri);
+        for event in decode_segment(std::fs::read(path).unwrap().into()).unwrap() {
+            *per_topic.entry(event.topic.clone()).or_default() += 1;
+            let seq: u64 = std::str::from_utf8(event.headers[0].value.as_deref().unwrap())
+                .unwrap()
+                .parse()
+                .unwrap();
+            let original = expected_payload(seq);
+            let kept = original.len().min(MAX_PAYLOAD);
+            assert_eq!(event.payload, original[..kept], "payload of {seq}");
+            assert_eq!(event.payload_size, original.len() as i64);
+            assert_eq!(event.payload_truncated, original.len() > MAX_PAYLOAD);
+            truncated += u64::from(event.payload_truncated);
+        }
+    }
+    let expected: BTreeMap<String, u64> = matching.iter().map(|t| (t.clone(), PER_TOPIC)).collect();
+    assert_eq!(per_topic, expected, "only the matching topics, each whole");
+    println!("{truncated} of {} payloads truncated", 2 * PER_TOPIC);
+    assert!(
+        truncated > PER_TOPIC,
+        "the test must truncate most payloads"
+    );
 }
