@@ -780,11 +780,29 @@ fn sql_over_a_million_kafka_events_matches_duckdb_and_key_lookups_prune() {
         .filter_map(|row| row["plan"].as_str())
         .collect::<Vec<_>>()
         .join("\n");
-    let metrics_line = plan_text
-        .lines()
-        .find(|line| line.contains("DataSourceExec"))
-        .unwrap_or_default();
-    println!("scan metrics: {}", metrics_line.trim());
+    let pruning = |name: &str| -> (u64, u64) {
+        let start = plan_text
+            .find(&format!("{name}="))
+            .unwrap_or_else(|| panic!("no {name} in the plan:\n{plan_text}"));
+        let numbers: Vec<u64> = plan_text[start + name.len() + 1..]
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|word| word.parse().ok())
+            .collect();
+        (numbers[0], numbers[1])
+    };
+    let (row_groups, after_statistics) = pruning("row_groups_pruned_statistics");
+    let (_, after_bloom) = pruning("row_groups_pruned_bloom_filter");
+    println!(
+        "inside those segments: {row_groups} row groups, {after_statistics} left after \
+         statistics, {after_bloom} read after bloom filters"
+    );
+    assert!(
+        after_bloom < row_groups,
+        "statistics and bloom filters on key pruned no row group"
+    );
 
     compare_with_duckdb(&target, &data, &comparisons(&hour, &next_hour, &key));
 }
