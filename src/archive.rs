@@ -27,13 +27,14 @@ pub async fn run(
     }
     let (store, catalog) = crate::open_archive(config).await?;
     let writer = ArchiveWriter::new(store.clone(), catalog.clone(), config.segment_format());
-    let policy = config.flush.policy();
+    let defaults = config.flush.policy();
     let mut tasks = JoinSet::new();
     for source in &config.sources {
         let name = source.name().to_owned();
         recover_abandoned(&store, &catalog, Some(&name), config.catalog.pending_grace)
             .await
             .with_context(|| format!("cannot clean up after an earlier crash of source {name}"))?;
+        let policy = source.flush_policy(defaults);
         match source.clone() {
             SourceSection::Kafka(kafka) => {
                 let writer = writer.clone();

@@ -254,6 +254,14 @@ pub enum SourceSection {
 }
 
 impl SourceSection {
+    /// `[flush]`, with this source's overrides.
+    pub fn flush_policy(&self, defaults: FlushPolicy) -> FlushPolicy {
+        match self {
+            SourceSection::Kafka(kafka) => kafka.flush.apply(defaults),
+            SourceSection::Amqp(amqp) => amqp.flush.apply(defaults),
+        }
+    }
+
     pub fn name(&self) -> &str {
         match self {
             SourceSection::Kafka(kafka) => &kafka.name,
@@ -382,20 +390,10 @@ impl Config {
                 problems.push(format!("{path}.name: {:?} is used twice", source.name()));
             }
             match source {
-                SourceSection::Kafka(kafka) => {
-                    if kafka.brokers.is_empty() || kafka.brokers.iter().any(|b| b.trim().is_empty())
-                    {
-                        problems.push(format!("{path}.brokers: list at least one host:port"));
-                    }
-                    if kafka.topics.is_empty() && kafka.topic_pattern.is_none() {
-                        problems.push(format!("{path}.topics: list topics or set topic_pattern"));
-                    }
-                    if kafka.group_id.trim().is_empty() {
-                        problems.push(format!("{path}.group_id: must not be empty"));
-                    }
-                }
+                SourceSection::Kafka(kafka) => problems.extend(kafka.problems(&path)),
                 SourceSection::Amqp(amqp) => {
-                    problems.extend(amqp.problems(&path, self.flush.max_age));
+                    let policy = source.flush_policy(self.flush.policy());
+                    problems.extend(amqp.problems(&path, policy.max_age));
                 }
             }
         }
@@ -426,6 +424,47 @@ mod tests {
         let error = parse("[storage]\nurll = \"x\"\n").unwrap_err();
         let text = format!("{error:#}");
         assert!(text.contains("urll"), "{text}");
+    }
+
+    #[test]
+    fn sources_override_the_flush_limits() {
+        let config = parse(
+            r#"
+            [flush]
+            max_rows = 500
+            max_age = "20s"
+            [[sources]]
+            type = "kafka"
+            name = "fast"
+            brokers = ["b:9092"]
+            topics = ["t"]
+            group_id = "g"
+            [sources.flush]
+            max_age = "1s"
+            [[sources]]
+            type = "amqp"
+            name = "rabbit"
+            url = "amqp://localhost"
+            queue = "q"
+            consumer_timeout = "30s"
+            [[sources.bindings]]
+            exchange = "orders"
+            "#,
+        )
+        .unwrap();
+        let defaults = config.flush.policy();
+        let fast = config.sources[0].flush_policy(defaults);
+        assert_eq!((fast.max_rows, fast.max_age), (500, Duration::from_secs(1)));
+        let rabbit = config.sources[1].flush_policy(defaults);
+        assert_eq!(rabbit.max_age, Duration::from_secs(20));
+        // 20 s of flush age is more than half the 30 s consumer timeout.
+        let problems = config.validate();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("sources[1].consumer_timeout:")),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -120,6 +120,9 @@ pub struct AmqpSourceConfig {
     /// Payloads larger than this are archived truncated, flagged, with their size.
     #[serde(default = "super::default_max_payload_bytes")]
     pub max_payload_bytes: usize,
+    /// Overrides of the `[flush]` limits for this source.
+    #[serde(default)]
+    pub flush: super::FlushOverride,
     /// The broker's `consumer_timeout` (RabbitMQ's default is 30 minutes). The
     /// flush age must stay well below it, or the broker closes the channel.
     #[serde(default = "default_consumer_timeout", with = "humantime_serde")]

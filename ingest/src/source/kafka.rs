@@ -61,6 +61,9 @@ pub struct KafkaSourceConfig {
     /// Payloads larger than this are archived truncated, flagged, with their size.
     #[serde(default = "super::default_max_payload_bytes")]
     pub max_payload_bytes: usize,
+    /// Overrides of the `[flush]` limits for this source.
+    #[serde(default)]
+    pub flush: super::FlushOverride,
     /// Extra librdkafka properties (`security.protocol`, `sasl.*`, …).
     #[serde(default)]
     pub client: HashMap<String, String>,

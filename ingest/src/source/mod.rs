@@ -92,3 +92,27 @@ pub(crate) fn count_consumed(source: &str, events: &[hindsight_archive::Event]) 
             .inc_by(truncated as u64);
     }
 }
+
+/// Per-source overrides of the `[flush]` limits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlushOverride {
+    pub max_rows: Option<usize>,
+    pub max_bytes: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    pub max_age: Option<std::time::Duration>,
+}
+
+impl FlushOverride {
+    /// `defaults` with the limits this override sets.
+    pub fn apply(
+        &self,
+        defaults: hindsight_archive::writer::FlushPolicy,
+    ) -> hindsight_archive::writer::FlushPolicy {
+        hindsight_archive::writer::FlushPolicy {
+            max_rows: self.max_rows.unwrap_or(defaults.max_rows),
+            max_bytes: self.max_bytes.unwrap_or(defaults.max_bytes),
+            max_age: self.max_age.unwrap_or(defaults.max_age),
+        }
+    }
+}
