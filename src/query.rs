@@ -53,11 +53,12 @@ pub async fn run(
             .sum();
         eprintln!(
             "segments: {} scanned of {} in the archive ({} matched in the catalog, {:.1} MiB); \
-             {rows} rows in {:.0} ms",
+             {rows} row{} in {:.0} ms",
             stats.segments_scanned,
             total,
             stats.segments_from_catalog,
             stats.bytes_scanned as f64 / 1_048_576.0,
+            if rows == 1 { "" } else { "s" },
             started.elapsed().as_secs_f64() * 1000.0,
         );
     }

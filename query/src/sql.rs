@@ -17,7 +17,6 @@
 //! memory pool of `memory_limit` bytes without spilling to disk, must finish
 //! within `timeout`, and at most `max_concurrent` queries run at once.
 
-use std::future::Future;
 use std::num::NonZeroUsize;
 use std::ops::ControlFlow;
 use std::pin::Pin;
@@ -263,14 +262,12 @@ impl QuerySession {
             .map_err(|_| self.timeout_error())??;
         let stats = self.scan_stats();
         let schema = started.schema();
-        let stream = LimitedStream {
-            schema: Arc::clone(&schema),
-            inner: Some(started),
-            deadline: Box::pin(tokio::time::sleep_until(self.deadline)),
-            timeout: self.timeout,
+        let running = Running {
+            stream: started,
             _slot: self.slot,
             _context: self.context,
         };
+        let stream = LimitedStream::new(Arc::clone(&schema), running, self.deadline, self.timeout);
         Ok(QueryOutput {
             schema,
             stream: Box::pin(stream),
@@ -310,44 +307,119 @@ impl QueryOutput {
     }
 }
 
-/// The rows of a query, cut off at its deadline. It holds the query's slot
-/// and session; dropping it (the client went away, or the deadline passed)
-/// stops the query and releases its memory.
-struct LimitedStream {
-    schema: SchemaRef,
-    inner: Option<SendableRecordBatchStream>,
-    deadline: Pin<Box<tokio::time::Sleep>>,
-    timeout: Duration,
+/// What a running query holds: its plan's stream, its slot and its session.
+/// Dropping it cancels the plan's tasks and frees its memory and slot.
+struct Running {
+    stream: SendableRecordBatchStream,
     _slot: OwnedSemaphorePermit,
     _context: SessionContext,
+}
+
+/// What a [`LimitedStream`] shares with its watchdog.
+#[derive(Default)]
+struct Shared {
+    running: Option<Running>,
+    /// Who to wake when the watchdog stops the query.
+    waker: Option<std::task::Waker>,
+}
+
+/// The rows of a query, cut off at its deadline. A watchdog drops the query
+/// at the deadline even when nobody polls (a client that stopped reading);
+/// dropping the stream (the client went away) drops the query at once.
+struct LimitedStream {
+    schema: SchemaRef,
+    shared: Arc<std::sync::Mutex<Shared>>,
+    /// Set once the end, an error or the timeout was reported.
+    finished: bool,
+    timeout: Duration,
+    watchdog: tokio::task::JoinHandle<()>,
+}
+
+impl LimitedStream {
+    fn new(schema: SchemaRef, running: Running, deadline: Instant, timeout: Duration) -> Self {
+        let shared = Arc::new(std::sync::Mutex::new(Shared {
+            running: Some(running),
+            waker: None,
+        }));
+        let weak = Arc::downgrade(&shared);
+        let watchdog = tokio::spawn(async move {
+            tokio::time::sleep_until(deadline).await;
+            let Some(shared) = weak.upgrade() else {
+                return;
+            };
+            let (expired, waker) = match shared.lock() {
+                Ok(mut state) => (state.running.take(), state.waker.take()),
+                Err(_) => (None, None),
+            };
+            drop(expired);
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        });
+        LimitedStream {
+            schema,
+            shared,
+            finished: false,
+            timeout,
+            watchdog,
+        }
+    }
+
+    /// Drops the query now.
+    fn stop(&self) {
+        let stopped = self
+            .shared
+            .lock()
+            .ok()
+            .and_then(|mut state| state.running.take());
+        drop(stopped);
+    }
+}
+
+impl Drop for LimitedStream {
+    fn drop(&mut self) {
+        self.watchdog.abort();
+    }
 }
 
 impl Stream for LimitedStream {
     type Item = datafusion::error::Result<RecordBatch>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.inner.is_none() {
+        if self.finished {
             return Poll::Ready(None);
         }
-        if self.deadline.as_mut().poll(cx).is_ready() {
-            // Dropping the plan cancels its tasks and frees its memory now.
-            self.inner = None;
-            let error = timeout_error(self.timeout);
-            return Poll::Ready(Some(Err(DataFusionError::from(error))));
-        }
-        let Some(inner) = self.inner.as_mut() else {
-            return Poll::Ready(None);
+        let polled = {
+            let Ok(mut state) = self.shared.lock() else {
+                return Poll::Ready(None);
+            };
+            let polled = state
+                .running
+                .as_mut()
+                .map(|running| running.stream.poll_next_unpin(cx));
+            if matches!(polled, Some(Poll::Pending)) {
+                state.waker = Some(cx.waker().clone());
+            }
+            polled
         };
-        match inner.poll_next_unpin(cx) {
-            Poll::Ready(None) => {
-                self.inner = None;
+        match polled {
+            // The watchdog took the query: the deadline passed.
+            None => {
+                self.finished = true;
+                let error = timeout_error(self.timeout);
+                Poll::Ready(Some(Err(DataFusionError::from(error))))
+            }
+            Some(Poll::Ready(None)) => {
+                self.finished = true;
+                self.stop();
                 Poll::Ready(None)
             }
-            Poll::Ready(Some(Err(error))) => {
-                self.inner = None;
+            Some(Poll::Ready(Some(Err(error)))) => {
+                self.finished = true;
+                self.stop();
                 Poll::Ready(Some(Err(error)))
             }
-            other => other,
+            Some(other) => other,
         }
     }
 }
@@ -766,6 +838,30 @@ mod archive_tests {
                 "{table} missing:\n{text}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_query_nobody_reads_gives_its_slot_back_at_the_deadline() {
+        let limits = QueryLimits {
+            timeout: Duration::from_millis(300),
+            max_concurrent: 1,
+            ..QueryLimits::default()
+        };
+        let (_directory, engine) = kafka_archive(limits).await;
+        let abandoned = engine.sql("SELECT * FROM events").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let started = std::time::Instant::now();
+        let (text, _) = rows_and_stats(&engine, "SELECT count(*) FROM events").await;
+        assert_eq!(single_value(&text), "120");
+        assert!(
+            started.elapsed() < QUEUE_WAIT / 2,
+            "the second query waited for the abandoned one's slot"
+        );
+        let error = abandoned
+            .collect()
+            .await
+            .expect_err("past its deadline the abandoned query reports a timeout");
+        assert_eq!(error.kind(), ErrorKind::Timeout);
     }
 
     #[tokio::test]
