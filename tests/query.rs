@@ -1448,3 +1448,100 @@ fn the_openapi_document_is_valid_and_matches_the_routes() {
     let response = http(address, "GET", "/api/v1/replay", &[], b"");
     assert_eq!(response.status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sql_over_an_s3_archive_with_a_postgres_catalog() {
+    use crate::store::{create_bucket, s3_endpoint};
+    let bucket = create_bucket();
+    let catalog_url = crate::util::fresh_postgres_database("hindsight_query").await;
+    let scratch = tempfile::tempdir().unwrap();
+    let config = write_config(
+        scratch.path(),
+        &scratch.path().join("data"),
+        &format!(
+            "[storage]\nurl = \"s3://{bucket}/archive\"\nendpoint = \"{}\"\nallow_http = true\n\
+             region = \"us-east-1\"\naccess_key_id = \"test\"\nsecret_access_key = \"test\"\n\
+             [catalog]\nurl = \"{catalog_url}\"\n",
+            s3_endpoint()
+        ),
+    );
+    let target = Target::Config(config);
+    run_ok(
+        target
+            .command()
+            .args(["demo", "--no-serve", "--events", "20000"]),
+    );
+    assert!(parquet_files(scratch.path()).is_empty(), "nothing is local");
+
+    let (rows, stats) = hindsight_rows(
+        &target,
+        "SELECT topic AS t, count(*) AS n, count(DISTINCT event_id) AS d FROM events GROUP BY 1",
+    );
+    let total: u64 = rows.iter().map(|row| row["n"].as_u64().unwrap()).sum();
+    let distinct: u64 = rows.iter().map(|row| row["d"].as_u64().unwrap()).sum();
+    assert_eq!((total, distinct), (20_000, 20_000), "{rows:?}");
+    let (scanned, segments) = scanned_of(&stats);
+    assert_eq!(scanned, segments);
+
+    let (hour, next_hour) = an_hour_inside(&target);
+    let key = a_key_inside(&target, &hour, &next_hour);
+    let (rows, stats) = hindsight_rows(
+        &target,
+        &format!(
+            "SELECT count(*) AS n FROM events WHERE key = CAST('{key}' AS BYTEA) \
+             AND event_time >= '{hour}' AND event_time < '{next_hour}'"
+        ),
+    );
+    assert!(rows[0]["n"].as_u64().unwrap() >= 1);
+    let (scanned, _) = scanned_of(&stats);
+    assert!(scanned * 4 < segments, "{stats}");
+
+    // A missing object on S3 is named, relative to the store prefix.
+    let catalog = hindsight_archive::catalog::Catalog::connect(&catalog_url)
+        .await
+        .unwrap();
+    let victim = catalog
+        .segments(&hindsight_archive::catalog::SegmentFilter {
+            topic: Some("shipments".to_owned()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .remove(0)
+        .segment
+        .uri;
+    catalog.close().await;
+    let store =
+        hindsight_archive::store::ArchiveStore::open(&hindsight_archive::store::StoreConfig {
+            url: format!("s3://{bucket}/archive"),
+            endpoint: Some(s3_endpoint()),
+            region: Some("us-east-1".to_owned()),
+            access_key_id: Some("test".to_owned()),
+            secret_access_key: Some("test".to_owned()),
+            allow_http: true,
+        })
+        .unwrap();
+    store
+        .delete(&object_store::path::Path::parse(&victim).unwrap())
+        .await
+        .unwrap();
+    let failing = target
+        .command()
+        .args([
+            "query",
+            "SELECT count(*) FROM events WHERE topic = 'shipments'",
+        ])
+        .output()
+        .unwrap();
+    assert!(!failing.status.success());
+    let stderr = String::from_utf8_lossy(&failing.stderr);
+    assert!(
+        stderr.contains(&format!("segment {victim} is unreadable")),
+        "{stderr}"
+    );
+    let (rows, _) = hindsight_rows(
+        &target,
+        "SELECT count(*) AS n FROM events WHERE topic = 'orders'",
+    );
+    assert!(rows[0]["n"].as_u64().unwrap() > 0);
+}
