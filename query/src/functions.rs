@@ -339,7 +339,8 @@ mod tests {
         context.register_batch("e", batch).unwrap();
         let rows = context
             .sql(
-                "SELECT utf8_or_null(payload) AS text, header_text(headers, 'kind') AS kind, \
+                "SELECT utf8_or_null(payload) AS text, utf8_or_null(payload) IS NULL AS invalid, \
+                 header_text(headers, 'kind') AS kind, \
                  header_text(headers, 'bin') AS bin, has_header(headers, 'kind') AS any_kind, \
                  has_header(headers, 'kind', 'y') AS kind_y, has_header(headers, 'bin', x'ff') AS bin_ff \
                  FROM e ORDER BY \"offset\"",
@@ -353,13 +354,13 @@ mod tests {
             .unwrap()
             .to_string();
         let expected = [
-            "+---------+------+-----+----------+--------+--------+",
-            "| text    | kind | bin | any_kind | kind_y | bin_ff |",
-            "+---------+------+-----+----------+--------+--------+",
-            "| {\"a\":1} | x    |     | true     | true   | false  |",
-            "|         |      |     | false    | false  | true   |",
-            "|         |      |     | false    | false  | false  |",
-            "+---------+------+-----+----------+--------+--------+",
+            "+---------+---------+------+-----+----------+--------+--------+",
+            "| text    | invalid | kind | bin | any_kind | kind_y | bin_ff |",
+            "+---------+---------+------+-----+----------+--------+--------+",
+            "| {\"a\":1} | false   | x    |     | true     | true   | false  |",
+            "|         | true    |      |     | false    | false  | true   |",
+            "|         | false   |      |     | false    | false  | false  |",
+            "+---------+---------+------+-----+----------+--------+--------+",
         ];
         assert_eq!(text, expected.join("\n"));
     }
