@@ -6,6 +6,7 @@ mod archive;
 mod config;
 mod demo;
 mod query;
+mod replay;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -69,7 +70,8 @@ enum Command {
     ///
     /// Tables: events (with payload_text), events_dedup, events_raw, segments.
     Query {
-        /// The SQL statement, e.g. "SELECT topic, count(*) FROM events GROUP BY topic".
+        /// The SQL statement, e.g. "SELECT topic, count(*) FROM events GROUP BY topic",
+        /// or `-` to read it from standard input.
         sql: String,
         /// Output: table (for people), json, ndjson, csv, parquet or arrow (for tools).
         #[arg(long, default_value = "table")]
@@ -88,6 +90,9 @@ enum Command {
     },
     /// Validate the configuration and print it as resolved.
     CheckConfig,
+    /// Replay archived events to Kafka or RabbitMQ: run, dry-run, resume, list, show, pause, cancel.
+    #[command(subcommand)]
+    Replay(replay::ReplayCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -180,6 +185,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("removed {removed} abandoned segment(s)");
             Ok(())
         }
+        Command::Replay(command) => replay::run(&config, command, cancel).await,
         Command::CheckConfig => {
             println!("{}", serde_json::to_string_pretty(&config)?);
             Ok(())
@@ -212,6 +218,7 @@ pub async fn serve(
     println!("serving the API and UI on http://{local}/ (Ctrl-C to stop)");
     let engine = hindsight_query::QueryEngine::new(store, catalog, config.query.limits())
         .context("cannot start the query engine")?;
+    hindsight_query::replay::register_configured_sources(replay::configured_guard(config)?);
     let state = hindsight_query::http::AppState::new(engine, config.http.options());
     hindsight_query::http::serve(listener, state, cancel).await?;
     Ok(())

@@ -21,6 +21,15 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let format: OutputFormat = format.parse()?;
+    let sql = if sql == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .context("cannot read the SQL statement from standard input")?;
+        text
+    } else {
+        sql.to_owned()
+    };
+    let sql = sql.as_str();
     let (store, catalog) = crate::open_archive(config).await?;
     let engine = QueryEngine::new(store, catalog.clone(), config.query.limits())
         .context("cannot start the query engine")?;

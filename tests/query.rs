@@ -599,6 +599,26 @@ fn sql_over_the_demo_archive_matches_duckdb() {
     assert_eq!(json[0]["topic"], "payments");
     let csv = run_ok(target.command().args(["query", "--format", "csv", sql]));
     assert_eq!(String::from_utf8(csv.stdout).unwrap().lines().count(), 501);
+    // The statement can come from standard input.
+    let mut piped = target
+        .command()
+        .args(["query", "--format", "csv", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    piped
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(sql.as_bytes())
+        .unwrap();
+    let piped = piped.wait_with_output().unwrap();
+    assert!(piped.status.success());
+    assert_eq!(
+        String::from_utf8(piped.stdout).unwrap().lines().count(),
+        501
+    );
     let parquet_file = data.path().join("result.parquet.out");
     let parquet = run_ok(target.command().args(["query", "--format", "parquet", sql]));
     std::fs::write(&parquet_file, parquet.stdout).unwrap();
