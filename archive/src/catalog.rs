@@ -224,6 +224,11 @@ impl Catalog {
         self.backend
     }
 
+    /// The connection pool, for the catalog's other tables (`replays.rs`).
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -9,6 +9,7 @@ pub mod format;
 pub mod functions;
 pub mod http;
 pub mod openapi;
+pub mod replay;
 pub mod sql;
 pub mod tables;
 

@@ -1,0 +1,265 @@
+//! Replay onto Kafka: an idempotent producer with `acks=all`.
+//!
+//! librdkafka's [`ThreadedProducer`] polls on its own thread; `send` only
+//! enqueues. Flushing (which blocks until every record is acknowledged) and
+//! metadata requests run on blocking threads, never on an async worker.
+//! Idempotence keeps the order of each partition across the producer's
+//! internal retries.
+//!
+//! Mapping: payload, key and headers are kept byte for byte, headers in
+//! order with repeats. RabbitMQ events have no key; their flat headers are
+//! kept, and their properties become headers: `content-type`, `message-id`,
+//! `correlation-id`, and `amqp-<property>` for the others (`amqp-exchange`,
+//! `amqp-routing-key`, `amqp-delivery-mode`, `amqp-priority`, `amqp-expiration`,
+//! `amqp-reply-to`, `amqp-type`, `amqp-app-id`, `amqp-user-id`,
+//! `amqp-content-encoding`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hindsight_archive::{Bus, Event, Header};
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+
+use super::publisher::{HeaderRules, KafkaTarget, Partitioning, Publisher, WindowOutcome};
+use crate::error::{Error, ErrorKind, Result};
+
+/// How long a flush may wait for acknowledgements before the replay fails.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
+const METADATA_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Counts deliveries as librdkafka reports them.
+#[derive(Default)]
+pub struct DeliveryCounter {
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    first_failure: Mutex<Option<String>>,
+}
+
+impl ClientContext for DeliveryCounter {}
+
+impl ProducerContext for DeliveryCounter {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _opaque: ()) {
+        match result {
+            Ok(_) => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((error, _)) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut first) = self.first_failure.lock() {
+                    first.get_or_insert_with(|| error.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// The flat headers of an event as a Kafka record carries them.
+pub fn kafka_headers(event: &Event) -> Vec<Header> {
+    let mut headers = event.headers.clone();
+    if event.bus == Bus::Amqp {
+        let mut add = |name: &str, value: Option<String>| {
+            if let Some(value) = value {
+                headers.push(Header::new(name, value.into_bytes()));
+            }
+        };
+        add("content-type", event.content_type.clone());
+        add("message-id", event.message_id.clone());
+        add("correlation-id", event.correlation_id.clone());
+        add("amqp-exchange", event.amqp.exchange.clone());
+        add("amqp-routing-key", event.routing_key.clone());
+        add(
+            "amqp-delivery-mode",
+            event.amqp.delivery_mode.map(|v| v.to_string()),
+        );
+        add("amqp-priority", event.amqp.priority.map(|v| v.to_string()));
+        add("amqp-expiration", event.amqp.expiration.clone());
+        add("amqp-reply-to", event.amqp.reply_to.clone());
+        add("amqp-type", event.amqp.message_type.clone());
+        add("amqp-app-id", event.amqp.app_id.clone());
+        add("amqp-user-id", event.amqp.user_id.clone());
+        add("amqp-content-encoding", event.amqp.content_encoding.clone());
+    }
+    headers
+}
+
+pub struct KafkaPublisher {
+    producer: ThreadedProducer<DeliveryCounter>,
+    target: KafkaTarget,
+    rules: HeaderRules,
+    partitions: HashMap<String, i32>,
+    sent: u64,
+}
+
+impl KafkaPublisher {
+    pub fn connect(target: &KafkaTarget, rules: HeaderRules) -> Result<Self> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &target.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "60000");
+        for (name, value) in &target.client {
+            config.set(name, value);
+        }
+        let producer: ThreadedProducer<DeliveryCounter> = config
+            .create_with_context(DeliveryCounter::default())
+            .map_err(|error| {
+                Error::invalid_input(format!(
+                    "cannot create a Kafka producer for {}: {error}",
+                    target.brokers
+                ))
+            })?;
+        Ok(KafkaPublisher {
+            producer,
+            target: target.clone(),
+            rules,
+            partitions: HashMap::new(),
+            sent: 0,
+        })
+    }
+
+    /// The partition count of `topic`, asked once.
+    async fn partition_count(&mut self, topic: &str) -> Result<i32> {
+        if let Some(count) = self.partitions.get(topic) {
+            return Ok(*count);
+        }
+        let producer = self.producer.clone();
+        let name = topic.to_owned();
+        let metadata = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&name), METADATA_TIMEOUT)
+        })
+        .await
+        .map_err(|error| Error::internal(format!("metadata request panicked: {error}")))?
+        .map_err(|error| {
+            Error::new(
+                ErrorKind::Retryable,
+                format!("cannot read the metadata of Kafka topic {topic:?}: {error}"),
+            )
+        })?;
+        let count = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map(|t| t.partitions().len() as i32)
+            .unwrap_or(0);
+        if count == 0 {
+            return Err(Error::invalid_input(format!(
+                "Kafka topic {topic:?} does not exist on {}: create it first",
+                self.target.brokers
+            )));
+        }
+        self.partitions.insert(topic.to_owned(), count);
+        Ok(count)
+    }
+}
+
+#[async_trait]
+impl Publisher for KafkaPublisher {
+    async fn send(&mut self, event: &Event, destination: &str) -> Result<()> {
+        let count = self.partition_count(destination).await?;
+        let source_partition = event.partition.unwrap_or(0);
+        let partition = match self.target.partitioning {
+            Partitioning::Preserve => Some(source_partition.rem_euclid(count)),
+            Partitioning::Same if source_partition < count => Some(source_partition),
+            Partitioning::Same => {
+                return Err(Error::invalid_input(format!(
+                    "Kafka topic {destination:?} has {count} partitions, and an event comes \
+                     from partition {source_partition}: use partitioning preserve or key"
+                )))
+            }
+            Partitioning::Key => None,
+        };
+        let mut headers = OwnedHeaders::new();
+        for header in self.rules.apply(&kafka_headers(event), event) {
+            headers = headers.insert(KafkaHeader {
+                key: &header.name,
+                value: header.value.as_deref(),
+            });
+        }
+        let mut record: BaseRecord<'_, [u8], [u8], ()> = BaseRecord::to(destination)
+            .payload(event.payload.as_slice())
+            .headers(headers);
+        if let Some(key) = &event.key {
+            record = record.key(key.as_slice());
+        }
+        if let Some(partition) = partition {
+            record = record.partition(partition);
+        }
+        if self.target.keep_timestamp {
+            record = record.timestamp(event.event_time.div_euclid(1000));
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => {
+                    self.sent += 1;
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    // The producer thread drains the queue; wait for room.
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((error, _)) => {
+                    return Err(Error::new(
+                        ErrorKind::Retryable,
+                        format!("cannot produce to Kafka topic {destination:?}: {error}"),
+                    ))
+                }
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<WindowOutcome> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || producer.flush(FLUSH_TIMEOUT))
+            .await
+            .map_err(|error| Error::internal(format!("flush panicked: {error}")))?
+            .map_err(|error| {
+                Error::new(
+                    ErrorKind::Retryable,
+                    format!(
+                        "Kafka did not acknowledge the replayed records within {FLUSH_TIMEOUT:?}: {error}"
+                    ),
+                )
+            })?;
+        let counter = self.producer.context();
+        let outcome = WindowOutcome {
+            delivered: counter.delivered.swap(0, Ordering::Relaxed),
+            failed: counter.failed.swap(0, Ordering::Relaxed),
+            first_failure: counter
+                .first_failure
+                .lock()
+                .ok()
+                .and_then(|mut first| first.take()),
+        };
+        let confirmed = outcome.delivered + outcome.failed;
+        if confirmed != self.sent {
+            return Err(Error::internal(format!(
+                "Kafka confirmed {confirmed} of {} records after a complete flush",
+                self.sent
+            )));
+        }
+        self.sent = 0;
+        Ok(outcome)
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        if self.sent > 0 {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+}

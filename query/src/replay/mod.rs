@@ -1,0 +1,994 @@
+//! Replay: send a selection of archived events back onto Kafka or RabbitMQ.
+//!
+//! - [`selection`] says which events, in which order (per partition, by
+//!   offset), as a [`selection::Plan`] over segments committed by a snapshot.
+//! - [`publisher`] is the seam to the buses: the [`publisher::Publisher`]
+//!   trait, [`kafka`] (idempotent, `acks=all`) and [`amqp`] (confirms,
+//!   mandatory), targets and header rules.
+//! - [`rate`] paces publishing.
+//! - This module runs replays: dry-runs, the loop guard, windows of sends
+//!   closed by a flush and a catalog checkpoint, control (pause, resume,
+//!   cancel through the catalog), and resume after a crash.
+//!
+//! A replay checkpoints only after its publisher confirmed every message of
+//! the window, so after a crash only the last window can be published twice,
+//! and the provenance headers (`hindsight-event-id`) make those copies
+//! detectable.
+
+pub mod amqp;
+pub mod http;
+pub mod kafka;
+pub mod publisher;
+pub mod rate;
+pub mod selection;
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use hindsight_archive::event::{now_micros, rfc3339};
+use hindsight_archive::replays::{
+    NewReplay, ReplayProgress, ReplayRecord, ReplayRequest, ReplayStatus,
+};
+use hindsight_archive::{Bus, ErrorKind as ArchiveErrorKind, Event};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::events::EventView;
+use crate::sql::QueryEngine;
+use publisher::{HeaderRules, Publisher, Target};
+use rate::{Limiter, Pace};
+use selection::{Plan, Selection, SqlResult};
+
+/// The longest a window stays open before it is flushed and checkpointed.
+pub const WINDOW_TIME: Duration = Duration::from_secs(1);
+/// How often a paused replay looks for a resume or cancel.
+const PAUSE_POLL: Duration = Duration::from_millis(500);
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_window() -> usize {
+    10_000
+}
+
+fn default_sample() -> usize {
+    5
+}
+
+/// How a replay runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayOptions {
+    /// Events per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// Payload bytes per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_rate: Option<f64>,
+    /// Reproduce the original gaps between events, N times as fast.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pace: Option<f64>,
+    /// Add the `hindsight-*` provenance headers (on by default).
+    #[serde(default = "default_true")]
+    pub provenance: bool,
+    /// Header names to remove; a trailing `*` matches a prefix.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub strip_headers: Vec<String>,
+    /// `name=value` headers to set (replacing any of that name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub set_headers: Vec<String>,
+    /// Publish into topics or exchanges that this Hindsight archives.
+    #[serde(default)]
+    pub allow_loop: bool,
+    /// Skip later copies of a RabbitMQ message (redeliveries), like `events_dedup`.
+    #[serde(default = "default_true")]
+    pub dedup: bool,
+    /// Events per window: flush, then checkpoint.
+    #[serde(default = "default_window")]
+    pub window: usize,
+    /// Events a dry-run shows.
+    #[serde(default = "default_sample")]
+    pub sample: usize,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        ReplayOptions {
+            rate: None,
+            bytes_rate: None,
+            pace: None,
+            provenance: true,
+            strip_headers: Vec::new(),
+            set_headers: Vec::new(),
+            allow_loop: false,
+            dedup: true,
+            window: default_window(),
+            sample: default_sample(),
+        }
+    }
+}
+
+impl ReplayOptions {
+    fn validate(&self) -> Result<()> {
+        for (name, value) in [
+            ("rate", self.rate),
+            ("bytes_rate", self.bytes_rate),
+            ("pace", self.pace),
+        ] {
+            if value.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
+                return Err(Error::invalid_input(format!(
+                    "{name} must be a positive number"
+                )));
+            }
+        }
+        if self.window == 0 {
+            return Err(Error::invalid_input("window must be at least 1 event"));
+        }
+        self.header_rules(None).map(|_| ())
+    }
+
+    fn pace(&self) -> Pace {
+        Pace {
+            events_per_second: self.rate,
+            bytes_per_second: self.bytes_rate,
+            original_speed: self.pace,
+        }
+    }
+
+    fn header_rules(&self, replay_id: Option<&str>) -> Result<HeaderRules> {
+        let set = self
+            .set_headers
+            .iter()
+            .map(|pair| match pair.split_once('=') {
+                Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+                _ => Err(Error::invalid_input(format!(
+                    "set header {pair:?} must be name=value"
+                ))),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(HeaderRules {
+            strip: self.strip_headers.clone(),
+            set,
+            provenance: if self.provenance {
+                replay_id.map(str::to_owned)
+            } else {
+                None
+            },
+        })
+    }
+}
+
+/// A whole replay request: what, where, how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaySpec {
+    pub selection: Selection,
+    pub target: Target,
+    #[serde(default)]
+    pub options: ReplayOptions,
+}
+
+/// Topics and exchanges that this Hindsight archives: replaying into them
+/// would archive the replayed events again.
+#[derive(Debug, Clone, Default)]
+pub struct LoopGuard {
+    entries: Vec<(Bus, GuardName, String)>,
+}
+
+#[derive(Debug, Clone)]
+enum GuardName {
+    Exact(String),
+    Pattern(regex::Regex),
+}
+
+impl LoopGuard {
+    /// `source` archives `name` (a Kafka topic, or an AMQP exchange).
+    pub fn add(&mut self, bus: Bus, name: &str, source: &str) {
+        self.entries
+            .push((bus, GuardName::Exact(name.to_owned()), source.to_owned()));
+    }
+
+    /// `source` archives the Kafka topics matching `pattern` (librdkafka's
+    /// `^pattern` subscription).
+    pub fn add_pattern(&mut self, pattern: &str, source: &str) -> Result<()> {
+        let regex = regex::Regex::new(&format!("^(?:{pattern})")).map_err(|error| {
+            Error::invalid_input(format!("invalid topic pattern {pattern:?}: {error}"))
+        })?;
+        self.entries
+            .push((Bus::Kafka, GuardName::Pattern(regex), source.to_owned()));
+        Ok(())
+    }
+
+    /// Adds every topic the catalog holds committed events of, with the bus
+    /// of its source: whatever was archived may be archived again.
+    pub async fn add_archived(&mut self, engine: &QueryEngine) -> Result<()> {
+        let buses: BTreeMap<String, Bus> = engine
+            .catalog()
+            .sources()
+            .await?
+            .into_iter()
+            .map(|s| (s.name, s.bus))
+            .collect();
+        for stats in engine.catalog().topic_stats().await? {
+            if let Some(bus) = buses.get(&stats.source) {
+                self.add(*bus, &stats.topic, &stats.source);
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses `destination` on `bus` when a source archives it.
+    pub fn check(&self, bus: Bus, destination: &str) -> Result<()> {
+        for (guarded_bus, name, source) in &self.entries {
+            let hit = *guarded_bus == bus
+                && match name {
+                    GuardName::Exact(exact) => exact == destination,
+                    GuardName::Pattern(regex) => regex.is_match(destination),
+                };
+            if hit {
+                let what = match bus {
+                    Bus::Kafka => "topic",
+                    Bus::Amqp => "exchange",
+                };
+                return Err(Error::invalid_input(format!(
+                    "refusing to replay into {bus} {what} {destination:?}: source {source:?} \
+                     archives it, so the replayed events would be archived again; \
+                     pass --allow-loop (\"allow_loop\": true) if that is what you want"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Events, bytes and the first and last event time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub events: i64,
+    pub bytes: i64,
+    pub first_event_time: Option<String>,
+    pub last_event_time: Option<String>,
+    #[serde(skip)]
+    span: Option<(i64, i64)>,
+}
+
+impl Totals {
+    fn add(&mut self, event: &Event) {
+        self.events += 1;
+        self.bytes += event.payload.len() as i64;
+        let (low, high) = self.span.unwrap_or((event.event_time, event.event_time));
+        let span = (low.min(event.event_time), high.max(event.event_time));
+        self.span = Some(span);
+        self.first_event_time = rfc3339(span.0);
+        self.last_event_time = rfc3339(span.1);
+    }
+}
+
+/// One sampled event and where it would go.
+#[derive(Debug, Serialize)]
+pub struct SampleEvent {
+    pub destination: Option<String>,
+    pub event: EventView,
+}
+
+/// What a dry-run found. Nothing was published.
+#[derive(Debug, Serialize)]
+pub struct DryRunReport {
+    pub id: String,
+    pub totals: Totals,
+    /// Per target topic or exchange.
+    pub by_target: BTreeMap<String, Totals>,
+    pub duplicates_skipped: i64,
+    pub segments: usize,
+    /// Why a run would be refused (loop guard, events without a target).
+    pub problems: Vec<String>,
+    pub sample: Vec<SampleEvent>,
+}
+
+/// A replay as the API shows it: the audit record, the target without secrets.
+#[derive(Debug, Serialize)]
+pub struct ReplayView {
+    pub id: String,
+    pub status: ReplayStatus,
+    pub requested: ReplayRequest,
+    pub dry_run: bool,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub snapshot_at: Option<String>,
+    pub selection: serde_json::Value,
+    pub target: serde_json::Value,
+    pub options: serde_json::Value,
+    pub planned: i64,
+    pub progress: ReplayProgress,
+    pub error: Option<String>,
+}
+
+impl From<ReplayRecord> for ReplayView {
+    fn from(record: ReplayRecord) -> Self {
+        let json = |text: &str| serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
+        let target = serde_json::from_str::<Target>(&record.target)
+            .ok()
+            .and_then(|target| serde_json::to_value(target.redacted()).ok())
+            .unwrap_or(serde_json::Value::Null);
+        ReplayView {
+            id: record.id,
+            status: record.status,
+            requested: record.requested,
+            dry_run: record.dry_run,
+            created_at: rfc3339(record.created_at),
+            updated_at: rfc3339(record.updated_at),
+            finished_at: record.finished_at.and_then(rfc3339),
+            snapshot_at: rfc3339(record.snapshot_at),
+            selection: json(&record.selection),
+            target,
+            options: json(&record.options),
+            planned: record.planned,
+            progress: record.progress,
+            error: record.error,
+        }
+    }
+}
+
+/// Live progress of a running replay, for progress bars.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LiveProgress {
+    pub planned: i64,
+    pub progress: ReplayProgress,
+    pub status: Option<ReplayStatus>,
+}
+
+/// Plans, audits, runs and controls replays over one archive.
+#[derive(Debug, Clone)]
+pub struct ReplayService {
+    engine: QueryEngine,
+    guard: LoopGuard,
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|error| Error::internal(format!("cannot encode the replay as JSON: {error}")))
+}
+
+fn conflict_or(error: hindsight_archive::Error) -> Error {
+    if error.kind() == ArchiveErrorKind::Conflict {
+        Error::new(ErrorKind::InvalidInput, error.full_message())
+    } else {
+        Error::from(error)
+    }
+}
+
+/// The configured sources of this process, for the loop guard of replays
+/// started over HTTP (set once by the binary).
+static CONFIGURED_SOURCES: std::sync::OnceLock<LoopGuard> = std::sync::OnceLock::new();
+
+/// Registers the topics and exchanges the configured sources archive.
+pub fn register_configured_sources(guard: LoopGuard) {
+    let _ = CONFIGURED_SOURCES.set(guard);
+}
+
+impl ReplayService {
+    /// `guard` holds the configured sources (the registered ones when
+    /// `None`); the catalog's archived topics are added at every start.
+    pub fn new(engine: QueryEngine, guard: Option<LoopGuard>) -> Self {
+        let guard = guard
+            .or_else(|| CONFIGURED_SOURCES.get().cloned())
+            .unwrap_or_default();
+        ReplayService { engine, guard }
+    }
+
+    /// The configured guard plus everything the catalog archived, now.
+    async fn refresh_guard(&mut self) -> Result<()> {
+        let mut guard = CONFIGURED_SOURCES.get().cloned().unwrap_or_default();
+        guard.entries.extend(self.guard.entries.iter().cloned());
+        guard.add_archived(&self.engine).await?;
+        self.guard = guard;
+        Ok(())
+    }
+
+    pub fn engine(&self) -> &QueryEngine {
+        &self.engine
+    }
+
+    async fn resolve(
+        &self,
+        spec: &ReplaySpec,
+        snapshot_at: i64,
+    ) -> Result<(Plan, Option<SqlResult>)> {
+        spec.options.validate()?;
+        let sql = match &spec.selection {
+            Selection::Sql { sql } => Some(selection::run_sql_selection(&self.engine, sql).await?),
+            Selection::Filter(_) => None,
+        };
+        let plan =
+            selection::plan(&self.engine, &spec.selection, snapshot_at, sql.as_ref()).await?;
+        Ok((plan, sql))
+    }
+
+    /// Where the plan's topics go, and what the loop guard says about them.
+    fn check_targets(&self, spec: &ReplaySpec, plan: &Plan) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (bus, topic) in plan.topics() {
+            match spec.target.destination_of(bus, &topic, None) {
+                Ok(destination) if !spec.options.allow_loop => {
+                    if let Err(error) = self.guard.check(spec.target.bus(), &destination) {
+                        problems.push(error.message().to_owned());
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => problems.push(error.message().to_owned()),
+            }
+        }
+        problems.sort();
+        problems.dedup();
+        problems
+    }
+
+    /// Counts what a replay would publish, per target, with a sample.
+    /// Publishes nothing and connects to no broker. Recorded in the audit.
+    pub async fn dry_run(&self, spec: &ReplaySpec) -> Result<DryRunReport> {
+        let mut service = self.clone();
+        service.refresh_guard().await?;
+        service.dry_run_with_guard(spec).await
+    }
+
+    async fn dry_run_with_guard(&self, spec: &ReplaySpec) -> Result<DryRunReport> {
+        let snapshot_at = now_micros();
+        let (plan, _) = self.resolve(spec, snapshot_at).await?;
+        let id = new_replay_id();
+        self.engine
+            .catalog()
+            .create_replay(&NewReplay {
+                id: id.clone(),
+                dry_run: true,
+                selection: to_json(&spec.selection)?,
+                target: to_json(&spec.target)?,
+                options: to_json(&spec.options)?,
+                snapshot_at,
+                planned: plan.planned,
+                owner: None,
+            })
+            .await?;
+        let mut problems = self.check_targets(spec, &plan);
+        let mut totals = Totals::default();
+        let mut by_target: BTreeMap<String, Totals> = BTreeMap::new();
+        let mut sample = Vec::new();
+        let mut dedup = Dedup::default();
+        let mut duplicates = 0;
+        for group in &plan.groups {
+            let events = group.load(self.engine.store()).await?;
+            dedup.enter(group);
+            for event in events {
+                if !plan.selects(&event) {
+                    continue;
+                }
+                if spec.options.dedup && !dedup.first_copy(group.bus, &event) {
+                    duplicates += 1;
+                    continue;
+                }
+                totals.add(&event);
+                let destination = match spec.target.destination(&event) {
+                    Ok(destination) => {
+                        if !spec.options.allow_loop {
+                            if let Err(error) = self.guard.check(spec.target.bus(), &destination) {
+                                problems.push(error.message().to_owned());
+                            }
+                        }
+                        by_target
+                            .entry(destination.clone())
+                            .or_default()
+                            .add(&event);
+                        Some(destination)
+                    }
+                    Err(error) => {
+                        problems.push(error.message().to_owned());
+                        None
+                    }
+                };
+                if sample.len() < spec.options.sample {
+                    sample.push(SampleEvent {
+                        destination,
+                        event: EventView::from(event),
+                    });
+                }
+            }
+        }
+        problems.sort();
+        problems.dedup();
+        self.engine
+            .catalog()
+            .finish_dry_run(
+                &id,
+                &ReplayProgress {
+                    selected: totals.events,
+                    bytes: totals.bytes,
+                    duplicates_skipped: duplicates,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        Ok(DryRunReport {
+            id,
+            totals,
+            by_target,
+            duplicates_skipped: duplicates,
+            segments: plan.groups.iter().map(|g| g.segments.len()).sum(),
+            problems,
+            sample,
+        })
+    }
+
+    /// Plans and records a replay, refusing loops and events without a
+    /// target. Nothing is published until [`ReplayRun::execute`].
+    pub async fn start(&self, spec: ReplaySpec) -> Result<ReplayRun> {
+        let mut service = self.clone();
+        service.refresh_guard().await?;
+        service.start_with_guard(spec).await
+    }
+
+    async fn start_with_guard(&self, spec: ReplaySpec) -> Result<ReplayRun> {
+        let snapshot_at = now_micros();
+        let (plan, sql) = self.resolve(&spec, snapshot_at).await?;
+        if let Some(problem) = self.check_targets(&spec, &plan).into_iter().next() {
+            return Err(Error::invalid_input(problem));
+        }
+        let id = new_replay_id();
+        let owner = uuid::Uuid::new_v4().simple().to_string();
+        if let Some(sql) = &sql {
+            self.engine
+                .catalog()
+                .store_replay_selection(&id, &sql.ids)
+                .await?;
+        }
+        self.engine
+            .catalog()
+            .create_replay(&NewReplay {
+                id: id.clone(),
+                dry_run: false,
+                selection: to_json(&spec.selection)?,
+                target: to_json(&spec.target)?,
+                options: to_json(&spec.options)?,
+                snapshot_at,
+                planned: plan.planned,
+                owner: Some(owner.clone()),
+            })
+            .await?;
+        tracing::info!(replay = %id, planned = plan.planned, groups = plan.groups.len(), "replay created");
+        Ok(ReplayRun {
+            service: self.clone(),
+            id,
+            owner,
+            spec,
+            plan,
+            progress: ReplayProgress::default(),
+        })
+    }
+
+    /// Takes a replay over from its checkpoint: after a crash, an interrupt,
+    /// a failure, or from another process (which is fenced off).
+    pub async fn resume(&self, id: &str) -> Result<ReplayRun> {
+        let mut service = self.clone();
+        service.refresh_guard().await?;
+        service.resume_with_guard(id).await
+    }
+
+    async fn resume_with_guard(&self, id: &str) -> Result<ReplayRun> {
+        let catalog = self.engine.catalog();
+        let record = catalog.replay(id).await?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("no replay {id}: list them with hindsight replay list"),
+            )
+        })?;
+        if record.status.is_final() {
+            return Err(Error::invalid_input(format!(
+                "replay {id} is {}: only running, paused, failed or interrupted replays resume",
+                record.status.as_str()
+            )));
+        }
+        let spec = ReplaySpec {
+            selection: parse_json(&record.selection, "selection")?,
+            target: parse_json(&record.target, "target")?,
+            options: parse_json(&record.options, "options")?,
+        };
+        let sql = match &spec.selection {
+            Selection::Sql { .. } => Some(SqlResult {
+                ids: catalog.replay_selection(id).await?,
+                topics: None,
+            }),
+            Selection::Filter(_) => None,
+        };
+        let plan = selection::plan(
+            &self.engine,
+            &spec.selection,
+            record.snapshot_at,
+            sql.as_ref(),
+        )
+        .await?;
+        let owner = uuid::Uuid::new_v4().simple().to_string();
+        catalog
+            .claim_replay(id, record.owner.as_deref(), &owner)
+            .await
+            .map_err(conflict_or)?;
+        tracing::info!(replay = %id, position_group = record.progress.position_group, position_row = record.progress.position_row, "replay resumed");
+        Ok(ReplayRun {
+            service: self.clone(),
+            id: id.to_owned(),
+            owner,
+            spec,
+            plan,
+            progress: record.progress,
+        })
+    }
+
+    pub async fn get(&self, id: &str) -> Result<ReplayView> {
+        self.engine
+            .catalog()
+            .replay(id)
+            .await?
+            .map(ReplayView::from)
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("no replay {id}")))
+    }
+
+    pub async fn list(&self, limit: i64) -> Result<Vec<ReplayView>> {
+        Ok(self
+            .engine
+            .catalog()
+            .replays(limit)
+            .await?
+            .into_iter()
+            .map(ReplayView::from)
+            .collect())
+    }
+
+    /// Asks the process running a replay to pause, run on or cancel; it
+    /// acts at its next checkpoint (within a second).
+    pub async fn request(&self, id: &str, request: ReplayRequest) -> Result<ReplayView> {
+        Ok(ReplayView::from(
+            self.engine.catalog().request_replay(id, request).await?,
+        ))
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|error| {
+        Error::internal(format!(
+            "the recorded {what} of a replay is unreadable: {error}"
+        ))
+    })
+}
+
+/// Time-ordered, so `replay list` and ids sort alike.
+fn new_replay_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+/// Later copies of a RabbitMQ message within one (source, topic, partition).
+#[derive(Debug, Default)]
+struct Dedup {
+    partition: Option<(String, String, i32)>,
+    seen: HashSet<String>,
+}
+
+impl Dedup {
+    /// Returns true when the group starts a new partition (the set was cleared).
+    fn enter(&mut self, group: &selection::SegmentGroup) -> bool {
+        let key = (group.source.clone(), group.topic.clone(), group.partition);
+        if self.partition.as_ref() != Some(&key) {
+            self.partition = Some(key);
+            self.seen.clear();
+            return true;
+        }
+        false
+    }
+
+    fn first_copy(&mut self, bus: Bus, event: &Event) -> bool {
+        bus != Bus::Amqp || self.seen.insert(event.event_id.clone())
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Completed,
+    Cancelled,
+    Interrupted,
+}
+
+/// A replay ready to run (new or resumed).
+pub struct ReplayRun {
+    service: ReplayService,
+    id: String,
+    owner: String,
+    spec: ReplaySpec,
+    plan: Plan,
+    progress: ReplayProgress,
+}
+
+impl std::fmt::Debug for ReplayRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplayRun").field("id", &self.id).finish()
+    }
+}
+
+struct Window {
+    sent: usize,
+    opened: Instant,
+}
+
+impl ReplayRun {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn planned(&self) -> i64 {
+        self.plan.planned
+    }
+
+    /// Publishes the plan from its checkpoint until done, cancelled by the
+    /// user (through the catalog), or interrupted by `cancel` (at a
+    /// checkpoint: resumable). Returns the final record.
+    pub async fn execute(
+        mut self,
+        cancel: CancellationToken,
+        live: Option<watch::Sender<LiveProgress>>,
+    ) -> Result<ReplayView> {
+        let rules = self.spec.options.header_rules(Some(&self.id))?;
+        let connected: Result<Box<dyn Publisher>> = match &self.spec.target {
+            Target::Kafka(kafka) => kafka::KafkaPublisher::connect(kafka, rules)
+                .map(|p| Box::new(p) as Box<dyn Publisher>),
+            Target::Amqp(target) => amqp::AmqpPublisher::connect(target, rules)
+                .await
+                .map(|p| Box::new(p) as Box<dyn Publisher>),
+        };
+        let outcome = match connected {
+            Ok(mut publisher) => {
+                let outcome = self
+                    .publish_all(publisher.as_mut(), &cancel, live.as_ref())
+                    .await;
+                let closed = publisher.close().await;
+                outcome.and_then(|stop| closed.map(|()| stop))
+            }
+            Err(error) => Err(error),
+        };
+        let catalog = self.service.engine.catalog().clone();
+        match outcome {
+            Ok(stop) => {
+                let status = match stop {
+                    Stop::Completed => ReplayStatus::Completed,
+                    Stop::Cancelled => ReplayStatus::Cancelled,
+                    Stop::Interrupted => ReplayStatus::Interrupted,
+                };
+                catalog
+                    .checkpoint_replay(&self.id, &self.owner, status, &self.progress, None)
+                    .await
+                    .map_err(conflict_or)?;
+                self.report(live.as_ref(), status);
+                tracing::info!(replay = %self.id, status = status.as_str(), published = self.progress.published, failed = self.progress.failed, "replay finished");
+            }
+            Err(error) => {
+                tracing::error!(replay = %self.id, error = %error.message(), "replay failed");
+                // The window in doubt is not checkpointed: resume sends it again.
+                let _ = catalog
+                    .checkpoint_replay(
+                        &self.id,
+                        &self.owner,
+                        ReplayStatus::Failed,
+                        &self.progress,
+                        Some(error.message()),
+                    )
+                    .await;
+                self.report(live.as_ref(), ReplayStatus::Failed);
+                return Err(error);
+            }
+        }
+        self.service.get(&self.id).await
+    }
+
+    fn report(&self, live: Option<&watch::Sender<LiveProgress>>, status: ReplayStatus) {
+        if let Some(live) = live {
+            live.send_replace(LiveProgress {
+                planned: self.plan.planned,
+                progress: self.progress,
+                status: Some(status),
+            });
+        }
+    }
+
+    /// Flushes the window, records progress at `position`, and obeys control
+    /// requests. Returns a stop when the replay must end here.
+    async fn checkpoint(
+        &mut self,
+        publisher: &mut dyn Publisher,
+        window: &mut Window,
+        position: (i64, i64),
+        limiter: &mut Limiter,
+        cancel: &CancellationToken,
+        live: Option<&watch::Sender<LiveProgress>>,
+    ) -> Result<Option<Stop>> {
+        if window.sent > 0 {
+            let outcome = publisher.flush().await?;
+            self.progress.published += outcome.delivered as i64;
+            self.progress.failed += outcome.failed as i64;
+            if let Some(failure) = &outcome.first_failure {
+                tracing::warn!(replay = %self.id, failed = outcome.failed, first = %failure, "events were not delivered");
+            }
+        }
+        self.progress.position_group = position.0;
+        self.progress.position_row = position.1;
+        *window = Window {
+            sent: 0,
+            opened: Instant::now(),
+        };
+        let catalog = self.service.engine.catalog().clone();
+        let mut request = catalog
+            .checkpoint_replay(
+                &self.id,
+                &self.owner,
+                ReplayStatus::Running,
+                &self.progress,
+                None,
+            )
+            .await
+            .map_err(conflict_or)?;
+        self.report(live, ReplayStatus::Running);
+        if cancel.is_cancelled() {
+            return Ok(Some(Stop::Interrupted));
+        }
+        if request == ReplayRequest::Pause {
+            tracing::info!(replay = %self.id, "replay paused");
+            self.report(live, ReplayStatus::Paused);
+            while request == ReplayRequest::Pause {
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(Some(Stop::Interrupted)),
+                    _ = tokio::time::sleep(PAUSE_POLL) => {}
+                }
+                request = catalog
+                    .checkpoint_replay(
+                        &self.id,
+                        &self.owner,
+                        ReplayStatus::Paused,
+                        &self.progress,
+                        None,
+                    )
+                    .await
+                    .map_err(conflict_or)?;
+            }
+            limiter.reset();
+            if request == ReplayRequest::Run {
+                tracing::info!(replay = %self.id, "replay resumed");
+                catalog
+                    .checkpoint_replay(
+                        &self.id,
+                        &self.owner,
+                        ReplayStatus::Running,
+                        &self.progress,
+                        None,
+                    )
+                    .await
+                    .map_err(conflict_or)?;
+                self.report(live, ReplayStatus::Running);
+            }
+        }
+        if request == ReplayRequest::Cancel {
+            return Ok(Some(Stop::Cancelled));
+        }
+        Ok(None)
+    }
+
+    async fn publish_all(
+        &mut self,
+        publisher: &mut dyn Publisher,
+        cancel: &CancellationToken,
+        live: Option<&watch::Sender<LiveProgress>>,
+    ) -> Result<Stop> {
+        let store = self.service.engine.store().clone();
+        let options = self.spec.options.clone();
+        let mut limiter = Limiter::new(options.pace());
+        let mut window = Window {
+            sent: 0,
+            opened: Instant::now(),
+        };
+        let start_group = usize::try_from(self.progress.position_group).unwrap_or(usize::MAX);
+        let start_row = usize::try_from(self.progress.position_row).unwrap_or(0);
+        let mut dedup = Dedup::default();
+        let groups = std::mem::take(&mut self.plan.groups);
+        for (group_index, group) in groups.iter().enumerate() {
+            if group_index < start_group {
+                continue;
+            }
+            let events = group.load(&store).await?;
+            let first_row = if group_index == start_group {
+                start_row
+            } else {
+                0
+            };
+            if dedup.enter(group) && options.dedup && group.bus == Bus::Amqp {
+                // Resuming inside a partition: remember the copies already replayed.
+                for earlier in groups[..group_index].iter().rev() {
+                    if (&earlier.source, &earlier.topic, earlier.partition)
+                        != (&group.source, &group.topic, group.partition)
+                    {
+                        break;
+                    }
+                    for event in earlier.load(&store).await? {
+                        if self.plan.selects(&event) {
+                            dedup.first_copy(group.bus, &event);
+                        }
+                    }
+                }
+                for event in events.iter().take(first_row) {
+                    if self.plan.selects(event) {
+                        dedup.first_copy(group.bus, event);
+                    }
+                }
+            }
+            for (row, event) in events.iter().enumerate().skip(first_row) {
+                if !self.plan.selects(event) {
+                    continue;
+                }
+                if options.dedup && !dedup.first_copy(group.bus, event) {
+                    self.progress.duplicates_skipped += 1;
+                    continue;
+                }
+                let destination = self.spec.target.destination(event)?;
+                if !options.allow_loop {
+                    self.service
+                        .guard
+                        .check(self.spec.target.bus(), &destination)?;
+                }
+                let delay = limiter.delay(Instant::now(), event.payload.len(), event.event_time);
+                if !delay.is_zero() {
+                    tokio::select! {
+                        _ = cancel.cancelled() => {}
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+                if cancel.is_cancelled() {
+                    // Everything before this row is sent: checkpoint there.
+                    let position = (group_index as i64, row as i64);
+                    self.checkpoint(publisher, &mut window, position, &mut limiter, cancel, live)
+                        .await?;
+                    return Ok(Stop::Interrupted);
+                }
+                publisher.send(event, &destination).await?;
+                self.progress.selected += 1;
+                self.progress.bytes += event.payload.len() as i64;
+                window.sent += 1;
+                if window.sent >= options.window || window.opened.elapsed() >= WINDOW_TIME {
+                    let position = (group_index as i64, row as i64 + 1);
+                    if let Some(stop) = self
+                        .checkpoint(publisher, &mut window, position, &mut limiter, cancel, live)
+                        .await?
+                    {
+                        return Ok(stop);
+                    }
+                }
+            }
+            // The group is done: the next checkpoint may point past it.
+            if window.opened.elapsed() >= WINDOW_TIME || cancel.is_cancelled() {
+                let position = (group_index as i64 + 1, 0);
+                if let Some(stop) = self
+                    .checkpoint(publisher, &mut window, position, &mut limiter, cancel, live)
+                    .await?
+                {
+                    return Ok(stop);
+                }
+            }
+        }
+        let end = (groups.len() as i64, 0);
+        if let Some(stop) = self
+            .checkpoint(publisher, &mut window, end, &mut limiter, cancel, live)
+            .await?
+        {
+            if stop == Stop::Cancelled {
+                return Ok(stop);
+            }
+        }
+        Ok(Stop::Completed)
+    }
+}

@@ -1,0 +1,331 @@
+//! The publishing seam: a [`Publisher`] per bus, where replayed events go
+//! ([`Target`]), and what is added to or removed from their headers
+//! ([`HeaderRules`], provenance).
+//!
+//! The contract: [`Publisher::send`] hands one message to the client and may
+//! wait for room, never for the broker. [`Publisher::flush`] waits until every
+//! message sent since the previous flush is confirmed or failed, and counts
+//! them. The runner checkpoints only after a flush, so after a crash the only
+//! events that can be published twice are those of the last window.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use hindsight_archive::{Bus, Event, Header};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Provenance header names. Values are UTF-8 text.
+pub const HEADER_REPLAY_ID: &str = "hindsight-replay-id";
+pub const HEADER_SOURCE: &str = "hindsight-source";
+pub const HEADER_TOPIC: &str = "hindsight-topic";
+pub const HEADER_PARTITION: &str = "hindsight-partition";
+pub const HEADER_OFFSET: &str = "hindsight-offset";
+pub const HEADER_EVENT_ID: &str = "hindsight-event-id";
+
+/// Where replayed events go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Target {
+    Kafka(KafkaTarget),
+    Amqp(AmqpTarget),
+}
+
+/// How replayed Kafka records choose their partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Partitioning {
+    /// Source partition modulo the target's partition count: the order of
+    /// every source partition, and so of every key, is kept.
+    #[default]
+    Preserve,
+    /// Exactly the source partition; refused when the target has fewer.
+    Same,
+    /// The producer's partitioner on the key (murmur2, like Java clients).
+    Key,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaTarget {
+    /// Bootstrap servers, comma-separated.
+    pub brokers: String,
+    /// Every event goes to this topic (`--to-topic`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// Source topic (or exchange) to target topic; wins over `topic`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub topic_map: BTreeMap<String, String>,
+    #[serde(default)]
+    pub partitioning: Partitioning,
+    /// Keep the archived event time as the record timestamp (default: now,
+    /// so that the target's retention does not delete old events at once).
+    #[serde(default)]
+    pub keep_timestamp: bool,
+    /// Extra librdkafka producer properties.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub client: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpTarget {
+    /// `amqp://user:password@host:port/vhost`.
+    pub url: String,
+    /// Every event goes to this exchange (`--to-exchange`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<String>,
+    /// Source exchange (or Kafka topic) to target exchange; wins over `exchange`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub exchange_map: BTreeMap<String, String>,
+    /// Overrides every routing key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing_key: Option<String>,
+}
+
+impl Target {
+    pub fn bus(&self) -> Bus {
+        match self {
+            Target::Kafka(_) => Bus::Kafka,
+            Target::Amqp(_) => Bus::Amqp,
+        }
+    }
+
+    /// The topic or exchange an event goes to: the mapping, then the
+    /// override, then the original (same bus only).
+    pub fn destination_of(&self, bus: Bus, topic: &str, exchange: Option<&str>) -> Result<String> {
+        let original = match bus {
+            Bus::Kafka => topic,
+            Bus::Amqp => exchange.unwrap_or(topic),
+        };
+        let (map, fixed, same_bus, flag) = match self {
+            Target::Kafka(kafka) => (
+                &kafka.topic_map,
+                &kafka.topic,
+                bus == Bus::Kafka,
+                "--to-topic",
+            ),
+            Target::Amqp(amqp) => (
+                &amqp.exchange_map,
+                &amqp.exchange,
+                bus == Bus::Amqp,
+                "--to-exchange",
+            ),
+        };
+        if let Some(mapped) = map.get(original) {
+            return Ok(mapped.clone());
+        }
+        if let Some(fixed) = fixed {
+            return Ok(fixed.clone());
+        }
+        if same_bus {
+            return Ok(original.to_owned());
+        }
+        Err(Error::invalid_input(format!(
+            "{bus} events from {original:?} have no {} target: give {flag} or a mapping",
+            self.bus()
+        )))
+    }
+
+    pub fn destination(&self, event: &Event) -> Result<String> {
+        self.destination_of(event.bus, &event.topic, event.amqp.exchange.as_deref())
+    }
+
+    /// The target without secrets (the password of an AMQP URL), for views.
+    pub fn redacted(&self) -> Target {
+        match self {
+            Target::Kafka(kafka) => Target::Kafka(kafka.clone()),
+            Target::Amqp(amqp) => {
+                let mut amqp = amqp.clone();
+                amqp.url = redact_url(&amqp.url);
+                Target::Amqp(amqp)
+            }
+        }
+    }
+}
+
+/// `amqp://user:secret@host/` becomes `amqp://user:***@host/`.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Header rewriting, applied before provenance headers are added.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderRules {
+    /// Exact names, or prefixes ending in `*`.
+    pub strip: Vec<String>,
+    /// Replace every header of this name with one of this value, or add it.
+    pub set: Vec<(String, String)>,
+    /// The replay id, when provenance headers are on.
+    pub provenance: Option<String>,
+}
+
+impl HeaderRules {
+    pub fn strips(&self, name: &str) -> bool {
+        self.set.iter().any(|(set, _)| set == name)
+            || self.strip.iter().any(|rule| match rule.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => rule == name,
+            })
+    }
+
+    /// The provenance headers of one event, in a fixed order.
+    pub fn provenance_headers(&self, event: &Event) -> Vec<(&'static str, String)> {
+        let Some(replay_id) = &self.provenance else {
+            return Vec::new();
+        };
+        let mut headers = vec![
+            (HEADER_REPLAY_ID, replay_id.clone()),
+            (HEADER_SOURCE, event.source.clone()),
+            (HEADER_TOPIC, event.topic.clone()),
+        ];
+        if let Some(partition) = event.partition {
+            headers.push((HEADER_PARTITION, partition.to_string()));
+        }
+        if let Some(offset) = event.offset {
+            headers.push((HEADER_OFFSET, offset.to_string()));
+        }
+        headers.push((HEADER_EVENT_ID, event.event_id.clone()));
+        headers
+    }
+
+    /// A flat header list after the rules, then `set`, then provenance.
+    pub fn apply(&self, headers: &[Header], event: &Event) -> Vec<Header> {
+        let mut result: Vec<Header> = headers
+            .iter()
+            .filter(|header| !self.strips(&header.name))
+            .cloned()
+            .collect();
+        for (name, value) in &self.set {
+            result.push(Header::new(name.clone(), value.as_bytes().to_vec()));
+        }
+        for (name, value) in self.provenance_headers(event) {
+            result.push(Header::new(name, value.into_bytes()));
+        }
+        result
+    }
+}
+
+/// What one flushed window came to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WindowOutcome {
+    pub delivered: u64,
+    pub failed: u64,
+    /// The first failure of the window, for the audit record and the log.
+    pub first_failure: Option<String>,
+}
+
+/// Publishes replayed events onto one bus.
+#[async_trait]
+pub trait Publisher: Send {
+    /// Hands one event over, mapped for the target with `destination` and the
+    /// header rules. May wait for room in the client; never for the broker.
+    async fn send(&mut self, event: &Event, destination: &str) -> Result<()>;
+    /// Waits until everything sent since the last flush is confirmed or failed.
+    async fn flush(&mut self) -> Result<WindowOutcome>;
+    /// Flushes what is left and disconnects.
+    async fn close(&mut self) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(bus: Bus) -> Event {
+        Event {
+            event_id: "e".repeat(32),
+            source: "src".to_owned(),
+            bus,
+            topic: "orders".to_owned(),
+            routing_key: None,
+            partition: Some(2),
+            offset: Some(41),
+            key: None,
+            headers: vec![
+                Header::new("keep", "1"),
+                Header::new("x-secret", "s"),
+                Header::new("trace", "old"),
+            ],
+            payload: Vec::new(),
+            payload_size: 0,
+            payload_truncated: false,
+            content_type: None,
+            message_id: None,
+            correlation_id: None,
+            timestamp_type: None,
+            amqp: Default::default(),
+            redelivered: None,
+            event_time: 0,
+            ingest_time: 0,
+        }
+    }
+
+    #[test]
+    fn destinations_map_then_override_then_original() {
+        let mut kafka = KafkaTarget {
+            brokers: "b".to_owned(),
+            topic: None,
+            topic_map: BTreeMap::new(),
+            partitioning: Partitioning::Preserve,
+            keep_timestamp: false,
+            client: BTreeMap::new(),
+        };
+        let target = Target::Kafka(kafka.clone());
+        assert_eq!(target.destination(&event(Bus::Kafka)).unwrap(), "orders");
+        assert!(target.destination(&event(Bus::Amqp)).is_err());
+        kafka.topic = Some("copy".to_owned());
+        kafka
+            .topic_map
+            .insert("orders".to_owned(), "mapped".to_owned());
+        let target = Target::Kafka(kafka);
+        assert_eq!(target.destination(&event(Bus::Kafka)).unwrap(), "mapped");
+        let mut other = event(Bus::Kafka);
+        other.topic = "payments".to_owned();
+        assert_eq!(target.destination(&other).unwrap(), "copy");
+    }
+
+    #[test]
+    fn rules_strip_set_and_add_provenance_last() {
+        let rules = HeaderRules {
+            strip: vec!["x-*".to_owned()],
+            set: vec![("trace".to_owned(), "new".to_owned())],
+            provenance: Some("r1".to_owned()),
+        };
+        let sample = event(Bus::Kafka);
+        let names: Vec<(String, String)> = rules
+            .apply(&sample.headers, &sample)
+            .into_iter()
+            .map(|h| (h.name, String::from_utf8(h.value.unwrap()).unwrap()))
+            .collect();
+        let expected: Vec<(String, String)> = [
+            ("keep", "1"),
+            ("trace", "new"),
+            (HEADER_REPLAY_ID, "r1"),
+            (HEADER_SOURCE, "src"),
+            (HEADER_TOPIC, "orders"),
+            (HEADER_PARTITION, "2"),
+            (HEADER_OFFSET, "41"),
+            (HEADER_EVENT_ID, &"e".repeat(32)),
+        ]
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(names, expected);
+    }
+
+    #[test]
+    fn amqp_passwords_are_redacted() {
+        assert_eq!(
+            redact_url("amqp://guest:secret@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(redact_url("amqp://host/"), "amqp://host/");
+    }
+}

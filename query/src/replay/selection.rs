@@ -1,0 +1,565 @@
+//! What a replay publishes: a selection (the filters of `GET /api/v1/events`,
+//! or an SQL query returning `event_id`s), resolved into an ordered plan of
+//! segment groups and a per-event predicate.
+//!
+//! The order is the archive's: (source, topic, partition), then offset. Kafka
+//! segments of one partition whose offset ranges overlap (a batch that
+//! straddled an hour) are read together and merged by offset. RabbitMQ queue
+//! segments have no offsets; they are read in the order they were written.
+//! A plan only holds segments committed at or before the replay's snapshot, so
+//! a resumed replay sees exactly the groups the first run saw.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::DataType;
+use futures::StreamExt;
+use hindsight_archive::catalog::{SegmentFilter, SegmentRecord};
+use hindsight_archive::segment::decode_segment;
+use hindsight_archive::{Bus, Event};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::sql::QueryEngine;
+
+/// The largest SQL selection: its event ids are kept in memory and in the catalog.
+pub const MAX_SQL_SELECTION: usize = 5_000_000;
+
+/// Which events to replay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Selection {
+    /// The filters of `GET /api/v1/events`.
+    Filter(FilterSelection),
+    /// A read-only SQL query whose result has an `event_id` column. When it
+    /// also returns `source` and `topic`, only those topics' segments are read.
+    Sql { sql: String },
+}
+
+/// The filters of `GET /api/v1/events`; every field narrows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterSelection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<i32>,
+    /// Inclusive lower bound of event_time, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Exclusive upper bound of event_time, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The Kafka key, as UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// `name=value`: a header with exactly this value must be present.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<String>,
+    /// Text the UTF-8 payload must contain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contains: Option<String>,
+    /// `path=value`: a JSON field (dot path) of the payload must equal the value, as text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub json: Vec<String>,
+}
+
+/// A filter, parsed once, applied to every event read.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    partition: Option<i32>,
+    time_from: Option<i64>,
+    time_to: Option<i64>,
+    key: Option<Vec<u8>>,
+    headers: Vec<(String, Vec<u8>)>,
+    contains: Option<String>,
+    json: Vec<(Vec<String>, String)>,
+}
+
+fn parse_time(what: &str, text: &str) -> Result<i64> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|time| time.timestamp_micros())
+        .map_err(|error| {
+            Error::invalid_input(format!(
+                "{what} {text:?} is not an RFC 3339 time like 2026-01-31T00:00:00Z: {error}"
+            ))
+        })
+}
+
+fn split_pair<'a>(what: &str, text: &'a str) -> Result<(&'a str, &'a str)> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name, value)),
+        _ => Err(Error::invalid_input(format!(
+            "{what} {text:?} must be name=value"
+        ))),
+    }
+}
+
+impl FilterSelection {
+    pub fn compile(&self) -> Result<EventFilter> {
+        let json = self
+            .json
+            .iter()
+            .map(|pair| {
+                let (path, value) = split_pair("json filter", pair)?;
+                let parts: Vec<String> = path.split('.').map(str::to_owned).collect();
+                if parts.iter().any(String::is_empty) {
+                    return Err(Error::invalid_input(format!(
+                        "json field path {path:?} must be dot-separated names, like customer.id"
+                    )));
+                }
+                Ok((parts, value.to_owned()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let headers = self
+            .headers
+            .iter()
+            .map(|pair| {
+                split_pair("header filter", pair)
+                    .map(|(name, value)| (name.to_owned(), value.as_bytes().to_vec()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(EventFilter {
+            partition: self.partition,
+            time_from: self
+                .from
+                .as_deref()
+                .map(|t| parse_time("from", t))
+                .transpose()?,
+            time_to: self
+                .to
+                .as_deref()
+                .map(|t| parse_time("to", t))
+                .transpose()?,
+            key: self.key.as_ref().map(|key| key.as_bytes().to_vec()),
+            headers,
+            contains: self.contains.clone(),
+            json,
+        })
+    }
+
+    fn segment_filter(&self, filter: &EventFilter) -> SegmentFilter {
+        SegmentFilter {
+            source: self.source.clone(),
+            topic: self.topic.clone(),
+            partition: self.partition,
+            time_from: filter.time_from,
+            time_to: filter.time_to,
+        }
+    }
+}
+
+/// A JSON value as `json_as_text` renders it: strings bare, the rest as JSON.
+fn json_text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl EventFilter {
+    pub fn matches(&self, event: &Event) -> bool {
+        if self.partition.is_some() && event.partition != self.partition {
+            return false;
+        }
+        if self.time_from.is_some_and(|from| event.event_time < from)
+            || self.time_to.is_some_and(|to| event.event_time >= to)
+        {
+            return false;
+        }
+        if self.key.is_some() && event.key != self.key {
+            return false;
+        }
+        for (name, value) in &self.headers {
+            let present = event
+                .headers
+                .iter()
+                .any(|header| &header.name == name && header.value.as_deref() == Some(value));
+            if !present {
+                return false;
+            }
+        }
+        if self.contains.is_none() && self.json.is_empty() {
+            return true;
+        }
+        let Ok(text) = std::str::from_utf8(&event.payload) else {
+            return false;
+        };
+        if let Some(needle) = &self.contains {
+            if !text.contains(needle.as_str()) {
+                return false;
+            }
+        }
+        if self.json.is_empty() {
+            return true;
+        }
+        let Ok(document) = serde_json::from_str::<serde_json::Value>(text) else {
+            return false;
+        };
+        self.json.iter().all(|(path, expected)| {
+            let mut current = &document;
+            for part in path {
+                let next = match current {
+                    serde_json::Value::Object(map) => map.get(part),
+                    serde_json::Value::Array(items) => {
+                        part.parse::<usize>().ok().and_then(|i| items.get(i))
+                    }
+                    _ => None,
+                };
+                match next {
+                    Some(value) => current = value,
+                    None => return false,
+                }
+            }
+            json_text(current) == *expected
+        })
+    }
+}
+
+/// Segments read and merged together: one partition's, in offset order.
+#[derive(Debug, Clone)]
+pub struct SegmentGroup {
+    pub source: String,
+    pub topic: String,
+    pub partition: i32,
+    pub bus: Bus,
+    pub segments: Vec<SegmentRecord>,
+}
+
+impl SegmentGroup {
+    pub fn rows(&self) -> i64 {
+        self.segments.iter().map(|s| s.segment.rows).sum()
+    }
+
+    /// Reads every segment of the group; Kafka groups are merged by offset.
+    pub async fn load(&self, store: &hindsight_archive::store::ArchiveStore) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        for record in &self.segments {
+            let path = object_store::path::Path::from(record.segment.uri.as_str());
+            let bytes = store.get(&path).await.map_err(|error| {
+                Error::new(
+                    crate::ErrorKind::SegmentUnreadable,
+                    format!(
+                        "segment {} is unreadable: {}",
+                        record.segment.uri,
+                        error.full_message()
+                    ),
+                )
+            })?;
+            let uri = record.segment.uri.clone();
+            let decoded = tokio::task::spawn_blocking(move || decode_segment(bytes))
+                .await
+                .map_err(|error| Error::internal(format!("segment decoding panicked: {error}")))?
+                .map_err(|error| {
+                    Error::new(
+                        crate::ErrorKind::SegmentUnreadable,
+                        format!("segment {uri} is unreadable: {}", error.full_message()),
+                    )
+                })?;
+            events.extend(decoded);
+        }
+        if self.segments.len() > 1 && self.bus == Bus::Kafka {
+            // Stable: equal offsets (none in a sound archive) keep file order.
+            events.sort_by_key(|event| event.offset);
+        }
+        Ok(events)
+    }
+}
+
+/// A selection resolved against the catalog.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub groups: Vec<SegmentGroup>,
+    /// Rows of the groups, or the exact count of an SQL selection.
+    pub planned: i64,
+    pub filter: Option<EventFilter>,
+    /// The event ids of an SQL selection.
+    pub ids: Option<HashSet<String>>,
+}
+
+impl Plan {
+    pub fn selects(&self, event: &Event) -> bool {
+        if let Some(ids) = &self.ids {
+            if !ids.contains(&event.event_id) {
+                return false;
+            }
+        }
+        self.filter
+            .as_ref()
+            .is_none_or(|filter| filter.matches(event))
+    }
+
+    /// The (bus, topic) pairs the plan reads, for the loop guard.
+    pub fn topics(&self) -> Vec<(Bus, String)> {
+        let mut topics: Vec<(Bus, String)> = Vec::new();
+        for group in &self.groups {
+            if !topics
+                .iter()
+                .any(|(bus, topic)| *bus == group.bus && *topic == group.topic)
+            {
+                topics.push((group.bus, group.topic.clone()));
+            }
+        }
+        topics
+    }
+}
+
+/// What an SQL selection returned.
+#[derive(Debug, Clone, Default)]
+pub struct SqlResult {
+    pub ids: Vec<String>,
+    /// The (source, topic) pairs, when the query returned both columns.
+    pub topics: Option<BTreeSet<(String, String)>>,
+}
+
+fn string_values(column: &dyn Array) -> Result<Vec<Option<String>>> {
+    let column = match column.data_type() {
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 | DataType::Dictionary(_, _) => {
+            arrow::compute::cast(column, &DataType::Utf8)
+                .map_err(|error| Error::internal(format!("cannot read event ids: {error}")))?
+        }
+        other => {
+            return Err(Error::invalid_input(format!(
+                "the selection query returned a column of type {other}, expected text"
+            )))
+        }
+    };
+    let strings = column.as_string::<i32>();
+    Ok((0..strings.len())
+        .map(|i| (!strings.is_null(i)).then(|| strings.value(i).to_owned()))
+        .collect())
+}
+
+/// Runs the SQL of a selection and collects its event ids.
+pub async fn run_sql_selection(engine: &QueryEngine, sql: &str) -> Result<SqlResult> {
+    let mut output = engine.sql(sql).await?;
+    let schema = output.schema.clone();
+    let id_index = schema.index_of("event_id").map_err(|_| {
+        Error::invalid_input(
+            "the selection query must return an event_id column, e.g. SELECT event_id FROM events WHERE …",
+        )
+    })?;
+    let source_index = schema.index_of("source").ok();
+    let topic_index = schema.index_of("topic").ok();
+    let mut ids = Vec::new();
+    let mut seen = HashSet::new();
+    let mut topics = BTreeSet::new();
+    while let Some(batch) = output.stream.next().await {
+        let batch = batch?;
+        let batch_ids = string_values(batch.column(id_index).as_ref())?;
+        let pairs = match (source_index, topic_index) {
+            (Some(s), Some(t)) => Some((
+                string_values(batch.column(s).as_ref())?,
+                string_values(batch.column(t).as_ref())?,
+            )),
+            _ => None,
+        };
+        for (row, id) in batch_ids.into_iter().enumerate() {
+            let Some(id) = id else { continue };
+            if let Some((sources, topic_values)) = &pairs {
+                if let (Some(source), Some(topic)) = (&sources[row], &topic_values[row]) {
+                    topics.insert((source.clone(), topic.clone()));
+                }
+            }
+            if seen.insert(id.clone()) {
+                ids.push(id);
+            }
+            if ids.len() > MAX_SQL_SELECTION {
+                return Err(Error::invalid_input(format!(
+                    "the selection query returned more than {MAX_SQL_SELECTION} events: \
+                     narrow it, or select with filters, which have no limit"
+                )));
+            }
+        }
+    }
+    Ok(SqlResult {
+        ids,
+        topics: (source_index.is_some() && topic_index.is_some()).then_some(topics),
+    })
+}
+
+/// Resolves a selection into a plan over the segments committed by `snapshot_at`.
+/// `sql_ids` is the fixed result of an SQL selection.
+pub async fn plan(
+    engine: &QueryEngine,
+    selection: &Selection,
+    snapshot_at: i64,
+    sql: Option<&SqlResult>,
+) -> Result<Plan> {
+    let catalog = engine.catalog();
+    let buses: HashMap<String, Bus> = catalog
+        .sources()
+        .await?
+        .into_iter()
+        .map(|source| (source.name, source.bus))
+        .collect();
+    let (segment_filters, filter, ids) = match selection {
+        Selection::Filter(filters) => {
+            let compiled = filters.compile()?;
+            (
+                vec![filters.segment_filter(&compiled)],
+                Some(compiled),
+                None,
+            )
+        }
+        Selection::Sql { .. } => {
+            let result = sql.ok_or_else(|| Error::internal("sql selection without its result"))?;
+            let segment_filters = match &result.topics {
+                Some(topics) => topics
+                    .iter()
+                    .map(|(source, topic)| SegmentFilter {
+                        source: Some(source.clone()),
+                        topic: Some(topic.clone()),
+                        ..Default::default()
+                    })
+                    .collect(),
+                None => vec![SegmentFilter::default()],
+            };
+            let ids: HashSet<String> = result.ids.iter().cloned().collect();
+            (segment_filters, None, Some(ids))
+        }
+    };
+    let mut by_partition: BTreeMap<(String, String, i32), Vec<SegmentRecord>> = BTreeMap::new();
+    for segment_filter in &segment_filters {
+        for record in catalog.segments(segment_filter).await? {
+            if record.committed_at.is_some_and(|at| at > snapshot_at) {
+                continue;
+            }
+            by_partition
+                .entry((
+                    record.segment.source.clone(),
+                    record.segment.topic.clone(),
+                    record.segment.partition,
+                ))
+                .or_default()
+                .push(record);
+        }
+    }
+    let mut groups = Vec::new();
+    for ((source, topic, partition), mut segments) in by_partition {
+        let bus = buses.get(&source).copied().unwrap_or(Bus::Kafka);
+        // Offsets, then write order (segment ids are time-ordered uuid v7).
+        segments.sort_by(|a, b| {
+            (a.segment.first_offset, &a.segment.id).cmp(&(b.segment.first_offset, &b.segment.id))
+        });
+        segments.dedup_by(|a, b| a.segment.id == b.segment.id);
+        let mut current: Vec<SegmentRecord> = Vec::new();
+        let mut current_last = i64::MIN;
+        for record in segments {
+            let overlaps = bus == Bus::Kafka && record.segment.first_offset <= current_last;
+            if !current.is_empty() && !overlaps {
+                groups.push(SegmentGroup {
+                    source: source.clone(),
+                    topic: topic.clone(),
+                    partition,
+                    bus,
+                    segments: std::mem::take(&mut current),
+                });
+                current_last = i64::MIN;
+            }
+            current_last = current_last.max(record.segment.last_offset);
+            current.push(record);
+        }
+        if !current.is_empty() {
+            groups.push(SegmentGroup {
+                source: source.clone(),
+                topic: topic.clone(),
+                partition,
+                bus,
+                segments: current,
+            });
+        }
+    }
+    let planned = match &ids {
+        Some(ids) => ids.len() as i64,
+        None => groups.iter().map(SegmentGroup::rows).sum(),
+    };
+    Ok(Plan {
+        groups,
+        planned,
+        filter,
+        ids,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hindsight_archive::Header;
+
+    fn event(payload: &str) -> Event {
+        Event {
+            event_id: "0".repeat(32),
+            source: "s".to_owned(),
+            bus: Bus::Kafka,
+            topic: "t".to_owned(),
+            routing_key: None,
+            partition: Some(1),
+            offset: Some(5),
+            key: Some(b"k1".to_vec()),
+            headers: vec![Header::new("type", "a"), Header::new("type", "b")],
+            payload: payload.as_bytes().to_vec(),
+            payload_size: payload.len() as i64,
+            payload_truncated: false,
+            content_type: None,
+            message_id: None,
+            correlation_id: None,
+            timestamp_type: None,
+            amqp: Default::default(),
+            redelivered: None,
+            event_time: 1_700_000_000_000_000,
+            ingest_time: 1_700_000_000_000_000,
+        }
+    }
+
+    #[test]
+    fn filters_match_like_the_events_api() {
+        let sample = event(r#"{"customer":{"id":7,"country":"NL"},"items":["x","y"]}"#);
+        let matches = |selection: FilterSelection| selection.compile().unwrap().matches(&sample);
+        assert!(matches(FilterSelection::default()));
+        assert!(matches(FilterSelection {
+            headers: vec!["type=b".to_owned()],
+            json: vec![
+                "customer.country=NL".to_owned(),
+                "customer.id=7".to_owned(),
+                "items.1=y".to_owned()
+            ],
+            key: Some("k1".to_owned()),
+            contains: Some("country".to_owned()),
+            partition: Some(1),
+            from: Some("2023-11-14T00:00:00Z".to_owned()),
+            to: Some("2023-11-15T00:00:00Z".to_owned()),
+            ..Default::default()
+        }));
+        assert!(!matches(FilterSelection {
+            headers: vec!["type=c".to_owned()],
+            ..Default::default()
+        }));
+        assert!(!matches(FilterSelection {
+            json: vec!["customer.country=DE".to_owned()],
+            ..Default::default()
+        }));
+        assert!(!matches(FilterSelection {
+            key: Some("k2".to_owned()),
+            ..Default::default()
+        }));
+        assert!(!matches(FilterSelection {
+            to: Some("2023-11-14T22:13:20Z".to_owned()),
+            ..Default::default()
+        }));
+        assert!(FilterSelection {
+            from: Some("yesterday".to_owned()),
+            ..Default::default()
+        }
+        .compile()
+        .is_err());
+        assert!(FilterSelection {
+            headers: vec!["novalue".to_owned()],
+            ..Default::default()
+        }
+        .compile()
+        .is_err());
+    }
+}
