@@ -120,6 +120,15 @@ impl From<hindsight_archive::Error> for Error {
 impl From<DataFusionError> for Error {
     fn from(error: DataFusionError) -> Self {
         if let Some(segment) = find_segment_error(&error) {
+            if segment.store_unavailable {
+                return Error::new(
+                    ErrorKind::Retryable,
+                    format!(
+                        "cannot read segment {} because the store failed ({}): try again",
+                        segment.path, segment.cause
+                    ),
+                );
+            }
             return Error::new(
                 ErrorKind::SegmentUnreadable,
                 format!(
@@ -251,6 +260,7 @@ mod tests {
         let segment = SegmentReadError {
             path: "source=s/topic=t/x.parquet".to_owned(),
             cause: "file is too short".to_owned(),
+            store_unavailable: false,
         };
         let parquet = parquet::errors::ParquetError::External(Box::new(segment));
         let wrapped = DataFusionError::Shared(std::sync::Arc::new(DataFusionError::Context(

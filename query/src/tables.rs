@@ -67,6 +67,8 @@ pub const ARCHIVE_STORE_URL: &str = "hindsight://archive/";
 pub struct SegmentReadError {
     pub path: String,
     pub cause: String,
+    /// The store failed (network, throttling), not the file: trying again may work.
+    pub store_unavailable: bool,
 }
 
 /// How many segments the scans of one query considered and opened.
@@ -105,6 +107,7 @@ impl EventsTable {
             DataFusionError::External(Box::new(SegmentReadError {
                 path: record.segment.uri.clone(),
                 cause: format!("the catalog holds an invalid object key: {error}"),
+                store_unavailable: false,
             }))
         })?;
         let size = u64::try_from(record.segment.bytes).unwrap_or_default();
@@ -486,8 +489,25 @@ impl NamedSegmentReader {
         ParquetError::External(Box::new(SegmentReadError {
             path: path.to_owned(),
             cause: error.to_string(),
+            store_unavailable: store_unavailable(&error),
         }))
     }
+}
+
+/// Whether a read failed because the store did (anything but a missing
+/// object or bad bytes).
+fn store_unavailable(error: &ParquetError) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if let Some(store_error) = current.downcast_ref::<object_store::Error>() {
+            return !matches!(
+                store_error,
+                object_store::Error::NotFound { .. } | object_store::Error::InvalidPath { .. }
+            );
+        }
+        cause = current.source();
+    }
+    false
 }
 
 impl AsyncFileReader for NamedSegmentReader {
@@ -623,6 +643,23 @@ impl TableProvider for SegmentsTable {
 mod tests {
     use super::*;
     use datafusion::prelude::{col, lit};
+
+    #[test]
+    fn store_failures_are_told_from_missing_or_corrupt_files() {
+        let failed = ParquetError::External(Box::new(object_store::Error::Generic {
+            store: "S3",
+            source: "connection reset".into(),
+        }));
+        assert!(store_unavailable(&failed));
+        let missing = ParquetError::External(Box::new(object_store::Error::NotFound {
+            path: "source=s/x.parquet".to_owned(),
+            source: "404".into(),
+        }));
+        assert!(!store_unavailable(&missing));
+        assert!(!store_unavailable(&ParquetError::EOF(
+            "file is too short".to_owned()
+        )));
+    }
 
     #[test]
     fn segment_filters_come_from_simple_conjuncts() {
