@@ -11,5 +11,6 @@ mod crash;
 mod demo;
 mod kafka;
 mod query;
+mod replay;
 mod store;
 mod util;

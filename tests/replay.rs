@@ -1,0 +1,894 @@
+//! Replay against the real brokers: Kafka (Tansu) read back with
+//! confluent-kafka, RabbitMQ read back with lapin. Archives are written with
+//! the archive's own writer (Kafka events as the Kafka source builds them,
+//! RabbitMQ events through the ingester's `delivery_to_event`), so the
+//! expected bytes of every event are known.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use hindsight_archive::catalog::Catalog;
+use hindsight_archive::event::{event_id, now_micros};
+use hindsight_archive::replays::ReplayStatus;
+use hindsight_archive::segment::SegmentFormat;
+use hindsight_archive::store::{ArchiveStore, StoreConfig};
+use hindsight_archive::writer::{ArchiveWriter, Batch, PartitionBatch};
+use hindsight_archive::{Bus, Event, Header};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+
+use crate::util::{catalog_url, hindsight, run_ok, ChildGuard, START_SERVICES};
+
+const PROVENANCE: [&str; 6] = [
+    "hindsight-replay-id",
+    "hindsight-source",
+    "hindsight-topic",
+    "hindsight-partition",
+    "hindsight-offset",
+    "hindsight-event-id",
+];
+
+fn brokers() -> String {
+    std::env::var("HINDSIGHT_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+}
+
+fn amqp_url() -> String {
+    std::env::var("HINDSIGHT_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn create_topic(partitions: u32) -> String {
+    let topic = unique("hs-replay");
+    let output = Command::new("tansu")
+        .args([
+            "topic",
+            "create",
+            &topic,
+            "--partitions",
+            &partitions.to_string(),
+        ])
+        .args(["--broker", &format!("tcp://{}", brokers())])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run tansu ({e}); start it with {START_SERVICES}"));
+    assert!(
+        output.status.success(),
+        "cannot create topic {topic} (start the broker with {START_SERVICES}): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    topic
+}
+
+// ---- archives written directly -------------------------------------------
+
+fn store(directory: &Path) -> ArchiveStore {
+    ArchiveStore::open(&StoreConfig {
+        url: directory.join("data").display().to_string(),
+        ..StoreConfig::default()
+    })
+    .unwrap()
+}
+
+async fn write_archive(directory: &Path, source: &str, bus: Bus, partitions: Vec<PartitionBatch>) {
+    let catalog = Catalog::open(&catalog_url(directory)).await.unwrap();
+    catalog.register_source(source, bus).await.unwrap();
+    let writer = ArchiveWriter::new(store(directory), catalog.clone(), SegmentFormat::default());
+    let mut expected: HashMap<(String, i32), Option<i64>> = HashMap::new();
+    // Batches of at most 10k rows per partition, as an ingester would flush.
+    let mut chunks: Vec<Batch> = Vec::new();
+    for partition in partitions {
+        for (index, events) in partition.events.chunks(10_000).enumerate() {
+            if chunks.len() <= index {
+                chunks.push(Batch {
+                    source: source.to_owned(),
+                    partitions: Vec::new(),
+                });
+            }
+            chunks[index].partitions.push(PartitionBatch {
+                topic: partition.topic.clone(),
+                partition: partition.partition,
+                events: events.to_vec(),
+            });
+        }
+    }
+    for batch in chunks {
+        let summary = writer.write_batch(&batch, &expected).await.unwrap();
+        for advance in summary.advanced {
+            expected.insert((advance.topic, advance.partition), Some(advance.next));
+        }
+    }
+    catalog.close().await;
+}
+
+fn kafka_key(seq: u64) -> Vec<u8> {
+    format!("key-{}", seq % 997).into_bytes()
+}
+
+fn kafka_payload(seq: u64) -> Vec<u8> {
+    match seq {
+        s if s % 101 == 0 => Vec::new(),
+        s if s % 50 == 0 => vec![0xff, 0xfe, (s % 256) as u8, 0x00],
+        s => format!(
+            r#"{{"seq":{s},"pad":"{}"}}"#,
+            "x".repeat((s % 200) as usize)
+        )
+        .into_bytes(),
+    }
+}
+
+fn kafka_headers(seq: u64) -> Vec<Header> {
+    let mut headers = vec![
+        Header::new("seq", seq.to_string()),
+        Header::new("bin", vec![(seq % 256) as u8, 0, 255]),
+    ];
+    if seq % 3 == 0 {
+        headers.push(Header::new("dup", "1"));
+        headers.push(Header::new("dup", "2"));
+    }
+    if seq % 7 == 0 {
+        headers.push(Header {
+            name: "null".to_owned(),
+            value: None,
+        });
+    }
+    headers
+}
+
+/// `total` Kafka events of `topic` over `partitions`, event `seq` in
+/// partition `seq % partitions`, one second apart from a fixed start.
+fn kafka_events(source: &str, topic: &str, partitions: i32, total: u64) -> Vec<PartitionBatch> {
+    let base = now_micros() - 3_600_000_000;
+    let mut batches: Vec<PartitionBatch> = (0..partitions)
+        .map(|partition| PartitionBatch {
+            topic: topic.to_owned(),
+            partition,
+            events: Vec::new(),
+        })
+        .collect();
+    for seq in 0..total {
+        let partition = (seq % partitions as u64) as i32;
+        let offset = (seq / partitions as u64) as i64;
+        let payload = kafka_payload(seq);
+        batches[partition as usize].events.push(Event {
+            event_id: event_id::kafka(source, topic, partition, offset),
+            source: source.to_owned(),
+            bus: Bus::Kafka,
+            topic: topic.to_owned(),
+            routing_key: None,
+            partition: Some(partition),
+            offset: Some(offset),
+            key: Some(kafka_key(seq)),
+            headers: kafka_headers(seq),
+            payload_size: payload.len() as i64,
+            payload,
+            payload_truncated: false,
+            content_type: None,
+            message_id: None,
+            correlation_id: None,
+            timestamp_type: Some("create_time".to_owned()),
+            amqp: Default::default(),
+            redelivered: None,
+            event_time: base + seq as i64 * 1000,
+            ingest_time: base + seq as i64 * 1000,
+        });
+    }
+    batches
+}
+
+// ---- reading Kafka back ---------------------------------------------------
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[derive(Debug)]
+struct Consumed {
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    value: Vec<u8>,
+    headers: Vec<Header>,
+}
+
+impl Consumed {
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|h| h.name == name)
+            .and_then(|h| h.value.as_deref())
+            .map(|v| String::from_utf8(v.to_vec()).unwrap())
+    }
+}
+
+/// Reads `topic` from the beginning with confluent-kafka.
+fn consume_kafka(topic: &str, expected: u64, idle_seconds: u64) -> Vec<Consumed> {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/replay_consume.py"
+    );
+    let output = Command::new("python3")
+        .args([
+            script,
+            &brokers(),
+            topic,
+            &expected.to_string(),
+            &idle_seconds.to_string(),
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run python3 ({e}); set up with {START_SERVICES}"));
+    assert!(
+        output.status.success(),
+        "the confluent-kafka consumer failed"
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let json: serde_json::Value = serde_json::from_str(line).unwrap();
+            Consumed {
+                partition: json["p"].as_i64().unwrap() as i32,
+                offset: json["o"].as_i64().unwrap(),
+                key: json["k"].as_str().map(unhex),
+                value: unhex(json["v"].as_str().unwrap()),
+                headers: json["h"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|pair| Header {
+                        name: pair[0].as_str().unwrap().to_owned(),
+                        value: pair[1].as_str().map(unhex),
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+fn replay_command(directory: &Path) -> Command {
+    let mut command = hindsight();
+    command.arg("--data-dir").arg(directory.join("data"));
+    command.arg("replay");
+    command
+}
+
+/// The replay id printed by `replay run` ("replay <id> started").
+fn replay_id(stdout: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stdout);
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix("replay ")
+                .and_then(|rest| rest.strip_suffix(" started"))
+        })
+        .unwrap_or_else(|| panic!("no replay id in {text:?}"))
+        .to_owned()
+}
+
+async fn replay_record(directory: &Path, id: &str) -> hindsight_archive::replays::ReplayRecord {
+    let catalog = Catalog::connect(&catalog_url(directory)).await.unwrap();
+    let record = catalog.replay(id).await.unwrap().unwrap();
+    catalog.close().await;
+    record
+}
+
+// ---- tests ------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_replay_is_byte_identical_and_keeps_partition_order() {
+    const TOTAL: u64 = 100_000;
+    let directory = tempfile::tempdir().unwrap();
+    let source_topic = unique("orders");
+    let batches = kafka_events("kafka-src", &source_topic, 4, TOTAL);
+    let originals: HashMap<String, Event> = batches
+        .iter()
+        .flat_map(|b| b.events.iter())
+        .map(|e| (e.event_id.clone(), e.clone()))
+        .collect();
+    write_archive(directory.path(), "kafka-src", Bus::Kafka, batches).await;
+    let target = create_topic(4);
+    let started = Instant::now();
+    let output = run_ok(replay_command(directory.path()).args([
+        "run",
+        "--topic",
+        &source_topic,
+        "--kafka",
+        &brokers(),
+        "--to-topic",
+        &target,
+    ]));
+    let seconds = started.elapsed().as_secs_f64();
+    let id = replay_id(&output.stdout);
+    eprintln!("replayed {TOTAL} Kafka events in {seconds:.1} s");
+    let consumed = consume_kafka(&target, TOTAL, 20);
+    assert_eq!(consumed.len() as u64, TOTAL);
+    let mut last_source_offset: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut ids = HashSet::new();
+    let mut sorted: Vec<&Consumed> = consumed.iter().collect();
+    sorted.sort_by_key(|c| (c.partition, c.offset));
+    for message in sorted {
+        let event_id = message.header("hindsight-event-id").unwrap();
+        let original = &originals[&event_id];
+        assert!(ids.insert(event_id.clone()), "{event_id} twice");
+        assert_eq!(message.value, original.payload);
+        assert_eq!(message.key, original.key);
+        let split = message.headers.len() - PROVENANCE.len();
+        assert_eq!(message.headers[..split], original.headers[..]);
+        let names: Vec<&str> = message.headers[split..]
+            .iter()
+            .map(|h| h.name.as_str())
+            .collect();
+        assert_eq!(names, PROVENANCE);
+        assert_eq!(message.header("hindsight-replay-id").unwrap(), id);
+        assert_eq!(message.header("hindsight-source").unwrap(), "kafka-src");
+        assert_eq!(message.header("hindsight-topic").unwrap(), source_topic);
+        // Preserve partitioning: same partition, and source order within it.
+        let source_partition: i32 = message
+            .header("hindsight-partition")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let source_offset: i64 = message.header("hindsight-offset").unwrap().parse().unwrap();
+        assert_eq!(source_partition, message.partition);
+        assert_eq!(Some(source_partition), original.partition);
+        assert_eq!(Some(source_offset), original.offset);
+        if let Some(previous) = last_source_offset.insert(message.partition, source_offset) {
+            assert_eq!(
+                source_offset,
+                previous + 1,
+                "order in partition {}",
+                message.partition
+            );
+        }
+    }
+    let record = replay_record(directory.path(), &id).await;
+    assert_eq!(record.status, ReplayStatus::Completed);
+    assert_eq!(record.progress.published, TOTAL as i64);
+    assert_eq!(record.progress.failed, 0);
+    assert_eq!(record.planned, TOTAL as i64);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_publishes_nothing_and_reports_counts_per_target() {
+    let directory = tempfile::tempdir().unwrap();
+    let source_topic = unique("orders");
+    write_archive(
+        directory.path(),
+        "kafka-src",
+        Bus::Kafka,
+        kafka_events("kafka-src", &source_topic, 2, 3000),
+    )
+    .await;
+    let target = create_topic(2);
+    let output = run_ok(replay_command(directory.path()).args([
+        "dry-run",
+        "--topic",
+        &source_topic,
+        "--header",
+        "dup=2",
+        "--kafka",
+        &brokers(),
+        "--to-topic",
+        &target,
+        "--json",
+    ]));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    // Every third event carries dup=2.
+    assert_eq!(report["totals"]["events"], 1000, "{report}");
+    let bytes: i64 = (0..3000u64)
+        .filter(|s| s % 3 == 0)
+        .map(|s| kafka_payload(s).len() as i64)
+        .sum();
+    assert_eq!(report["totals"]["bytes"], bytes);
+    assert_eq!(report["by_target"][&target]["events"], 1000);
+    assert_eq!(report["sample"].as_array().unwrap().len(), 5);
+    assert_eq!(report["problems"].as_array().unwrap().len(), 0, "{report}");
+    let consumed = consume_kafka(&target, 1, 5);
+    assert!(
+        consumed.is_empty(),
+        "a dry-run published {} records",
+        consumed.len()
+    );
+    let id = report["id"].as_str().unwrap();
+    let record = replay_record(directory.path(), id).await;
+    assert_eq!(record.status, ReplayStatus::DryRun);
+    assert_eq!(record.progress.selected, 1000);
+    assert_eq!(record.progress.published, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn loop_guard_refuses_archived_topics_unless_allowed() {
+    let directory = tempfile::tempdir().unwrap();
+    // The archived topic exists on the broker, so an allowed loop can publish.
+    let archived = create_topic(1);
+    write_archive(
+        directory.path(),
+        "kafka-src",
+        Bus::Kafka,
+        kafka_events("kafka-src", &archived, 1, 100),
+    )
+    .await;
+    // Into the original topic: the catalog says it is archived.
+    let refused = replay_command(directory.path())
+        .args(["run", "--topic", &archived, "--kafka", &brokers()])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains("refusing to replay into kafka topic"),
+        "{message}"
+    );
+    assert!(message.contains("--allow-loop"), "{message}");
+    // A topic only the configuration archives.
+    let configured = create_topic(1);
+    let config = directory.path().join("hindsight.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[sources]]\ntype = \"kafka\"\nname = \"live\"\nbrokers = [\"{}\"]\ntopics = [\"{configured}\"]\ngroup_id = \"live\"\n",
+            brokers()
+        ),
+    )
+    .unwrap();
+    let refused = replay_command(directory.path())
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "run",
+            "--topic",
+            &archived,
+            "--kafka",
+            &brokers(),
+            "--to-topic",
+            &configured,
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("source \"live\" archives it"), "{message}");
+    assert!(consume_kafka(&configured, 1, 3).is_empty());
+    // Allowed: it runs, into the archived topic itself.
+    run_ok(replay_command(directory.path()).args([
+        "run",
+        "--topic",
+        &archived,
+        "--kafka",
+        &brokers(),
+        "--allow-loop",
+    ]));
+    let consumed = consume_kafka(&archived, 100, 10);
+    assert_eq!(consumed.len(), 100);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_replay_survives_three_sigkills_exactly_once_after_dedup() {
+    const TOTAL: u64 = 200_000;
+    let directory = tempfile::tempdir().unwrap();
+    let source_topic = unique("orders");
+    write_archive(
+        directory.path(),
+        "kafka-src",
+        Bus::Kafka,
+        kafka_events("kafka-src", &source_topic, 4, TOTAL),
+    )
+    .await;
+    let target = create_topic(4);
+    let mut child = ChildGuard(
+        replay_command(directory.path())
+            .args([
+                "run",
+                "--topic",
+                &source_topic,
+                "--kafka",
+                &brokers(),
+                "--to-topic",
+                &target,
+                "--rate",
+                "25000",
+                "--window",
+                "5000",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The id is the first line; read it before killing.
+    let mut stdout = std::io::BufReader::new(child.0.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    let id = replay_id(line.as_bytes());
+    let mut kills = 0;
+    let mut positions = Vec::new();
+    while kills < 3 {
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "the replay ended before kill {kills}"
+        );
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
+        kills += 1;
+        let record = replay_record(directory.path(), &id).await;
+        assert_eq!(
+            record.status,
+            ReplayStatus::Running,
+            "a SIGKILL leaves it running"
+        );
+        positions.push(record.progress.published);
+        child = ChildGuard(
+            replay_command(directory.path())
+                .args(["resume", &id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the last resume did not finish");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(status.success());
+    eprintln!("checkpoints at the kills: {positions:?}");
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]) && positions[2] < TOTAL as i64,
+        "each kill must land mid-replay after progress: {positions:?}"
+    );
+    let consumed = consume_kafka(&target, TOTAL + 3 * 30_000, 15);
+    let mut copies: HashMap<String, u32> = HashMap::new();
+    for message in &consumed {
+        assert_eq!(message.header("hindsight-replay-id").unwrap(), id);
+        *copies
+            .entry(message.header("hindsight-event-id").unwrap())
+            .or_default() += 1;
+    }
+    let duplicates = consumed.len() as u64 - copies.len() as u64;
+    eprintln!(
+        "consumed {} records, {} distinct, {duplicates} duplicates",
+        consumed.len(),
+        copies.len()
+    );
+    assert_eq!(
+        copies.len() as u64,
+        TOTAL,
+        "every event, exactly once after dedup"
+    );
+    let expected: HashSet<String> = (0..4)
+        .flat_map(|p| {
+            let topic = source_topic.clone();
+            (0..(TOTAL / 4) as i64).map(move |o| event_id::kafka("kafka-src", &topic, p, o))
+        })
+        .collect();
+    assert!(copies.keys().all(|id| expected.contains(id)));
+    // Duplicates only come from the window in flight at each kill (at most
+    // 5000 events or one second at 25000/s).
+    assert!(duplicates <= 3 * 25_000, "{duplicates} duplicates");
+    let record = replay_record(directory.path(), &id).await;
+    assert_eq!(record.status, ReplayStatus::Completed);
+    assert_eq!(record.progress.failed, 0);
+}
+
+// ---- RabbitMQ -----------------------------------------------------------------
+
+async fn connect() -> (Connection, Channel) {
+    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "RabbitMQ is not reachable at {} ({e}); start it with {START_SERVICES}",
+                amqp_url()
+            )
+        });
+    let channel = connection.create_channel().await.unwrap();
+    (connection, channel)
+}
+
+/// A fresh topic exchange and a queue bound to it with `#`.
+async fn exchange_and_queue(channel: &Channel) -> (String, String) {
+    let exchange = unique("hs-replay-x");
+    channel
+        .exchange_declare(
+            exchange.as_str().into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let queue = unique("hs-replay-q");
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions {
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            exchange.as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    (exchange, queue)
+}
+
+const ROUTING_KEYS: [&str; 4] = [
+    "order.eu.created",
+    "order.us.paid",
+    "shipment.eu.sent",
+    "audit",
+];
+
+fn amqp_headers(seq: u64) -> FieldTable {
+    let mut nested = FieldTable::default();
+    nested.insert("depth".into(), AMQPValue::LongInt((seq % 3) as i32));
+    let mut table = FieldTable::default();
+    table.insert("seq".into(), AMQPValue::LongLongInt(seq as i64));
+    table.insert(
+        "bin".into(),
+        AMQPValue::LongString(LongString::from(vec![(seq % 256) as u8, 0, 255])),
+    );
+    table.insert("nested".into(), AMQPValue::FieldTable(nested));
+    table.insert(
+        "list".into(),
+        AMQPValue::FieldArray(FieldArray::from(vec![
+            AMQPValue::Boolean(seq % 2 == 0),
+            AMQPValue::LongString(LongString::from(b"x".to_vec())),
+            AMQPValue::Double(seq as f64 / 8.0),
+        ])),
+    );
+    table
+}
+
+fn amqp_properties(seq: u64) -> BasicProperties {
+    BasicProperties::default()
+        .with_message_id(format!("m-{seq}").as_str().into())
+        .with_correlation_id(format!("c-{}", seq % 100).as_str().into())
+        .with_timestamp(1_700_000_000 + seq)
+        .with_content_type("application/json".into())
+        .with_content_encoding("identity".into())
+        .with_delivery_mode(2)
+        .with_priority((seq % 10) as u8)
+        .with_expiration("86400000".into())
+        .with_reply_to("replies".into())
+        .with_type("order".into())
+        .with_app_id("hs-test".into())
+        .with_user_id("guest".into())
+        .with_headers(amqp_headers(seq))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn amqp_replay_keeps_properties_headers_and_routing_keys() {
+    const TOTAL: u64 = 50_000;
+    let directory = tempfile::tempdir().unwrap();
+    let source_exchange = unique("hs-orders");
+    // As the ingester archives them from an archive queue.
+    let events: Vec<Event> = (0..TOTAL)
+        .map(|seq| {
+            hindsight_ingest::source::amqp::delivery_to_event(
+                "rabbit",
+                hindsight_ingest::source::amqp::AmqpMode::ArchiveQueue,
+                "hindsight.archive",
+                1 << 20,
+                &source_exchange,
+                ROUTING_KEYS[(seq % 4) as usize],
+                false,
+                &amqp_properties(seq),
+                format!(r#"{{"seq":{seq}}}"#).as_bytes(),
+            )
+        })
+        .collect();
+    write_archive(
+        directory.path(),
+        "rabbit",
+        Bus::Amqp,
+        vec![PartitionBatch {
+            topic: source_exchange.clone(),
+            partition: 0,
+            events,
+        }],
+    )
+    .await;
+    let (_connection, channel) = connect().await;
+    let (exchange, queue) = exchange_and_queue(&channel).await;
+    let output = run_ok(replay_command(directory.path()).args([
+        "run",
+        "--source",
+        "rabbit",
+        "--amqp",
+        &amqp_url(),
+        "--to-exchange",
+        &exchange,
+    ]));
+    let id = replay_id(&output.stdout);
+    let mut consumer = channel
+        .basic_consume(
+            queue.as_str().into(),
+            "replay-check".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut next_seq = 0u64;
+    while next_seq < TOTAL {
+        let delivery = tokio::time::timeout(Duration::from_secs(20), consumer.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {next_seq} of {TOTAL} messages arrived"))
+            .unwrap()
+            .unwrap();
+        let seq = next_seq;
+        next_seq += 1;
+        // One queue, one partition: archive order is publish order.
+        assert_eq!(delivery.data, format!(r#"{{"seq":{seq}}}"#).as_bytes());
+        assert_eq!(
+            delivery.routing_key.as_str(),
+            ROUTING_KEYS[(seq % 4) as usize]
+        );
+        assert_eq!(delivery.exchange.as_str(), exchange);
+        let expected = amqp_properties(seq);
+        let got = &delivery.properties;
+        assert_eq!(got.message_id(), expected.message_id());
+        assert_eq!(got.correlation_id(), expected.correlation_id());
+        assert_eq!(got.timestamp(), expected.timestamp());
+        assert_eq!(got.content_type(), expected.content_type());
+        assert_eq!(got.content_encoding(), expected.content_encoding());
+        assert_eq!(got.delivery_mode(), expected.delivery_mode());
+        assert_eq!(got.priority(), expected.priority());
+        assert_eq!(got.expiration(), expected.expiration());
+        assert_eq!(got.reply_to(), expected.reply_to());
+        assert_eq!(got.kind(), expected.kind());
+        assert_eq!(got.app_id(), expected.app_id());
+        assert_eq!(got.user_id(), expected.user_id());
+        let mut headers = got.headers().clone().unwrap();
+        let text = |name: &str, table: &FieldTable| match table.inner().get(name) {
+            Some(AMQPValue::LongString(s)) => String::from_utf8(s.as_bytes().to_vec()).unwrap(),
+            other => panic!("{name}: {other:?}"),
+        };
+        assert_eq!(text("hindsight-replay-id", &headers), id);
+        assert_eq!(text("hindsight-source", &headers), "rabbit");
+        assert_eq!(text("hindsight-topic", &headers), source_exchange);
+        assert_eq!(text("hindsight-event-id", &headers).len(), 32);
+        let mut stripped = FieldTable::default();
+        for (name, value) in headers.inner() {
+            if !name.as_str().starts_with("hindsight-") {
+                stripped.insert(name.clone(), value.clone());
+            }
+        }
+        headers = stripped;
+        assert_eq!(headers, amqp_headers(seq), "headers of {seq}");
+        delivery.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    let record = replay_record(directory.path(), &id).await;
+    assert_eq!(record.status, ReplayStatus::Completed);
+    assert_eq!(record.progress.published, TOTAL as i64);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limit_holds_within_ten_percent_measured_by_the_consumer() {
+    const RATE: f64 = 2000.0;
+    const TOTAL: u64 = 40_000; // 20 s at 2000/s
+    let directory = tempfile::tempdir().unwrap();
+    let source_topic = unique("orders");
+    write_archive(
+        directory.path(),
+        "kafka-src",
+        Bus::Kafka,
+        kafka_events("kafka-src", &source_topic, 2, TOTAL),
+    )
+    .await;
+    let (_connection, channel) = connect().await;
+    let (exchange, queue) = exchange_and_queue(&channel).await;
+    let mut consumer = channel
+        .basic_consume(
+            queue.as_str().into(),
+            "rate-check".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    // Kafka events onto RabbitMQ: routing key from the Kafka key.
+    let mut child = ChildGuard(
+        replay_command(directory.path())
+            .args([
+                "run",
+                "--topic",
+                &source_topic,
+                "--amqp",
+                &amqp_url(),
+                "--to-exchange",
+                &exchange,
+                "--rate",
+                "2000",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let mut arrivals = Vec::with_capacity(TOTAL as usize);
+    while (arrivals.len() as u64) < TOTAL {
+        let delivery = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {TOTAL} messages arrived", arrivals.len()))
+            .unwrap()
+            .unwrap();
+        arrivals.push(Instant::now());
+        if arrivals.len() == 1 {
+            let headers = delivery.properties.headers().clone().unwrap();
+            let key = headers.inner().get("kafka-key").unwrap().clone();
+            let AMQPValue::LongString(key) = key else {
+                panic!("kafka-key is {key:?}");
+            };
+            assert_eq!(delivery.routing_key.as_str().as_bytes(), key.as_bytes());
+        }
+    }
+    assert!(child.0.wait().unwrap().success());
+    let elapsed = arrivals[arrivals.len() - 1] - arrivals[0];
+    let overall = (TOTAL - 1) as f64 / elapsed.as_secs_f64();
+    eprintln!("consumer measured {overall:.0} events/s over {elapsed:?}");
+    assert!(
+        (RATE * 0.9..=RATE * 1.1).contains(&overall),
+        "{overall} events/s"
+    );
+    // And within every 5 s window.
+    let start = arrivals[0];
+    for window in 0..4u32 {
+        let from = start + Duration::from_secs(5) * window;
+        let to = from + Duration::from_secs(5);
+        let count = arrivals
+            .iter()
+            .filter(|at| **at >= from && **at < to)
+            .count();
+        let rate = count as f64 / 5.0;
+        eprintln!("window {window}: {rate:.0} events/s");
+        assert!(
+            (RATE * 0.9..=RATE * 1.1).contains(&rate),
+            "window {window}: {rate} events/s"
+        );
+    }
+}
+
+#[test]
+fn archived_headers_tables_rebuild_exactly() {
+    for seq in [0u64, 1, 7, 12345] {
+        let table = amqp_headers(seq);
+        let json = hindsight_ingest::source::amqp::table_to_json(&table);
+        let rebuilt = hindsight_query::replay::amqp::json_to_table(&json).unwrap();
+        assert_eq!(rebuilt, table);
+    }
+}
