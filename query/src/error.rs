@@ -156,6 +156,14 @@ impl From<DataFusionError> for Error {
             }
             _ => error.strip_backtrace(),
         };
+        let message = if kind == ErrorKind::ResourcesExhausted {
+            format!(
+                "{message}: the query needs more memory than query.max_memory_bytes allows; \
+                 narrow it (time range, topic, LIMIT) or raise the limit"
+            )
+        } else {
+            message
+        };
         if kind == ErrorKind::Internal {
             tracing::error!(error = %message, "query failed with an internal error");
         }
