@@ -440,10 +440,17 @@ pub async fn plan(
     let mut groups = Vec::new();
     for ((source, topic, partition), mut segments) in by_partition {
         let bus = buses.get(&source).copied().unwrap_or(Bus::Kafka);
-        // Offsets, then write order (segment ids are time-ordered uuid v7).
-        segments.sort_by(|a, b| {
-            (a.segment.first_offset, &a.segment.id).cmp(&(b.segment.first_offset, &b.segment.id))
-        });
+        // Offsets; then, for RabbitMQ queue segments (no offsets), commit
+        // order, and within one commit (one batch split by hour) the hour.
+        let order = |record: &SegmentRecord| {
+            (
+                record.segment.first_offset,
+                record.committed_at,
+                record.segment.min_event_time,
+                record.segment.id.clone(),
+            )
+        };
+        segments.sort_by_key(order);
         segments.dedup_by(|a, b| a.segment.id == b.segment.id);
         let mut current: Vec<SegmentRecord> = Vec::new();
         let mut current_last = i64::MIN;
