@@ -23,9 +23,9 @@ use crate::config::{Config, SourceSection};
 #[derive(Debug, Subcommand)]
 pub enum ReplayCommand {
     /// Publish a selection of archived events to Kafka or RabbitMQ.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Count what `run` would publish, per target, with a sample; publishes nothing.
-    DryRun(RunArgs),
+    DryRun(Box<RunArgs>),
     /// Continue a replay from its checkpoint (after a crash, Ctrl-C or a failure).
     Resume {
         id: String,

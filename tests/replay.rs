@@ -892,3 +892,141 @@ fn archived_headers_tables_rebuild_exactly() {
         assert_eq!(rebuilt, table);
     }
 }
+
+/// A plain HTTP/1.1 request with a JSON body; returns (status, body as JSON).
+fn http_json(address: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let (_, body) = response.split_once("\r\n\r\n").unwrap();
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_replays_dry_run_run_pause_resume_and_cancel() {
+    const TOTAL: u64 = 6000;
+    let directory = tempfile::tempdir().unwrap();
+    let source_topic = unique("orders");
+    write_archive(
+        directory.path(),
+        "kafka-src",
+        Bus::Kafka,
+        kafka_events("kafka-src", &source_topic, 2, TOTAL),
+    )
+    .await;
+    let (_connection, channel) = connect().await;
+    let (exchange, queue) = exchange_and_queue(&channel).await;
+    let (child, mut stdout) = crate::util::spawn_with_stdout(
+        hindsight()
+            .arg("--data-dir")
+            .arg(directory.path().join("data"))
+            .args(["serve", "--listen", "127.0.0.1:0"]),
+    );
+    let _server = ChildGuard(child);
+    let lines = crate::util::read_until(&mut stdout, "serving the API", Duration::from_secs(60));
+    let address = lines
+        .last()
+        .and_then(|line| line.split("http://").nth(1))
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_owned();
+    let spec = |dry_run: bool| {
+        serde_json::json!({
+            "selection": {"type": "filter", "topic": source_topic},
+            "target": {"type": "amqp", "url": amqp_url(), "exchange": exchange},
+            "options": {"rate": 1000.0, "window": 500},
+            "dry_run": dry_run,
+        })
+        .to_string()
+    };
+    let (status, report) = http_json(&address, "POST", "/api/v1/replays", &spec(true));
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["totals"]["events"], TOTAL);
+    assert_eq!(report["by_target"][&exchange]["events"], TOTAL);
+    let (status, bad) = http_json(&address, "POST", "/api/v1/replays", r#"{"selection": 1}"#);
+    assert_eq!(status, 400, "{bad}");
+    let (status, started) = http_json(&address, "POST", "/api/v1/replays", &spec(false));
+    assert_eq!(status, 202, "{started}");
+    let id = started["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/replays/{id}");
+    // The password never shows.
+    assert!(!started["target"]["url"]
+        .as_str()
+        .unwrap()
+        .contains("guest:guest"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, _) = http_json(&address, "POST", &format!("{path}/pause"), "");
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let paused_at = loop {
+        let (_, view) = http_json(&address, "GET", &path, "");
+        if view["status"] == "paused" {
+            break view["progress"]["published"].as_i64().unwrap();
+        }
+        assert!(Instant::now() < deadline, "never paused: {view}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(paused_at > 0 && paused_at < TOTAL as i64, "{paused_at}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, view) = http_json(&address, "GET", &path, "");
+    assert_eq!(
+        view["progress"]["published"], paused_at,
+        "published while paused"
+    );
+    let (status, _) = http_json(&address, "POST", &format!("{path}/resume"), "");
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, view) = http_json(&address, "GET", &path, "");
+    assert_eq!(view["status"], "running", "{view}");
+    let (status, _) = http_json(&address, "POST", &format!("{path}/cancel"), "");
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let view = loop {
+        let (_, view) = http_json(&address, "GET", &path, "");
+        if view["status"] == "cancelled" {
+            break view;
+        }
+        assert!(Instant::now() < deadline, "never cancelled: {view}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let published = view["progress"]["published"].as_i64().unwrap();
+    assert!(published > paused_at && published < TOTAL as i64, "{view}");
+    // The queue holds exactly what was confirmed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let declared = channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(i64::from(declared.message_count()), published);
+    let (status, list) = http_json(&address, "GET", "/api/v1/replays", "");
+    assert_eq!(status, 200);
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        2,
+        "the dry-run and the run are audited"
+    );
+    let (status, _) = http_json(&address, "POST", &format!("{path}/resume"), "");
+    assert_eq!(status, 400, "a cancelled replay does not resume");
+}

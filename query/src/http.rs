@@ -97,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sql", post(sql))
         .route("/api/v1/events", get(search_events))
         .route("/api/v1/events/{event_id}", get(get_event))
+        .merge(crate::replay::http::routes(state.engine.clone()))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))
