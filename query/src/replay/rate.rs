@@ -29,6 +29,7 @@ pub struct Pace {
 pub struct Limiter {
     pace: Pace,
     next: Option<Instant>,
+    previous_send: Option<Instant>,
     previous_event_time: Option<i64>,
 }
 
@@ -37,6 +38,7 @@ impl Limiter {
         Limiter {
             pace,
             next: None,
+            previous_send: None,
             previous_event_time: None,
         }
     }
@@ -44,6 +46,7 @@ impl Limiter {
     /// Forgets the schedule, after a pause.
     pub fn reset(&mut self) {
         self.next = None;
+        self.previous_send = None;
         self.previous_event_time = None;
     }
 
@@ -57,20 +60,23 @@ impl Limiter {
         if let Some(rate) = self.pace.bytes_per_second.filter(|r| *r > 0.0) {
             step = step.max(Duration::from_secs_f64(bytes as f64 / rate));
         }
+        // The original gap before this event, divided by the speed-up. Gaps
+        // backwards in time (the next partition starts) are no gaps.
+        let mut gap = Duration::ZERO;
         if let Some(speed) = self.pace.original_speed.filter(|s| *s > 0.0) {
-            // Gaps backwards in time (the next partition starts) are no gaps.
             if let Some(previous) = self.previous_event_time {
-                let gap = (event_time - previous).max(0) as f64 / 1e6 / speed;
-                step = step.max(Duration::from_secs_f64(gap.min(3600.0)));
+                let seconds = (event_time - previous).max(0) as f64 / 1e6 / speed;
+                gap = Duration::from_secs_f64(seconds.min(3600.0));
             }
             self.previous_event_time = Some(event_time);
         }
         let floor = now.checked_sub(MAX_BURST).unwrap_or(now);
-        let earliest = match self.next {
-            // The first event goes at once; the gap comes after it.
-            None => now,
-            Some(next) => next.max(floor),
+        let earliest = match (self.next, self.previous_send) {
+            // The first event goes at once.
+            (None, _) | (_, None) => now,
+            (Some(next), Some(previous_send)) => next.max(previous_send + gap).max(floor),
         };
+        self.previous_send = Some(earliest);
         self.next = Some(earliest + step);
         earliest.saturating_duration_since(now)
     }
