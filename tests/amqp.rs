@@ -417,12 +417,24 @@ async fn amqp_sigkill_loses_nothing_and_the_dedup_view_shows_each_message_once()
     let mut last_count = 0;
     let mut runs_that_archived = 0;
     for kill in 1..=10 {
-        let mut archive = ChildGuard(start_archive(&config));
+        let mut command = crate::util::hindsight();
+        command
+            .arg("--config")
+            .arg(&config)
+            .arg("archive")
+            .stdout(std::process::Stdio::null());
+        // Every other run dies right after its second commit, before the ack
+        // (a fault-injection point): the broker must deliver those messages
+        // again. The other runs are SIGKILLed at random moments.
+        if kill % 2 == 0 {
+            command.env("HINDSIGHT_CRASH_AFTER_COMMIT", "2");
+        }
+        let mut archive = ChildGuard(command.spawn().unwrap());
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
         tokio::time::sleep(Duration::from_millis(1000 + seed % 2500)).await;
-        archive.0.kill().unwrap(); // SIGKILL
+        let _ = archive.0.kill(); // SIGKILL, unless it aborted already
         archive.0.wait().unwrap();
         let count = archived_count(directory.path()).await;
         runs_that_archived += usize::from(count > last_count);
@@ -448,7 +460,7 @@ async fn amqp_sigkill_loses_nothing_and_the_dedup_view_shows_each_message_once()
     let events = archived_events(directory.path(), &local_store(directory.path())).await;
     let copies = copies_by_message(&events);
     assert_eq!(copies.len() as u64, TOTAL, "messages lost");
-    let mut duplicated = 0;
+    let mut duplicated = 0u64;
     for (message_id, flags) in &copies {
         if flags.len() > 1 {
             duplicated += 1;
@@ -459,6 +471,10 @@ async fn amqp_sigkill_loses_nothing_and_the_dedup_view_shows_each_message_once()
             );
         }
     }
+    assert!(
+        duplicated > 0,
+        "the runs that died between commit and ack must leave redelivered copies"
+    );
     for event in &events {
         assert_intact(event, &exchange, seq_of(event), true);
     }
@@ -476,6 +492,21 @@ async fn amqp_sigkill_loses_nothing_and_the_dedup_view_shows_each_message_once()
     );
     assert_eq!(raw, events.len().to_string());
     assert_eq!(deduplicated, TOTAL.to_string());
+    // And Hindsight's own views: `events` keeps every copy, `events_dedup` one.
+    let output = crate::util::run_ok(
+        crate::util::hindsight()
+            .arg("--config")
+            .arg(&config)
+            .args(["query", "--format", "csv"])
+            .arg("SELECT (SELECT count(*) FROM events) AS raw, (SELECT count(*) FROM events_dedup) AS dedup, (SELECT count(DISTINCT message_id) FROM events_dedup) AS ids"),
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    let values = text.lines().nth(1).unwrap_or_default();
+    assert_eq!(
+        values,
+        format!("{},{TOTAL},{TOTAL}", events.len()),
+        "hindsight query answered {text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -19,7 +19,7 @@ use crate::util::{
 };
 
 fn brokers() -> String {
-    std::env::var("HINDSIGHT_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+    crate::util::kafka_brokers()
 }
 
 fn create_topic(partitions: u32) -> String {
@@ -30,27 +30,7 @@ fn create_topic(partitions: u32) -> String {
 }
 
 fn create_named_topic(topic: &str, partitions: u32) -> String {
-    let topic = topic.to_owned();
-    let output = Command::new("tansu")
-        .args([
-            "topic",
-            "create",
-            &topic,
-            "--partitions",
-            &partitions.to_string(),
-        ])
-        .args(["--broker", &format!("tcp://{}", brokers())])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run tansu ({e}); install and start it with {START_SERVICES}")
-        });
-    assert!(
-        output.status.success(),
-        "cannot create topic {topic} on {} (start the broker with {START_SERVICES}): {}",
-        brokers(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    topic
+    crate::util::create_kafka_topic(topic, partitions)
 }
 
 // The deterministic event of number `seq`; mirrors tests/support/kafka_produce.py.

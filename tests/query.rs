@@ -640,31 +640,16 @@ fn sql_over_the_demo_archive_matches_duckdb() {
     assert!(stderr.contains("DROP TABLE is not allowed"), "{stderr}");
 }
 
-/// Creates a Kafka topic with `partitions` partitions on the test broker.
+/// Creates a Kafka topic named `<prefix>-<uuid>` on the test broker.
 fn create_topic(prefix: &str, partitions: u32) -> String {
-    let topic = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
-    let brokers = kafka_brokers();
-    let output = Command::new("tansu")
-        .args([
-            "topic",
-            "create",
-            &topic,
-            "--partitions",
-            &partitions.to_string(),
-        ])
-        .args(["--broker", &format!("tcp://{brokers}")])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run tansu ({e}); start it with {START_SERVICES}"));
-    assert!(
-        output.status.success(),
-        "cannot create topic {topic} on {brokers} (start the broker with {START_SERVICES}): {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    topic
+    crate::util::create_kafka_topic(
+        &format!("{prefix}-{}", uuid::Uuid::new_v4().simple()),
+        partitions,
+    )
 }
 
 fn kafka_brokers() -> String {
-    std::env::var("HINDSIGHT_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+    crate::util::kafka_brokers()
 }
 
 /// Produces the query data set to Kafka, archives it with `hindsight archive`,

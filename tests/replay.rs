@@ -36,7 +36,7 @@ const PROVENANCE: [&str; 6] = [
 ];
 
 fn brokers() -> String {
-    std::env::var("HINDSIGHT_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+    crate::util::kafka_brokers()
 }
 
 fn amqp_url() -> String {
@@ -49,24 +49,7 @@ fn unique(prefix: &str) -> String {
 }
 
 fn create_topic(partitions: u32) -> String {
-    let topic = unique("hs-replay");
-    let output = Command::new("tansu")
-        .args([
-            "topic",
-            "create",
-            &topic,
-            "--partitions",
-            &partitions.to_string(),
-        ])
-        .args(["--broker", &format!("tcp://{}", brokers())])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run tansu ({e}); start it with {START_SERVICES}"));
-    assert!(
-        output.status.success(),
-        "cannot create topic {topic} (start the broker with {START_SERVICES}): {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    topic
+    crate::util::create_kafka_topic(&unique("hs-replay"), partitions)
 }
 
 // ---- archives written directly -------------------------------------------

@@ -192,7 +192,6 @@ pub fn start_archive(config: &Path) -> Child {
         .expect("spawn hindsight archive")
 }
 
-
 /// Starts the ingester and waits until it runs (its signal handling is in place).
 pub fn start_archive_ready(
     config: &Path,
@@ -209,11 +208,9 @@ pub fn start_archive_ready(
     (guard, stdout)
 }
 
-
 pub fn catalog_url(directory: &Path) -> String {
     format!("sqlite://{}/data/catalog.db", directory.display())
 }
-
 
 pub async fn archived_count(directory: &Path) -> i64 {
     let Ok(catalog) = Catalog::connect(&catalog_url(directory)).await else {
@@ -227,7 +224,6 @@ pub async fn archived_count(directory: &Path) -> i64 {
     catalog.close().await;
     count
 }
-
 
 pub async fn wait_for_archived(directory: &Path, expected: i64, timeout: Duration) {
     let deadline = Instant::now() + timeout;
@@ -244,7 +240,6 @@ pub async fn wait_for_archived(directory: &Path, expected: i64, timeout: Duratio
     }
 }
 
-
 /// Kills the child when a failed assertion unwinds past it.
 pub struct ChildGuard(pub Child);
 
@@ -253,4 +248,33 @@ impl Drop for ChildGuard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The Kafka-protocol test broker: `HINDSIGHT_TEST_KAFKA_BROKERS`, or Tansu's default.
+pub fn kafka_brokers() -> String {
+    std::env::var("HINDSIGHT_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+}
+
+/// Creates the Kafka topic `topic` with `partitions` partitions on the test broker.
+pub fn create_kafka_topic(topic: &str, partitions: u32) -> String {
+    let brokers = kafka_brokers();
+    let output = Command::new("tansu")
+        .args([
+            "topic",
+            "create",
+            topic,
+            "--partitions",
+            &partitions.to_string(),
+        ])
+        .args(["--broker", &format!("tcp://{brokers}")])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run tansu ({e}); install and start it with {START_SERVICES}")
+        });
+    assert!(
+        output.status.success(),
+        "cannot create topic {topic} on {brokers} (start the broker with {START_SERVICES}): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    topic.to_owned()
 }

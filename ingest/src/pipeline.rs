@@ -165,7 +165,27 @@ async fn flush(
             Some(advance.next),
         );
     }
+    crash_point_after_commit(summary.flushes);
     source.acknowledge(&written.advanced).await
+}
+
+/// Fault injection for the crash tests: with `HINDSIGHT_CRASH_AFTER_COMMIT=N`
+/// the process aborts right after its Nth commit, before acknowledging it:
+/// the one window in which a broker delivers committed messages again.
+fn crash_point_after_commit(flushes: usize) {
+    static CRASH_AFTER: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    let crash_after = CRASH_AFTER.get_or_init(|| {
+        std::env::var("HINDSIGHT_CRASH_AFTER_COMMIT")
+            .ok()
+            .and_then(|n| n.parse().ok())
+    });
+    if *crash_after == Some(flushes) {
+        tracing::error!(
+            flushes,
+            "HINDSIGHT_CRASH_AFTER_COMMIT: aborting before the acknowledgement"
+        );
+        std::process::abort();
+    }
 }
 
 /// Reads the catalog checkpoint of every partition in `batch` not yet known.
