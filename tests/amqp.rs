@@ -182,17 +182,21 @@ name = "amqp-test"
 url = "{url}"
 mode = "{mode}"
 queue = "{queue}"
-[[sources.bindings]]
-exchange = "{exchange}"
-routing_key = "#"
-"##,
+{bindings}"##,
         data = directory.join("data").display(),
         storage = test.storage,
         max_rows = test.max_rows,
         url = amqp_url(),
         mode = test.mode,
         queue = test.queue,
-        exchange = test.exchange,
+        bindings = if test.mode == "queue" {
+            String::new() // an existing queue: Hindsight binds nothing
+        } else {
+            format!(
+                "[[sources.bindings]]\nexchange = \"{}\"\nrouting_key = \"#\"\n",
+                test.exchange
+            )
+        },
     );
     std::fs::write(&file, text).unwrap();
     file
@@ -731,4 +735,85 @@ async fn object_store_outage_holds_commits_and_acks_and_loses_nothing() {
     });
     assert!(seqs.keys().all(|seq| *seq < TOTAL));
     let _ = channel.close(200, "done".into()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn amqp_existing_queue_mode_consumes_without_declaring() {
+    const TOTAL: u64 = 5_000;
+    let directory = tempfile::tempdir().unwrap();
+    let (_connection, channel) = connect().await;
+    let exchange = declare_topic_exchange(&channel).await;
+    // The application's own queue, bound to two of the four routing keys.
+    let queue = unique("hs-app-queue");
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    for key in ["order.#", "audit"] {
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                exchange.as_str().into(),
+                key.into(),
+                lapin::options::QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+    }
+    publish(&channel, &exchange, 0..TOTAL, 0).await;
+    let routed = (0..TOTAL).filter(|seq| seq % 4 != 2).count() as u64;
+    assert_eq!(queue_depth(&queue), (routed, 0));
+
+    let config = write_config(
+        directory.path(),
+        &AmqpTestConfig {
+            mode: "queue",
+            queue: &queue,
+            exchange: &exchange,
+            max_rows: 1_000,
+            storage: "",
+        },
+    );
+    let (mut archive, _stdout) = start_archive_ready(&config);
+    wait_for_archived(directory.path(), routed as i64, Duration::from_secs(60)).await;
+    let status = terminate(&mut archive.0);
+    assert!(status.success(), "{status:?}");
+    assert_eq!(queue_depth(&queue), (0, 0), "everything archived is acked");
+
+    let events = archived_events(directory.path(), &local_store(directory.path())).await;
+    assert_eq!(events.len() as u64, routed);
+    for event in &events {
+        let seq = seq_of(event);
+        assert_ne!(seq % 4, 2, "{seq} was not routed to the queue");
+        assert_intact(event, &exchange, seq, true);
+    }
+
+    // A queue that does not exist is a clear start-up error, not a declaration.
+    let missing = write_config(
+        directory.path(),
+        &AmqpTestConfig {
+            mode: "queue",
+            queue: &unique("hs-missing"),
+            exchange: &exchange,
+            max_rows: 1_000,
+            storage: "",
+        },
+    );
+    let output = crate::util::hindsight()
+        .arg("--config")
+        .arg(&missing)
+        .arg("archive")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("does not exist"), "{stderr}");
 }
