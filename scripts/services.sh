@@ -7,6 +7,10 @@
 #   Tansu       127.0.0.1:9092  Kafka-protocol broker, in-memory storage
 #   moto        127.0.0.1:5000  S3-compatible server
 #
+# and the browser-test tools: Debian's chromium (/usr/bin/chromium), node and
+# npm, and playwright-core from tests/web/package-lock.json installed into
+# $HINDSIGHT_WEB_TEST_DIR (default $HOME/.cache/hindsight/web-tests).
+#
 # Usage:
 #   scripts/services.sh [up]     install + start + wait for readiness, print env
 #   source scripts/services.sh   same, and export the HINDSIGHT_TEST_* variables
@@ -46,13 +50,14 @@ _hs_export_env() {
   export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-test}"
   export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
   export HINDSIGHT_TEST_SERVICES_DIR="$_hs_state_dir"
+  export HINDSIGHT_WEB_TEST_DIR="${HINDSIGHT_WEB_TEST_DIR:-$HOME/.cache/hindsight/web-tests}"
 }
 
 _hs_print_env() {
   local v
   for v in HINDSIGHT_TEST_POSTGRES_URL HINDSIGHT_TEST_KAFKA_BROKERS \
     HINDSIGHT_TEST_AMQP_URL HINDSIGHT_TEST_S3_ENDPOINT AWS_ACCESS_KEY_ID \
-    AWS_SECRET_ACCESS_KEY AWS_DEFAULT_REGION HINDSIGHT_TEST_SERVICES_DIR; do
+    AWS_SECRET_ACCESS_KEY AWS_DEFAULT_REGION HINDSIGHT_TEST_SERVICES_DIR HINDSIGHT_WEB_TEST_DIR; do
     printf 'export %s=%q\n' "$v" "${!v}"
   done
 }
@@ -204,6 +209,34 @@ _hs_ensure_nextest() {
   cargo install cargo-nextest --locked >>"$_hs_state_dir/cargo-nextest-install.log" 2>&1 ||
     _hs_fail cargo-nextest "cargo install cargo-nextest failed" \
       "$_hs_state_dir/cargo-nextest-install.log"
+}
+
+# ------------------------------------------------------- browser-test tools --
+
+_hs_web_dir="${HINDSIGHT_WEB_TEST_DIR:-$HOME/.cache/hindsight/web-tests}"
+_hs_repo_web="$(cd "$(dirname "$_hs_self")/.." && pwd)/tests/web"
+
+# Chromium, node/npm and playwright-core for tests/web.rs. Fast when present:
+# nothing is installed when the binaries exist and the installed lock file
+# matches the committed one.
+_hs_ensure_web_tools() {
+  local packages=()
+  [[ -x /usr/bin/chromium ]] || packages+=(chromium)
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    packages+=(nodejs npm)
+  fi
+  if [[ ${#packages[@]} -gt 0 ]]; then
+    _hs_apt_install "${packages[@]}"
+  fi
+  if [[ -f "$_hs_web_dir/node_modules/playwright-core/package.json" ]] &&
+    cmp -s "$_hs_repo_web/package-lock.json" "$_hs_web_dir/package-lock.json"; then
+    return 0
+  fi
+  _hs_log "npm ci playwright-core into $_hs_web_dir (log: $_hs_state_dir/npm.log)"
+  mkdir -p "$_hs_web_dir"
+  cp "$_hs_repo_web/package.json" "$_hs_repo_web/package-lock.json" "$_hs_web_dir/"
+  (cd "$_hs_web_dir" && npm ci --no-audit --no-fund) >>"$_hs_state_dir/npm.log" 2>&1 ||
+    _hs_fail playwright-core "npm ci in $_hs_web_dir failed" "$_hs_state_dir/npm.log"
 }
 
 # --------------------------------------------------------------- PostgreSQL --
@@ -682,6 +715,7 @@ _hs_up() {
   # then wait for all of them, so the services boot in parallel.
   _hs_ensure_python_packages
   _hs_ensure_nextest
+  _hs_ensure_web_tools
   local svc
   for svc in pg rabbit tansu moto; do
     if _hs_enabled "$svc"; then

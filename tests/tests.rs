@@ -14,3 +14,4 @@ mod query;
 mod replay;
 mod store;
 mod util;
+mod web;

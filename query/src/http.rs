@@ -3,7 +3,8 @@
 //! Routes ([`ROUTES`], described by [`crate::openapi::document`]):
 //! `/healthz`, `/readyz`, `/metrics`, `/api/v1/openapi.json`,
 //! `/api/v1/topics`, `/api/v1/sources`, `/api/v1/segments`, `POST /api/v1/sql`,
-//! `/api/v1/events`, `/api/v1/events/{event_id}`, and the UI at `/`.
+//! `/api/v1/events`, `/api/v1/events/{event_id}`, the replay routes
+//! (`/api/v1/replays…`, in [`crate::replay::http`]), and the UI at `/`.
 //!
 //! Every error is JSON `{"error", "message"}`, including unknown routes, wrong
 //! methods, oversized bodies and bad parameters. With a bearer token
@@ -35,7 +36,7 @@ use crate::sql::{QueryEngine, QueryOutput};
 
 /// Every route the router serves, as (method, path). The OpenAPI document
 /// describes exactly these.
-pub const ROUTES: [(&str, &str); 10] = [
+pub const ROUTES: [(&str, &str); 16] = [
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -46,6 +47,12 @@ pub const ROUTES: [(&str, &str); 10] = [
     ("post", "/api/v1/sql"),
     ("get", "/api/v1/events"),
     ("get", "/api/v1/events/{event_id}"),
+    ("post", "/api/v1/replays"),
+    ("get", "/api/v1/replays"),
+    ("get", "/api/v1/replays/{id}"),
+    ("post", "/api/v1/replays/{id}/pause"),
+    ("post", "/api/v1/replays/{id}/resume"),
+    ("post", "/api/v1/replays/{id}/cancel"),
 ];
 
 /// HTTP settings beyond the listen address.

@@ -40,6 +40,134 @@ fn nullable(kind: &str) -> Value {
 
 /// The document.
 pub fn document() -> Value {
+    let mut document = core_document();
+    if let Some(paths) = document["paths"].as_object_mut() {
+        paths.extend(replay_paths());
+    }
+    if let Some(schemas) = document["components"]["schemas"].as_object_mut() {
+        schemas.extend(replay_schemas());
+    }
+    document
+}
+
+fn id_parameter() -> Value {
+    json!({ "name": "id", "in": "path", "required": true, "description": "replay id", "schema": { "type": "string" } })
+}
+
+fn replay_response(description: &str) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Replay" } } } })
+}
+
+/// `/api/v1/replays…` (served by [`crate::replay::http::routes`]).
+fn replay_paths() -> serde_json::Map<String, Value> {
+    let secured = json!([{ "bearer": [] }]);
+    let control = |operation: &str, summary: &str| {
+        json!({ "post": {
+            "operationId": operation, "summary": summary, "security": secured,
+            "parameters": [id_parameter()],
+            "responses": with_errors(json!({
+                "200": replay_response("the replay after the request"),
+                "202": replay_response("the replay, started again in this process")
+            }), &["400", "401", "404", "409", "500", "503"])
+        }})
+    };
+    let mut paths = serde_json::Map::new();
+    paths.insert("/api/v1/replays".to_owned(), json!({
+        "post": {
+            "operationId": "createReplay",
+            "summary": "Dry-run a replay (dry_run: true, answered with the report) or start one (202)",
+            "security": secured,
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ReplayRequest" } } } },
+            "responses": with_errors(json!({
+                "200": { "description": "the dry-run report; nothing was published", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/DryRunReport" } } } },
+                "202": replay_response("the replay, started in this process")
+            }), &["400", "401", "500", "503"])
+        },
+        "get": {
+            "operationId": "listReplays",
+            "summary": "Replays, newest first, dry-runs included",
+            "security": secured,
+            "parameters": [query_parameter("limit", "at most this many (default 100, at most 1000)", json!({ "type": "integer", "minimum": 1, "maximum": 1000 }))],
+            "responses": with_errors(json!({ "200": { "description": "the replays", "content": { "application/json": { "schema": { "type": "array", "items": { "$ref": "#/components/schemas/Replay" } } } } } }), &["401", "500", "503"])
+        }
+    }));
+    paths.insert("/api/v1/replays/{id}".to_owned(), json!({ "get": {
+        "operationId": "getReplay", "summary": "One replay: status and progress", "security": secured,
+        "parameters": [id_parameter()],
+        "responses": with_errors(json!({ "200": replay_response("the replay") }), &["401", "404", "500", "503"])
+    }}));
+    paths.insert(
+        "/api/v1/replays/{id}/pause".to_owned(),
+        control("pauseReplay", "Ask the runner to pause at its next window"),
+    );
+    paths.insert(
+        "/api/v1/replays/{id}/resume".to_owned(),
+        control(
+            "resumeReplay",
+            "Continue a paused replay, or restart an interrupted or failed one here",
+        ),
+    );
+    paths.insert(
+        "/api/v1/replays/{id}/cancel".to_owned(),
+        control("cancelReplay", "Ask the runner to stop for good"),
+    );
+    paths
+}
+
+fn replay_schemas() -> serde_json::Map<String, Value> {
+    let totals = json!({
+        "type": "object",
+        "properties": {
+            "events": { "type": "integer" }, "bytes": { "type": "integer" },
+            "first_event_time": nullable("string"), "last_event_time": nullable("string")
+        }
+    });
+    let mut schemas = serde_json::Map::new();
+    schemas.insert("ReplayRequest".to_owned(), json!({
+        "type": "object", "required": ["selection", "target"], "additionalProperties": false,
+        "properties": {
+            "selection": { "type": "object", "description": "{\"type\": \"filter\", topic, from, to, key, headers, contains, json, …} or {\"type\": \"sql\", \"sql\": …}" },
+            "target": { "type": "object", "description": "{\"type\": \"kafka\", brokers, topic, topic_map, partitioning, …} or {\"type\": \"amqp\", url, exchange, exchange_map, routing_key}" },
+            "options": { "type": "object", "description": "rate, bytes_rate, pace, provenance, strip_headers, set_headers, allow_loop, dedup, window, sample" },
+            "dry_run": { "type": "boolean" }
+        }
+    }));
+    schemas.insert("Totals".to_owned(), totals);
+    schemas.insert("DryRunReport".to_owned(), json!({
+        "type": "object",
+        "properties": {
+            "id": { "type": "string" },
+            "totals": { "$ref": "#/components/schemas/Totals" },
+            "by_target": { "type": "object", "additionalProperties": { "$ref": "#/components/schemas/Totals" } },
+            "duplicates_skipped": { "type": "integer" },
+            "segments": { "type": "integer" },
+            "problems": { "type": "array", "items": { "type": "string" } },
+            "sample": { "type": "array", "items": { "type": "object", "properties": { "destination": nullable("string"), "event": { "$ref": "#/components/schemas/Event" } } } }
+        }
+    }));
+    schemas.insert("Replay".to_owned(), json!({
+        "type": "object",
+        "properties": {
+            "id": { "type": "string" },
+            "status": { "type": "string", "enum": ["dry_run", "running", "paused", "completed", "failed", "cancelled", "interrupted"] },
+            "requested": { "type": "string" },
+            "dry_run": { "type": "boolean" },
+            "created_at": nullable("string"), "updated_at": nullable("string"),
+            "finished_at": nullable("string"), "snapshot_at": nullable("string"),
+            "selection": {}, "target": {}, "options": {},
+            "planned": { "type": "integer" },
+            "progress": { "type": "object", "properties": {
+                "selected": { "type": "integer" }, "published": { "type": "integer" }, "failed": { "type": "integer" },
+                "duplicates_skipped": { "type": "integer" }, "bytes": { "type": "integer" },
+                "position_group": { "type": "integer" }, "position_row": { "type": "integer" }
+            }},
+            "error": nullable("string")
+        }
+    }));
+    schemas
+}
+
+fn core_document() -> Value {
     let secured = json!([{ "bearer": [] }]);
     json!({
         "openapi": "3.1.0",
@@ -158,6 +286,7 @@ pub fn document() -> Value {
                 "Error400": error_response("invalid input: bad SQL, a refused statement (read_only) or a bad parameter"),
                 "Error401": error_response("missing or wrong bearer token"),
                 "Error404": error_response("not found"),
+                "Error409": error_response("conflict: the replay is not in a state that allows this request"),
                 "Error406": error_response("the Accept header names no format this API produces"),
                 "Error413": error_response("the request body is larger than http.max_body_bytes"),
                 "Error415": error_response("the request body is neither JSON nor SQL text"),

@@ -1,44 +1,73 @@
-"use strict";
+// Hindsight's browser UI: a hash router over five pages. Each page module
+// exports render(container, route, signal); a navigation aborts the previous
+// page's requests through its signal.
 
-function formatBytes(bytes) {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+import { currentRoute, el, errorBox } from "./util.js";
+import * as overview from "./overview.js";
+import * as explorer from "./explorer.js";
+import * as eventPage from "./event.js";
+import * as sqlConsole from "./sql.js";
+import * as replay from "./replay.js";
+
+const PAGES = [
+  { prefix: "/explorer", page: explorer, nav: "explorer", title: "Explorer" },
+  { prefix: "/event/", page: eventPage, nav: "explorer", title: "Event" },
+  { prefix: "/sql", page: sqlConsole, nav: "sql", title: "SQL" },
+  { prefix: "/replay", page: replay, nav: "replay", title: "Replay" },
+  { prefix: "/", page: overview, nav: "overview", title: "Overview", exact: true },
+];
+
+let controller = null;
+
+function pageFor(path) {
+  return PAGES.find((entry) => (entry.exact ? path === entry.prefix : path.startsWith(entry.prefix)));
 }
 
-function cell(text, className) {
-  const td = document.createElement("td");
-  td.textContent = text;
-  if (className) td.className = className;
-  return td;
-}
-
-async function loadTopics() {
-  const status = document.getElementById("status");
-  const table = document.getElementById("topics");
+async function show() {
+  if (controller) controller.abort();
+  controller = new AbortController();
+  const route = currentRoute();
+  const entry = pageFor(route.path);
+  const main = document.getElementById("view");
+  for (const link of document.querySelectorAll("nav a[data-nav]")) {
+    if (entry && link.dataset.nav === entry.nav) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  main.replaceChildren();
+  if (!entry) {
+    document.title = "Not found · Hindsight";
+    main.append(el("h1", {}, "Not found"), el("p", {}, "There is no page at ", el("code", {}, route.path), ". ", el("a", { href: "#/" }, "Go to the overview"), "."));
+    return;
+  }
+  document.title = `${entry.title} · Hindsight`;
+  const signal = controller.signal;
   try {
-    const response = await fetch("/api/v1/topics");
-    const body = await response.json();
-    if (!response.ok) throw new Error(body.message || response.statusText);
-    const rows = table.querySelector("tbody");
-    rows.replaceChildren();
-    for (const topic of body) {
-      const row = document.createElement("tr");
-      row.append(
-        cell(topic.source), cell(topic.topic),
-        cell(topic.events.toLocaleString(), "num"), cell(topic.segments.toLocaleString(), "num"),
-        cell(formatBytes(topic.bytes), "num"),
-        cell(topic.first_event_time || ""), cell(topic.last_event_time || ""),
-      );
-      rows.append(row);
-    }
-    table.hidden = body.length === 0;
-    status.textContent = body.length === 0 ? "The archive is empty." : `${body.length} topic(s)`;
+    await entry.page.render(main, route, signal);
   } catch (error) {
-    status.textContent = `Cannot load topics: ${error.message}`;
+    if (error && error.name === "AbortError") return;
+    main.append(errorBox(error));
   }
 }
 
-loadTopics();
+window.addEventListener("hashchange", show);
+window.addEventListener("unhandledrejection", (event) => {
+  // Aborted requests of a page we left are expected, not errors.
+  if (event.reason && event.reason.name === "AbortError") event.preventDefault();
+});
+document.addEventListener("keydown", (event) => {
+  const target = event.target;
+  const typing = target instanceof HTMLElement && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
+  if (event.key === "/" && !typing && !event.ctrlKey && !event.metaKey) {
+    const search = document.querySelector("[data-search]");
+    if (search) {
+      event.preventDefault();
+      search.focus();
+    }
+  }
+});
+document.querySelector(".skip").addEventListener("click", (event) => {
+  // The hash is the router's; move focus without touching it.
+  event.preventDefault();
+  document.getElementById("view").focus();
+});
+show();

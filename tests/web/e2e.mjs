@@ -1,0 +1,324 @@
+// End-to-end browser tests of the Hindsight web UI in real headless Chromium
+// (Debian's /usr/bin/chromium, driven by playwright-core). Run by tests/web.rs:
+//
+//   node tests/web/e2e.mjs flows BASE_URL SCREENSHOT_DIR KAFKA_BROKERS KAFKA_TOPIC
+//       overview, search by key, event detail, SQL (stream, error, export),
+//       histogram brush, keyboard, phone width, dry-run then run a replay to
+//       Kafka with pause and resume; prints RESULT {json} for the Rust side
+//   node tests/web/e2e.mjs first-render BASE_URL SCREENSHOT_DIR
+//       prints the explorer's first render time (not asserted)
+//
+// playwright-core is installed by scripts/services.sh into
+// $HINDSIGHT_WEB_TEST_DIR (default ~/.cache/hindsight/web-tests).
+// Exits non-zero with the reason on the first failed check, and whenever
+// the browser console logged an error.
+
+import { createRequire } from "node:module";
+import { mkdirSync, readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
+
+const modules = process.env.HINDSIGHT_WEB_TEST_DIR || join(homedir(), ".cache", "hindsight", "web-tests");
+const require = createRequire(join(modules, "package.json"));
+const { chromium } = require("playwright-core");
+
+const [mode, base, screenshots, brokers, kafkaTopic] = process.argv.slice(2);
+if (!mode || !base || !screenshots) {
+  console.error("usage: e2e.mjs flows|first-render BASE_URL SCREENSHOT_DIR [KAFKA_BROKERS KAFKA_TOPIC]");
+  process.exit(2);
+}
+mkdirSync(screenshots, { recursive: true });
+
+function check(condition, message) {
+  if (!condition) throw new Error(`check failed: ${message}`);
+}
+
+async function apiJson(path) {
+  const response = await fetch(`${base}${path}`);
+  check(response.ok, `${path} answered ${response.status}`);
+  return response.json();
+}
+
+const consoleErrors = [];
+// Chrome logs every non-2xx response as a console error. While a step sends
+// a statement that must fail, its 400 answers are expected and counted apart.
+let expectedFailure = null;
+const expectedErrors = [];
+
+async function openBrowser() {
+  const browser = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    headless: true,
+    // Root in a container has no user namespaces for Chromium's sandbox.
+    args: ["--no-sandbox", "--disable-dev-shm-usage"],
+  });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
+  const page = await context.newPage();
+  page.on("console", (message) => {
+    if (message.type() !== "error") return;
+    const text = `${message.text()} (${JSON.stringify(message.location())})`;
+    if (expectedFailure && expectedFailure.test(text)) expectedErrors.push(text);
+    else consoleErrors.push(text);
+  });
+  page.on("pageerror", (error) => consoleErrors.push(`uncaught: ${error.message}`));
+  page.setDefaultTimeout(30000);
+  return { browser, context, page };
+}
+
+async function shot(page, name) {
+  const path = join(screenshots, `${name}.png`);
+  await page.screenshot({ path, fullPage: true });
+  console.log(`screenshot ${path}`);
+}
+
+async function step(name, body) {
+  const started = Date.now();
+  await body();
+  console.log(`ok   ${name} (${Date.now() - started} ms)`);
+}
+
+async function flows() {
+  const topics = await apiJson("/api/v1/topics");
+  check(topics.length > 0, "the demo archive has topics");
+  const total = topics.reduce((sum, t) => sum + t.events, 0);
+  const newest = (await apiJson("/api/v1/events?limit=1")).events[0];
+  const key = newest.key;
+  const byKey = await apiJson(`/api/v1/events?key=${encodeURIComponent(key)}&limit=1000`);
+  const { browser, page } = await openBrowser();
+  const result = {};
+  try {
+    await step("overview lists every topic with its count", async () => {
+      await page.goto(`${base}/#/`);
+      await page.waitForSelector("table.topics tbody tr");
+      const rows = await page.locator("table.topics tbody tr").count();
+      check(rows === topics.length, `overview shows ${rows} topics, the API ${topics.length}`);
+      const shown = (await page.locator("#overview-events").textContent()).replace(/,/g, "");
+      check(Number(shown) === total, `overview total ${shown} != ${total}`);
+      const lag = await page.locator("table.sources tbody tr td").last().textContent();
+      check(lag.length > 0, "ingester lag cell is filled");
+      await shot(page, "01-overview");
+    });
+
+    await step("explorer searches by key from the keyboard", async () => {
+      await page.goto(`${base}/#/explorer`);
+      await page.waitForSelector("table.events tbody tr");
+      await page.waitForSelector("svg.chart rect.bar", { state: "attached" });
+      await page.locator("main h1").click();
+      await page.keyboard.press("/");
+      const focused = await page.evaluate(() => document.activeElement && document.activeElement.id);
+      check(focused === "filter-key", `"/" focuses the key filter, not ${focused}`);
+      await page.keyboard.type(key);
+      await page.keyboard.press("Enter");
+      await page.waitForFunction((k) => location.hash.includes(`key=${encodeURIComponent(k)}`), key);
+      await page.waitForSelector("table.events tbody tr");
+      await page.waitForSelector("svg.chart rect.bar", { state: "attached" });
+      const keys = await page.locator("table.events tbody td.key").allTextContents();
+      check(keys.length === byKey.events.length, `explorer shows ${keys.length} events for key ${key}, the API ${byKey.events.length}`);
+      check(keys.every((k) => k === key), `every row has key ${key}: ${keys}`);
+      result.key = key;
+      result.key_events = keys.length;
+      await shot(page, "02-explorer-key");
+    });
+
+    await step("a reload keeps the explorer state (URL holds it)", async () => {
+      await page.reload();
+      await page.waitForSelector("table.events tbody tr");
+      check((await page.inputValue("#filter-key")) === key, "key filter survives a reload");
+    });
+
+    let eventId;
+    await step("open an event: metadata, headers, payload views, related events", async () => {
+      const first = page.locator("table.events tbody tr").first();
+      eventId = await first.getAttribute("data-event-id");
+      await first.locator("a").click();
+      await page.waitForSelector("#payload");
+      check((await page.locator("#event-id").textContent()) === eventId, "event page shows the clicked event");
+      const detail = await apiJson(`/api/v1/events/${eventId}`);
+      const json = await page.locator("#payload").textContent();
+      check(json === JSON.stringify(JSON.parse(detail.payload_text), null, 2), "payload shown as pretty JSON");
+      const headerCells = await page.locator("table.headers tbody tr").count();
+      check(headerCells === detail.headers.length, `${headerCells} header rows for ${detail.headers.length} headers`);
+      await page.locator("#tab-hex").focus();
+      await page.keyboard.press("Enter");
+      const hex = await page.locator("#payload").textContent();
+      check(/^00000000 {2}[0-9a-f]{2} /.test(hex), `hex view starts with an offset: ${hex.slice(0, 30)}`);
+      await page.keyboard.press("ArrowLeft");
+      check((await page.locator("#payload").getAttribute("data-format")) === "text", "arrow keys move between payload tabs");
+      await page.waitForSelector("#same-key table tbody tr");
+      await page.waitForSelector("#same-correlation table tbody tr");
+      const sameKey = await page.locator("#same-key table tbody tr").count();
+      check(sameKey === byKey.events.length, `same-key list has ${sameKey} rows, expected ${byKey.events.length}`);
+      const correlated = await page.locator("#same-correlation table tbody tr").count();
+      check(correlated >= 1, "the correlation list holds at least the event itself");
+      await page.getByRole("button", { name: "Copy id" }).click();
+      await page.waitForFunction(() => [...document.querySelectorAll("button")].some((b) => /Copied|Copy failed/.test(b.textContent)));
+      await shot(page, "03-event");
+    });
+
+    await step("SQL console streams rows, shows errors plainly, exports CSV and JSON", async () => {
+      await page.goto(`${base}/#/sql`);
+      await page.waitForSelector(".schema ul.columns li");
+      await page.fill("#sql-editor", "SELECT topic, count(*) AS n FROM events GROUP BY topic ORDER BY topic");
+      await page.locator("#sql-editor").press("Control+Enter");
+      await page.waitForSelector(".status[data-rows]");
+      const rows = await page.locator("#sql-results tbody tr").allTextContents();
+      check(rows.length === topics.length, `SQL returned ${rows.length} rows, expected ${topics.length}`);
+      const expected = [...topics].sort((a, b) => a.topic.localeCompare(b.topic)).map((t) => `${t.topic}${t.events}`);
+      check(JSON.stringify(rows) === JSON.stringify(expected), `SQL rows ${JSON.stringify(rows)} != ${JSON.stringify(expected)}`);
+      await shot(page, "04-sql");
+      const csvDownload = page.waitForEvent("download");
+      await page.click("#export-csv");
+      const csv = readFileSync(await (await csvDownload).path(), "utf8");
+      check(csv.startsWith("topic,n\n") && csv.trim().split("\n").length === topics.length + 1, `CSV export: ${csv}`);
+      const jsonDownload = page.waitForEvent("download");
+      await page.click("#export-json");
+      const exported = JSON.parse(readFileSync(await (await jsonDownload).path(), "utf8"));
+      check(exported.length === topics.length && exported[0].topic === expected[0].replace(/\d+$/, ""), "JSON export");
+      // A long result fills in while it streams; the final count is exact.
+      await page.fill("#sql-editor", "SELECT event_id, topic, event_time FROM events");
+      await page.click("#run-sql");
+      await page.waitForSelector(".status[data-rows]");
+      const streamed = Number(await page.locator(".status").first().getAttribute("data-rows"));
+      check(streamed === total, `streamed ${streamed} rows, expected ${total}`);
+      expectedFailure = /status of 400 .*\/api\/v1\/sql/;
+      await page.fill("#sql-editor", "SELEC nonsense");
+      await page.click("#run-sql");
+      const alert = page.locator("#sql-output [role=alert]");
+      await alert.waitFor();
+      check(/SQL error/.test(await alert.textContent()), "the parser error is shown");
+      await page.fill("#sql-editor", "DROP TABLE events");
+      await page.click("#run-sql");
+      await page.waitForFunction(() => /read_only|only reading/i.test(document.querySelector("#sql-output [role=alert]")?.textContent || ""));
+      expectedFailure = null;
+      check(expectedErrors.length === 2, `the two refused statements logged ${expectedErrors.length} failed requests`);
+      await shot(page, "05-sql-error");
+    });
+
+    await step("histogram brush zooms into a time range", async () => {
+      await page.goto(`${base}/#/explorer`);
+      await page.waitForSelector("svg.chart rect.bar", { state: "attached" });
+      const box = await page.locator("svg.chart").boundingBox();
+      await page.mouse.move(box.x + box.width * 0.3, box.y + box.height / 2);
+      await page.mouse.down();
+      await page.mouse.move(box.x + box.width * 0.5, box.y + box.height / 2, { steps: 5 });
+      await page.mouse.up();
+      await page.waitForFunction(() => location.hash.includes("from=") && location.hash.includes("to="));
+      await page.waitForSelector("svg.chart rect.bar", { state: "attached" });
+      const params = new URLSearchParams((await page.evaluate(() => location.hash)).split("?")[1]);
+      const span = new Date(params.get("to")) - new Date(params.get("from"));
+      check(span > 0, "the brushed range is not empty");
+      await page.waitForSelector("table.events tbody tr, .status");
+      const times = await page.locator("table.events tbody tr td:first-child").allTextContents();
+      const from = new Date(params.get("from")).getTime();
+      const to = new Date(params.get("to")).getTime();
+      for (const time of times) {
+        const ms = new Date(`${time.replace(" ", "T")}Z`).getTime();
+        check(ms >= from - 1 && ms < to + 1, `row time ${time} outside the brushed range`);
+      }
+      await shot(page, "06-explorer-zoomed");
+    });
+
+    await step("phone width: no horizontal scrolling of the page", async () => {
+      await page.setViewportSize({ width: 390, height: 844 });
+      for (const [route, selector, name] of [
+        ["#/", "table.topics", "07-phone-overview"],
+        ["#/explorer", "table.events tbody tr", "08-phone-explorer"],
+        [`#/event/${eventId}`, "#payload", "09-phone-event"],
+        ["#/replay", ".replay-form", "10-phone-replay"],
+      ]) {
+        await page.goto(`${base}/${route}`);
+        await page.waitForSelector(selector);
+        const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+        check(overflow <= 1, `${route} is ${overflow}px wider than a 390px screen`);
+        await shot(page, name);
+      }
+      await page.setViewportSize({ width: 1280, height: 900 });
+    });
+
+    if (brokers && kafkaTopic) {
+      await step("replay: dry-run, then run to Kafka with pause and resume, and watch it finish", async () => {
+        const orders = topics.find((t) => t.topic === "orders");
+        await page.goto(`${base}/#/explorer?topic=orders`);
+        await page.waitForSelector("table.events tbody tr");
+        await page.getByRole("link", { name: "Replay this selection…" }).click();
+        await page.waitForSelector(".replay-form");
+        await page.fill("input[name=brokers]", brokers);
+        await page.fill("input[name=to_topic]", kafkaTopic);
+        await page.fill("input[name=rate]", "2000");
+        check(await page.locator("#run-replay").isDisabled(), "run is disabled before a dry run");
+        await page.click("#dry-run");
+        await page.waitForSelector("#dry-run-events");
+        const planned = Number((await page.locator("#dry-run-events").textContent()).replace(/,/g, ""));
+        check(planned === orders.events, `dry run counts ${planned}, orders holds ${orders.events}`);
+        await page.waitForSelector("#run-replay:not([disabled])");
+        await shot(page, "11-replay-dry-run");
+        await page.click("#run-replay");
+        await page.waitForFunction(() => /^#\/replay\/[^/]+$/.test(location.hash));
+        const id = decodeURIComponent((await page.evaluate(() => location.hash)).slice("#/replay/".length));
+        await page.waitForSelector("#replay-status[data-status=running]");
+        await page.waitForFunction(() => /[1-9]/.test(document.querySelector("#replay-rate")?.textContent || ""));
+        await shot(page, "12-replay-running");
+        await page.click("#replay-pause");
+        await page.waitForSelector("#replay-status[data-status=paused]", { timeout: 20000 });
+        const pausedAt = (await page.locator("#replay-done").textContent()).split(" of ")[0];
+        await page.waitForTimeout(1500);
+        const stillAt = (await page.locator("#replay-done").textContent()).split(" of ")[0];
+        check(pausedAt === stillAt, `paused replay moved from ${pausedAt} to ${stillAt}`);
+        await shot(page, "13-replay-paused");
+        await page.click("#replay-resume");
+        await page.waitForSelector("#replay-status[data-status=completed]", { timeout: 120000 });
+        const done = await page.locator("#replay-done").textContent();
+        check(done === `${orders.events.toLocaleString("en-US")} of ${orders.events.toLocaleString("en-US")}`, `finished with "${done}"`);
+        await shot(page, "14-replay-completed");
+        await page.goto(`${base}/#/replay`);
+        await page.waitForSelector("table.replays tbody tr");
+        const history = await page.locator("table.replays tbody tr").first().textContent();
+        check(history.includes("completed") && history.includes(id.slice(0, 12)), `history lists the replay: ${history}`);
+        await shot(page, "15-replay-history");
+        result.replay_id = id;
+        result.replayed = orders.events;
+        result.paused_at = Number(pausedAt.replace(/,/g, ""));
+      });
+    }
+    check(consoleErrors.length === 0, `browser console errors:\n${consoleErrors.join("\n")}`);
+    console.log("ok   no browser console errors");
+    console.log(`RESULT ${JSON.stringify(result)}`);
+  } finally {
+    await browser.close();
+  }
+}
+
+async function firstRender() {
+  const topics = await apiJson("/api/v1/topics");
+  const total = topics.reduce((sum, t) => sum + t.events, 0);
+  const { browser, page } = await openBrowser();
+  try {
+    const measurements = [];
+    for (let run = 1; run <= 3; run += 1) {
+      await page.goto("about:blank");
+      const started = Date.now();
+      await page.goto(`${base}/#/explorer`);
+      await page.waitForSelector("table.events tbody tr");
+      const list = Date.now() - started;
+      await page.waitForSelector("svg.chart rect.bar", { state: "attached" });
+      const histogram = Date.now() - started;
+      measurements.push({ run, list, histogram });
+      console.log(`explorer first render over ${total.toLocaleString("en-US")} events, run ${run}: first page of events after ${list} ms, histogram after ${histogram} ms`);
+    }
+    await shot(page, "20-explorer-1m");
+    check(consoleErrors.length === 0, `browser console errors:\n${consoleErrors.join("\n")}`);
+    console.log(`RESULT ${JSON.stringify({ events: total, measurements })}`);
+  } finally {
+    await browser.close();
+  }
+}
+
+try {
+  if (mode === "flows") await flows();
+  else if (mode === "first-render") await firstRender();
+  else throw new Error(`unknown mode ${mode}`);
+} catch (error) {
+  console.error(`FAILED: ${error.stack || error}`);
+  if (consoleErrors.length) console.error(`browser console errors:\n${consoleErrors.join("\n")}`);
+  process.exit(1);
+}
