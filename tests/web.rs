@@ -217,3 +217,22 @@ fn browser_explorer_first_render_over_a_million_events() {
     println!("{report}");
     eprintln!("{report}");
 }
+
+#[test]
+fn browser_asks_for_the_api_token_and_then_works() {
+    require_browser_tools();
+    let data = tempfile::tempdir().unwrap();
+    archive_demo(data.path(), 2_000);
+    let token = format!("web-{}", uuid::Uuid::new_v4().simple());
+    let (_server, base) = start_server(
+        hindsight()
+            .env("HINDSIGHT__HTTP__AUTH_TOKEN", &token)
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["serve", "--listen", "127.0.0.1:0"]),
+        Duration::from_secs(60),
+    );
+    let shots = screenshot_dir();
+    let (_, result) = run_browser(&["token", &base, shots.to_str().unwrap(), &token]);
+    assert!(result["refused"].as_u64().unwrap() >= 2, "{result}");
+}

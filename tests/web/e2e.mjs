@@ -7,6 +7,8 @@
 //       Kafka with pause and resume; prints RESULT {json} for the Rust side
 //   node tests/web/e2e.mjs first-render BASE_URL SCREENSHOT_DIR
 //       prints the explorer's first render time (not asserted)
+//   node tests/web/e2e.mjs token BASE_URL SCREENSHOT_DIR TOKEN
+//       a server with http.auth_token: the UI asks for the token, then works
 //
 // playwright-core is installed by scripts/services.sh into
 // $HINDSIGHT_WEB_TEST_DIR (default ~/.cache/hindsight/web-tests).
@@ -313,8 +315,40 @@ async function firstRender() {
   }
 }
 
+async function tokenFlow(token) {
+  const { browser, page } = await openBrowser();
+  try {
+    // Every request before the token is entered is refused: expected.
+    expectedFailure = /status of 401/;
+    await page.goto(`${base}/#/`);
+    const alert = page.locator("[role=alert]");
+    await alert.waitFor();
+    check(/unauthorized|token/i.test(await alert.textContent()), "the overview says a token is needed");
+    await shot(page, "30-token-asked");
+    await page.fill("input[name=token]", "wrong");
+    await page.press("input[name=token]", "Enter");
+    await page.waitForSelector("[role=alert] input[name=token]");
+    check(/not valid/.test(await page.locator("[role=alert]").first().textContent()), "a wrong token is refused");
+    const refused = expectedErrors.length;
+    check(refused >= 2, `the refused requests were seen (${refused})`);
+    expectedFailure = null;
+    await page.fill("input[name=token]", token);
+    await page.press("input[name=token]", "Enter");
+    await page.waitForSelector("table.topics tbody tr");
+    await page.goto(`${base}/#/explorer`);
+    await page.waitForSelector("table.events tbody tr");
+    await page.waitForSelector("svg.chart rect.bar", { state: "attached" });
+    await shot(page, "31-token-accepted");
+    check(consoleErrors.length === 0, `browser console errors:\n${consoleErrors.join("\n")}`);
+    console.log(`RESULT ${JSON.stringify({ refused })}`);
+  } finally {
+    await browser.close();
+  }
+}
+
 try {
-  if (mode === "flows") await flows();
+  if (mode === "token") await tokenFlow(brokers);
+  else if (mode === "flows") await flows();
   else if (mode === "first-render") await firstRender();
   else throw new Error(`unknown mode ${mode}`);
 } catch (error) {

@@ -1,13 +1,13 @@
 // Overview: sources and topics with counts, bytes, time span, ingest rate and
 // last event; ingester lag from /metrics when an ingester runs in this process.
 
-import { ago, api, el, errorBox, formatBytes, formatNumber, formatTime, numberCell, routeHref, statusLine, table } from "./util.js";
+import { ago, api, withToken, el, errorBox, formatBytes, formatNumber, formatTime, numberCell, routeHref, statusLine, table } from "./util.js";
 
 /** Per-source lag from Prometheus text: {source: {lag, partitions}}; null when absent. */
 async function ingesterLag(signal) {
   let text;
   try {
-    const response = await fetch("/metrics", { signal });
+    const response = await fetch("/metrics", { signal, headers: withToken() });
     if (!response.ok) return null;
     text = await response.text();
   } catch (error) {

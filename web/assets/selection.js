@@ -2,7 +2,7 @@
 // URL, and its three translations: event-search parameters, an SQL WHERE
 // clause (for the histogram and multi-topic replays), and a replay selection.
 
-import { sqlString } from "./util.js";
+import { ApiError, sqlString, withToken } from "./util.js";
 
 const SINGLE = ["source", "from", "to", "key", "contains"];
 const REPEATED = ["topic", "header", "json"];
@@ -140,13 +140,9 @@ export class MergedSearch {
 
   async fill(stream, signal) {
     const params = searchParams(this.selection, stream.topic, this.pageSize, stream.cursor);
-    const response = await fetch(`/api/v1/events?${params}`, { signal, headers: { Accept: "application/json" } });
+    const response = await fetch(`/api/v1/events?${params}`, { signal, headers: withToken({ Accept: "application/json" }) });
     const body = await response.json();
-    if (!response.ok) {
-      const error = new Error(body.message || response.statusText);
-      error.kind = body.error;
-      throw error;
-    }
+    if (!response.ok) throw new ApiError(response.status, body.error || "error", body.message || response.statusText);
     stream.started = true;
     stream.buffer.push(...body.events);
     stream.cursor = body.next_cursor || null;

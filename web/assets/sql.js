@@ -49,7 +49,11 @@ export async function render(main, route, signal) {
     if (historyList.value) editor.value = historyList.value;
     editor.focus();
   });
-  const form = el("form", { class: "sql-form" }, editor, el("div", { class: "buttons" }, runButton, stopButton, csvButton, jsonButton, historyList));
+  const replayLink = el("a", { class: "button", href: "#/replay", title: "replay the events whose event_id this query returns" }, "Replay these events…");
+  replayLink.addEventListener("click", () => {
+    replayLink.href = routeHref("/replay", { sql: editor.value.trim() });
+  });
+  const form = el("form", { class: "sql-form" }, editor, el("div", { class: "buttons" }, runButton, stopButton, csvButton, jsonButton, replayLink, historyList));
   const schema = el("aside", { class: "schema", "aria-label": "Schema" }, el("h2", {}, "Schema"));
   main.append(el("h1", {}, "SQL console"), el("div", { class: "sql-layout" }, el("div", { class: "sql-main" }, form, status, output), schema));
 

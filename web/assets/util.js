@@ -49,9 +49,22 @@ async function errorOf(response) {
   }
 }
 
+const TOKEN_KEY = "hindsight.token";
+
+/** Request headers plus the bearer token the user saved, when there is one. */
+export function withToken(headers = {}) {
+  let token = null;
+  try {
+    token = localStorage.getItem(TOKEN_KEY);
+  } catch {
+    token = null;
+  }
+  return token ? { ...headers, Authorization: `Bearer ${token}` } : headers;
+}
+
 /** GET or POST JSON; throws ApiError with the server's message. */
 export async function api(path, { method = "GET", body, signal } = {}) {
-  const options = { method, signal, headers: { Accept: "application/json" } };
+  const options = { method, signal, headers: withToken({ Accept: "application/json" }) };
   if (body !== undefined) {
     options.body = JSON.stringify(body);
     options.headers["Content-Type"] = "application/json";
@@ -65,7 +78,7 @@ export async function api(path, { method = "GET", body, signal } = {}) {
 export async function sqlRequest(sql, accept, signal) {
   const response = await fetch("/api/v1/sql", {
     method: "POST",
-    headers: { "Content-Type": "application/json", Accept: accept },
+    headers: withToken({ "Content-Type": "application/json", Accept: accept }),
     body: JSON.stringify({ sql }),
     signal,
   });
@@ -206,7 +219,25 @@ export function statusLine(text = "") {
 
 export function errorBox(error) {
   const kind = error && error.kind ? `${error.kind}: ` : "";
-  return el("div", { class: "error", role: "alert" }, `${kind}${error && error.message ? error.message : error}`);
+  const box = el("div", { class: "error", role: "alert" }, `${kind}${error && error.message ? error.message : error}`);
+  if (error && error.status === 401) box.append(tokenForm());
+  return box;
+}
+
+/** Asks for the API's bearer token (http.auth_token) and keeps it in this browser. */
+function tokenForm() {
+  const input = el("input", { type: "password", name: "token", autocomplete: "off", "aria-label": "API token" });
+  const form = el("form", { class: "buttons token-form" }, el("span", {}, "This server needs a token:"), input, el("button", { type: "submit", class: "primary" }, "Use token"));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    try {
+      localStorage.setItem(TOKEN_KEY, input.value.trim());
+    } catch {
+      // Without storage the token cannot be kept; the next request says so again.
+    }
+    window.dispatchEvent(new HashChangeEvent("hashchange"));
+  });
+  return form;
 }
 
 /** Base64 to bytes. */
