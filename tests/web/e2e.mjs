@@ -277,6 +277,18 @@ async function flows() {
         const history = await page.locator("table.replays tbody tr").first().textContent();
         check(history.includes("completed") && history.includes(id.slice(0, 12)), `history lists the replay: ${history}`);
         await shot(page, "15-replay-history");
+        // The same selection to RabbitMQ: the wizard builds an AMQP target and
+        // the dry run names the exchange (nothing is published).
+        await page.goto(`${base}/#/replay?topic=orders`);
+        await page.waitForSelector(".replay-form");
+        await page.check("input[name=bus][value=amqp]");
+        check(await page.locator("input[name=brokers]").isHidden(), "Kafka fields hide for RabbitMQ");
+        await page.fill("input[name=to_exchange]", `${kafkaTopic}.exchange`);
+        await page.click("#dry-run");
+        await page.waitForSelector("#dry-run-events");
+        const amqpTargets = await page.locator("#dry-run-summary table").first().locator("tbody td").first().textContent();
+        check(amqpTargets === `${kafkaTopic}.exchange`, `AMQP dry run targets ${amqpTargets}`);
+        await shot(page, "16-replay-dry-run-amqp");
         result.replay_id = id;
         result.replayed = orders.events;
         result.paused_at = Number(pausedAt.replace(/,/g, ""));

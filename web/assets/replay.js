@@ -209,6 +209,13 @@ function card(label, value, id) {
   return el("div", { class: "card" }, el("div", { class: "card-label" }, label), el("div", { class: "card-value", id }, value));
 }
 
+/** For a finished replay: its average rate over its whole life (pauses included). */
+function averageRate(view, done) {
+  if (!view.finished_at || !view.created_at) return "—";
+  const seconds = (new Date(view.finished_at) - new Date(view.created_at)) / 1000;
+  return seconds > 0 ? `${formatNumber(Math.round(done / seconds))} events/s on average` : "—";
+}
+
 function describeTarget(target) {
   if (!target) return "";
   if (target.type === "kafka") return `Kafka ${target.brokers} → ${target.topic || (target.topic_map ? "mapped topics" : "original topics")}`;
@@ -291,7 +298,7 @@ async function renderProgress(main, id, signal) {
     figures.replaceChildren(
       card("Status", statusText, "replay-status-text"),
       card("Done", `${formatNumber(done)} of ${total ? formatNumber(total) : "?"}`, "replay-done"),
-      card("Rate", view.status === "running" ? `${formatNumber(Math.round(rate))} events/s` : "—", "replay-rate"),
+      card("Rate", view.status === "running" ? `${formatNumber(Math.round(rate))} events/s` : averageRate(view, done), "replay-rate"),
       card("ETA", view.status === "running" && rate > 0 ? formatDuration(remaining / rate) : view.status === "completed" ? "done" : "—", "replay-eta"),
       card("Failed", formatNumber(view.progress.failed), "replay-failed"),
       card("Published bytes", formatBytes(view.progress.bytes)),
