@@ -218,6 +218,14 @@ async function flows() {
         check(ms >= from - 1 && ms < to + 1, `row time ${time} outside the brushed range`);
       }
       await shot(page, "06-explorer-zoomed");
+      // The same from the keyboard: focus the chart, pick the last bar, Enter.
+      await page.goto(`${base}/#/explorer`);
+      await page.waitForSelector("svg.chart rect.bar", { state: "attached" });
+      await page.focus("svg.chart");
+      await page.keyboard.press("ArrowLeft");
+      await page.keyboard.press("Enter");
+      await page.waitForFunction(() => location.hash.includes("from="));
+      await page.waitForSelector("table.events tbody tr");
     });
 
     await step("phone width: no horizontal scrolling of the page", async () => {

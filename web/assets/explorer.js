@@ -156,7 +156,7 @@ async function renderHistogram(section, selection, topics, signal) {
   const buckets = [];
   for (let start = low; start < high; start += step * 1000) buckets.push({ start, end: start + step * 1000, count: counts.get(start) || 0 });
   const total = buckets.reduce((sum, b) => sum + b.count, 0);
-  status.textContent = `${formatNumber(total)} events from ${formatTime(new Date(low).toISOString())} to ${formatTime(new Date(high).toISOString())} UTC, ${formatStep(step)} per bar. Drag across the chart to zoom in.`;
+  status.textContent = `${formatNumber(total)} events from ${formatTime(new Date(low).toISOString())} to ${formatTime(new Date(high).toISOString())} UTC, ${formatStep(step)} per bar. Drag across the chart to zoom in (or focus it, pick a bar with the arrow keys, Enter).`;
   section.append(chart(buckets, selection, low, high));
 }
 
@@ -233,6 +233,25 @@ function chart(buckets, selection, low, high) {
     zoom(selection, from, to);
   });
 
+  // Keyboard: arrows pick a bar, Enter zooms into it.
+  svg.setAttribute("tabindex", "0");
+  svg.setAttribute("aria-keyshortcuts", "ArrowLeft ArrowRight Enter");
+  const bars = [...svg.querySelectorAll("rect.bar")];
+  let picked = -1;
+  const live = el("span", { class: "sr-only", "aria-live": "polite" });
+  svg.addEventListener("keydown", (event) => {
+    if (event.key === "ArrowRight" || event.key === "ArrowLeft") {
+      event.preventDefault();
+      const step = event.key === "ArrowRight" ? 1 : -1;
+      picked = picked < 0 ? (step > 0 ? 0 : bars.length - 1) : Math.min(Math.max(picked + step, 0), bars.length - 1);
+      bars.forEach((bar, index) => bar.classList.toggle("picked", index === picked));
+      live.textContent = bars[picked].textContent;
+    } else if (event.key === "Enter" && picked >= 0) {
+      event.preventDefault();
+      zoom(selection, buckets[picked].start, buckets[picked].end);
+    }
+  });
+
   const zoomOut = () => {
     const middle = (low + high) / 2;
     const half = high - low;
@@ -242,6 +261,7 @@ function chart(buckets, selection, low, high) {
     "div",
     { class: "chart-wrap" },
     svg,
+    live,
     el(
       "div",
       { class: "axis" },
