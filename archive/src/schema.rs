@@ -7,6 +7,7 @@
 //! and repeats, and every Parquet reader understands it. New header names
 //! never change the schema.
 
+use std::borrow::Borrow;
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
@@ -83,8 +84,8 @@ pub fn event_schema() -> SchemaRef {
         .clone()
 }
 
-/// Builds one record batch from events, in order.
-pub fn events_to_batch(events: &[Event]) -> Result<RecordBatch> {
+/// Builds one record batch from events (owned or borrowed), in order.
+pub fn events_to_batch<E: Borrow<Event>>(events: &[E]) -> Result<RecordBatch> {
     let rows = events.len();
     let mut event_id = StringBuilder::with_capacity(rows, rows * 32);
     let mut source = StringBuilder::with_capacity(rows, rows * 8);
@@ -94,7 +95,10 @@ pub fn events_to_batch(events: &[Event]) -> Result<RecordBatch> {
     let mut partition = Int32Builder::with_capacity(rows);
     let mut offset = Int64Builder::with_capacity(rows);
     let mut key = BinaryBuilder::new();
-    let payload_bytes: usize = events.iter().map(|event| event.payload.len()).sum();
+    let payload_bytes: usize = events
+        .iter()
+        .map(|event| event.borrow().payload.len())
+        .sum();
     let mut payload = BinaryBuilder::with_capacity(rows, payload_bytes);
     let mut payload_size = Int64Builder::with_capacity(rows);
     let mut payload_truncated = BooleanBuilder::with_capacity(rows);
@@ -122,6 +126,7 @@ pub fn events_to_batch(events: &[Event]) -> Result<RecordBatch> {
     let mut header_values = BinaryBuilder::new();
 
     for event in events {
+        let event: &Event = event.borrow();
         event_id.append_value(&event.event_id);
         source.append_value(&event.source);
         bus.append_value(event.bus.as_str());

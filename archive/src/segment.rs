@@ -5,6 +5,8 @@
 //! (column and offset indexes) and bloom filters on the lookup columns, so that
 //! readers skip row groups and pages without decoding them.
 
+use std::borrow::Borrow;
+
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
@@ -20,6 +22,9 @@ use crate::schema::{batch_to_events, event_schema, events_to_batch, SCHEMA_VERSI
 
 /// Columns that get a bloom filter: point lookups by these skip row groups.
 pub const BLOOM_FILTER_COLUMNS: [&str; 4] = ["event_id", "key", "message_id", "correlation_id"];
+
+/// Rows per Arrow batch handed to the Parquet writer (not per row group).
+const ARROW_BATCH_ROWS: usize = 4096;
 
 /// How segments are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,23 +91,35 @@ fn writer_properties(format: SegmentFormat, rows: usize) -> Result<WriterPropert
     Ok(builder.build())
 }
 
-/// Encodes events (all of one partition and hour, in offset order) as one
-/// Parquet file in memory. CPU-heavy: call it off the async worker threads.
-pub fn encode_segment(events: &[Event], format: SegmentFormat) -> Result<EncodedSegment> {
+/// Encodes events (all of one partition and hour, in offset order; owned or
+/// borrowed) as one Parquet file in memory. CPU-heavy: call it off the async
+/// worker threads.
+pub fn encode_segment<E: Borrow<Event>>(
+    events: &[E],
+    format: SegmentFormat,
+) -> Result<EncodedSegment> {
     if events.is_empty() {
         return Err(Error::internal("a segment needs at least one event"));
     }
-    let mut buffer = Vec::with_capacity(events.iter().map(|e| e.payload.len()).sum::<usize>() / 2);
+    let mut buffer = Vec::with_capacity(
+        events
+            .iter()
+            .map(|e| e.borrow().payload.len())
+            .sum::<usize>()
+            / 2,
+    );
     let properties = writer_properties(format, events.len())?;
     let mut writer = ArrowWriter::try_new(&mut buffer, event_schema(), Some(properties))?;
-    for chunk in events.chunks(format.row_group_rows.max(1)) {
+    // Small Arrow batches: the writer fills each row group from several, and
+    // only one small copy of the events exists at a time.
+    for chunk in events.chunks(ARROW_BATCH_ROWS.min(format.row_group_rows).max(1)) {
         writer.write(&events_to_batch(chunk)?)?;
     }
     writer.close()?;
     let span = |value: fn(&Event) -> i64| {
         events
             .iter()
-            .map(value)
+            .map(|event| value(event.borrow()))
             .fold((i64::MAX, i64::MIN), |(low, high), v| {
                 (low.min(v), high.max(v))
             })

@@ -9,6 +9,7 @@
 //! segments and checkpoints in one compare-and-set transaction.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
@@ -63,34 +64,36 @@ impl Batch {
     /// partition's checkpoint) and without repeats of an offset within the
     /// batch (a redelivery). Events without offsets are all kept.
     pub fn without_archived(&self, checkpoints: &HashMap<(String, i32), Option<i64>>) -> Batch {
-        let partitions = self
-            .partitions
-            .iter()
-            .filter_map(|partition| {
-                let key = (partition.topic.clone(), partition.partition);
-                let checkpoint = checkpoints.get(&key).copied().flatten();
-                let mut seen = std::collections::HashSet::new();
-                let events: Vec<Event> = partition
-                    .events
-                    .iter()
-                    .filter(|event| match (event.offset, checkpoint) {
-                        (Some(offset), Some(next)) => offset >= next && seen.insert(offset),
-                        (Some(offset), None) => seen.insert(offset),
-                        (None, _) => true,
-                    })
-                    .cloned()
-                    .collect();
-                (!events.is_empty()).then(|| PartitionBatch {
-                    topic: partition.topic.clone(),
-                    partition: partition.partition,
-                    events,
-                })
-            })
-            .collect();
-        Batch {
-            source: self.source.clone(),
-            partitions,
+        let mut fresh = self.clone();
+        fresh.retain_unarchived(checkpoints);
+        fresh
+    }
+
+    /// Like [`Batch::without_archived`], in place and without copying events:
+    /// drops events already archived and repeated offsets, then partitions
+    /// left empty. Returns how many events it dropped.
+    pub fn retain_unarchived(
+        &mut self,
+        checkpoints: &HashMap<(String, i32), Option<i64>>,
+    ) -> usize {
+        let before = self.rows();
+        for partition in &mut self.partitions {
+            let checkpoint = checkpoints
+                .get(&(partition.topic.clone(), partition.partition))
+                .copied()
+                .flatten();
+            let mut seen = std::collections::HashSet::new();
+            partition
+                .events
+                .retain(|event| match (event.offset, checkpoint) {
+                    (Some(offset), Some(next)) => offset >= next && seen.insert(offset),
+                    (Some(offset), None) => seen.insert(offset),
+                    (None, _) => true,
+                });
         }
+        self.partitions
+            .retain(|partition| !partition.events.is_empty());
+        before - self.rows()
     }
 }
 
@@ -254,10 +257,25 @@ impl ArchiveWriter {
         batch: &Batch,
         expected: &HashMap<(String, i32), Option<i64>>,
     ) -> Result<WriteSummary> {
+        self.write_shared_batch(Arc::new(batch.clone()), expected)
+            .await
+    }
+
+    /// [`ArchiveWriter::write_batch`] without copying the events: the
+    /// encoding threads share the batch. The pipeline uses this one.
+    pub async fn write_shared_batch(
+        &self,
+        batch: Arc<Batch>,
+        expected: &HashMap<(String, i32), Option<i64>>,
+    ) -> Result<WriteSummary> {
         let mut advances = Vec::new();
         for partition in &batch.partitions {
-            let offsets: Option<Vec<i64>> = partition.events.iter().map(|e| e.offset).collect();
-            let Some(last) = offsets.and_then(|offsets| offsets.into_iter().max()) else {
+            // The highest offset, or `None` when any event has none.
+            let last = partition
+                .events
+                .iter()
+                .try_fold(i64::MIN, |high, event| event.offset.map(|o| high.max(o)));
+            let Some(last) = last.filter(|_| !partition.events.is_empty()) else {
                 continue;
             };
             let key = (partition.topic.clone(), partition.partition);
@@ -270,7 +288,7 @@ impl ArchiveWriter {
             });
         }
 
-        let planned = self.encode(batch).await?;
+        let planned = self.encode(&batch).await?;
         let records: Vec<NewSegment> = planned.iter().map(|p| p.record.clone()).collect();
         let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
         self.catalog.stage_segments(&records).await?;
@@ -314,41 +332,59 @@ impl ArchiveWriter {
         })
     }
 
-    /// Splits by (partition, hour) and encodes every segment on blocking threads.
-    async fn encode(&self, batch: &Batch) -> Result<Vec<PlannedSegment>> {
+    /// Splits by (partition, hour) and encodes the segments on blocking
+    /// threads, as many at a time as there are cores: more would only hold
+    /// more encoding buffers at once. The events are read in place.
+    async fn encode(&self, batch: &Arc<Batch>) -> Result<Vec<PlannedSegment>> {
         let source = NamePart::encode("source", &batch.source)?;
         let mut groups = Vec::new();
-        for partition in &batch.partitions {
+        for (index, partition) in batch.partitions.iter().enumerate() {
             let topic = NamePart::encode("topic", &partition.topic)?;
-            let mut by_hour: BTreeMap<i64, Vec<Event>> = BTreeMap::new();
-            for event in &partition.events {
+            let Some(first) = partition.events.first() else {
+                continue;
+            };
+            let first_hour = hour_start(first.event_time);
+            if partition
+                .events
+                .iter()
+                .all(|event| hour_start(event.event_time) == first_hour)
+            {
+                // The usual case: the whole partition is one segment.
+                groups.push((topic, index, first_hour, None));
+                continue;
+            }
+            let mut by_hour: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+            for (position, event) in partition.events.iter().enumerate() {
                 by_hour
                     .entry(hour_start(event.event_time))
                     .or_default()
-                    .push(event.clone());
+                    .push(position);
             }
-            for (hour, events) in by_hour {
-                groups.push((
-                    topic.clone(),
-                    partition.topic.clone(),
-                    partition.partition,
-                    hour,
-                    events,
-                ));
+            for (hour, positions) in by_hour {
+                groups.push((topic.clone(), index, hour, Some(positions)));
             }
         }
         let format = self.format;
+        let parallelism = std::thread::available_parallelism().map_or(2, usize::from);
         let encodes = groups
             .into_iter()
-            .map(|(topic_part, topic, partition, hour, events)| {
+            .map(|(topic_part, index, hour, positions)| {
                 let source_part = source.clone();
-                let source_name = batch.source.clone();
+                let batch = Arc::clone(batch);
                 tokio::task::spawn_blocking(move || -> Result<PlannedSegment> {
-                    let encoded = encode_segment(&events, format)?;
+                    let partition = &batch.partitions[index];
+                    let encoded = match positions {
+                        None => encode_segment(&partition.events, format)?,
+                        Some(positions) => {
+                            let events: Vec<&Event> =
+                                positions.iter().map(|&p| &partition.events[p]).collect();
+                            encode_segment(&events, format)?
+                        }
+                    };
                     let location = SegmentLocation {
                         source: source_part,
                         topic: topic_part,
-                        partition,
+                        partition: partition.partition,
                         first_offset: encoded.first_offset,
                         last_offset: encoded.last_offset,
                         hour_micros: hour,
@@ -359,9 +395,9 @@ impl ArchiveWriter {
                         record: NewSegment {
                             id,
                             uri: path.to_string(),
-                            source: source_name,
-                            topic,
-                            partition,
+                            source: batch.source.clone(),
+                            topic: partition.topic.clone(),
+                            partition: partition.partition,
                             first_offset: encoded.first_offset,
                             last_offset: encoded.last_offset,
                             min_event_time: encoded.min_event_time,
@@ -374,9 +410,13 @@ impl ArchiveWriter {
                     })
                 })
             });
-        let mut planned = Vec::new();
-        for joined in futures::future::join_all(encodes).await {
-            let segment = joined.map_err(|error| {
+        let joined: Vec<_> = futures::stream::iter(encodes)
+            .buffered(parallelism)
+            .collect()
+            .await;
+        let mut planned = Vec::with_capacity(joined.len());
+        for segment in joined {
+            let segment = segment.map_err(|error| {
                 Error::with_source(ErrorKind::Internal, "segment encoding task failed", error)
             })??;
             planned.push(segment);

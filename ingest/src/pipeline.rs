@@ -9,6 +9,7 @@
 //! offset twice, and nothing is acknowledged before it is committed.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hindsight_archive::catalog::Catalog;
@@ -128,11 +129,11 @@ async fn flush(
     summary: &mut PipelineSummary,
     cancel: &CancellationToken,
 ) -> Result<()> {
-    let batch = batcher.take();
+    let mut batch = Arc::new(batcher.take());
     let rows = batch.rows() as u64;
     let labels = Metrics::source(&batch.source);
     let started = Instant::now();
-    let written = write_exactly_once(writer, &batch, checkpoints, cancel).await?;
+    let written = write_exactly_once(writer, &mut batch, checkpoints, cancel).await?;
     let metrics = metrics::global();
     metrics
         .flush_seconds
@@ -208,19 +209,26 @@ async fn load_checkpoints(
 }
 
 /// One try: refresh checkpoints where needed, drop what is archived, write the rest.
+///
+/// Dropping happens in place, without copying events: checkpoints only move
+/// forward, so what one try drops a later try would drop too. The encoding
+/// threads of a finished try have released the batch, so `make_mut` does not
+/// copy it either.
 async fn attempt_write(
     writer: &ArchiveWriter,
-    batch: &Batch,
+    batch: &mut Arc<Batch>,
     checkpoints: &mut Checkpoints,
     refresh: bool,
 ) -> Result<WriteSummary> {
     load_checkpoints(writer.catalog(), batch, checkpoints, refresh).await?;
-    let fresh = batch.without_archived(checkpoints);
-    if fresh.partitions.is_empty() {
+    Arc::make_mut(batch).retain_unarchived(checkpoints);
+    if batch.partitions.is_empty() {
         return Ok(WriteSummary::default());
     }
     let started = Instant::now();
-    let written = writer.write_batch(&fresh, checkpoints).await?;
+    let written = writer
+        .write_shared_batch(Arc::clone(batch), checkpoints)
+        .await?;
     tracing::debug!(
         rows = written.rows,
         segments = written.segments,
@@ -232,7 +240,7 @@ async fn attempt_write(
 
 async fn write_exactly_once(
     writer: &ArchiveWriter,
-    batch: &Batch,
+    batch: &mut Arc<Batch>,
     checkpoints: &mut Checkpoints,
     cancel: &CancellationToken,
 ) -> Result<WriteSummary> {
