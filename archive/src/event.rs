@@ -117,6 +117,21 @@ pub struct Event {
     pub ingest_time: i64,
 }
 
+/// The header a replay stamps on every event it publishes. Ingest tags an
+/// event that carries it: its value goes to the `replay_id` column.
+pub const REPLAY_ID_HEADER: &str = "hindsight-replay-id";
+
+impl Event {
+    /// The replay that published this event, when it came from one: the
+    /// first `hindsight-replay-id` header that is UTF-8.
+    pub fn replay_id(&self) -> Option<&str> {
+        self.headers
+            .iter()
+            .filter(|header| header.name == REPLAY_ID_HEADER)
+            .find_map(|header| std::str::from_utf8(header.value.as_deref()?).ok())
+    }
+}
+
 /// Deterministic event ids: the same delivery always gets the same id, so
 /// re-archiving a message after a crash is detectable and deduplicable.
 pub mod event_id {

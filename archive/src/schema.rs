@@ -25,7 +25,7 @@ use crate::event::{AmqpProperties, Event, Header};
 
 /// Bumped when a column is added or changes meaning; written into every
 /// segment's Parquet key-value metadata as `hindsight.schema_version`.
-pub const SCHEMA_VERSION: &str = "2";
+pub const SCHEMA_VERSION: &str = "3";
 
 const UTC: &str = "UTC";
 
@@ -79,6 +79,7 @@ pub fn event_schema() -> SchemaRef {
                 Field::new("event_time", timestamp_type(), false),
                 Field::new("ingest_time", timestamp_type(), false),
                 Field::new("amqp_exchange", DataType::Utf8, true),
+                Field::new("replay_id", DataType::Utf8, true),
             ]))
         })
         .clone()
@@ -119,6 +120,7 @@ pub fn events_to_batch<E: Borrow<Event>>(events: &[E]) -> Result<RecordBatch> {
     let mut event_time = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone(UTC);
     let mut ingest_time = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone(UTC);
     let mut amqp_exchange = StringBuilder::new();
+    let mut replay_id = StringBuilder::new();
 
     let mut header_offsets = Vec::with_capacity(rows + 1);
     header_offsets.push(0i32);
@@ -163,6 +165,7 @@ pub fn events_to_batch<E: Borrow<Event>>(events: &[E]) -> Result<RecordBatch> {
         event_time.append_value(event.event_time);
         ingest_time.append_value(event.ingest_time);
         amqp_exchange.append_option(amqp.exchange.as_deref());
+        replay_id.append_option(event.replay_id());
     }
 
     let header_pairs = StructArray::try_new(
@@ -210,6 +213,7 @@ pub fn events_to_batch<E: Borrow<Event>>(events: &[E]) -> Result<RecordBatch> {
         Arc::new(event_time.finish()),
         Arc::new(ingest_time.finish()),
         Arc::new(amqp_exchange.finish()),
+        Arc::new(replay_id.finish()),
     ];
     Ok(RecordBatch::try_new(event_schema(), columns)?)
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// Provenance header names. Values are UTF-8 text.
-pub const HEADER_REPLAY_ID: &str = "hindsight-replay-id";
+pub const HEADER_REPLAY_ID: &str = hindsight_archive::event::REPLAY_ID_HEADER;
 pub const HEADER_SOURCE: &str = "hindsight-source";
 pub const HEADER_TOPIC: &str = "hindsight-topic";
 pub const HEADER_PARTITION: &str = "hindsight-partition";
