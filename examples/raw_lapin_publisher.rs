@@ -5,7 +5,7 @@
 //! usage: raw_lapin_publisher URL EXCHANGE FILE [TIMEOUT_SECONDS]
 //!
 //! FILE has one record per line: `KEY<TAB>EVENT_TYPE<TAB>PAYLOAD`; the event
-//! type is the routing key, the key the message id. Prints one JSON line:
+//! type is the routing key; the message id is the key and the line number. Prints one JSON line:
 //! events, bytes, seconds (first publish to last confirm), events_per_second.
 
 mod support;
@@ -32,7 +32,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let started = Instant::now();
     let mut bytes = 0u64;
-    for window in records.chunks(WINDOW) {
+    for (window_index, window) in records.chunks(WINDOW).enumerate() {
         let mut confirms = Vec::with_capacity(window.len());
         for support::Record {
             key,
@@ -40,8 +40,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             payload,
         } in window
         {
+            // Unique per record: RabbitMQ archives identify queue messages by message id.
+            let message_id = format!("{key}-{}", window_index * WINDOW + confirms.len());
             let properties = BasicProperties::default()
-                .with_message_id(key.as_str().into())
+                .with_message_id(message_id.as_str().into())
                 .with_content_type("application/json".into())
                 .with_delivery_mode(2);
             confirms.push(

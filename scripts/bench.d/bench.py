@@ -299,6 +299,18 @@ class Bench:
         self.row("P7", "replay rate to RabbitMQ (confirms)", count / wall, count / raw_wall,
                  "raw lapin publisher", "events/s", "higher", 0.9)
 
+        def check(channel):
+            for exchange, queue in pairs.values():
+                # Confirms are in; give the queue a moment to report them all.
+                for _ in range(50):
+                    queued = channel.queue_declare(queue, passive=True).method.message_count
+                    if queued >= count:
+                        break
+                    time.sleep(0.1)
+                if queued != count:
+                    raise SystemExit(f"{queue} holds {queued} messages after publishing {count}")
+        self.amqp(check)
+
         def delete(channel):
             for exchange, queue in pairs.values():
                 channel.queue_delete(queue)
@@ -375,7 +387,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny data, fewer runs: checks the harness (CI)")
     parser.add_argument("--only", default="kafka,storage,amqp,replay,query",
-                        help="comma-separated parts: kafka (P1 P2 P8), storage (P4), amqp (P3), replay (P7), query (P5)")
+                        help="comma-separated parts: kafka (P1 P2 P8), storage (P4), amqp (P3), "
+                             "replay-kafka, replay-amqp or replay (P7), query (P5); "
+                             "storage and replay-kafka archive from Kafka first, replay-amqp from RabbitMQ")
     parser.add_argument("--kafka-events", type=int)
     parser.add_argument("--amqp-events", type=int)
     parser.add_argument("--query-events", type=int)
@@ -396,21 +410,23 @@ def main():
         target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/hindsight/target"))
         args.out = str(target / "bench" / mode)
     parts = set(args.only.split(","))
+    if "replay" in parts:
+        parts |= {"replay-kafka", "replay-amqp"}
     bench = Bench(args)
     bench.check_services()
     started = time.monotonic()
     data = bench.data_file(max(kafka_events, amqp_events))
     kafka_data = bench.head(data, kafka_events)
     amqp_data = bench.head(data, amqp_events)
-    if parts & {"kafka", "storage", "replay"}:
+    if parts & {"kafka", "storage", "replay-kafka"}:
         kafka_dir, topic = bench.kafka(kafka_data, kafka_events)
         if "storage" in parts:
             bench.storage(kafka_dir, kafka_events)
-        if "replay" in parts:
+        if "replay-kafka" in parts:
             bench.replay_kafka(kafka_dir, topic, kafka_data, kafka_events)
-    if parts & {"amqp", "replay"}:
+    if parts & {"amqp", "replay-amqp"}:
         amqp_dir = bench.amqp_archive(amqp_data, amqp_events)
-        if "replay" in parts:
+        if "replay-amqp" in parts:
             bench.replay_amqp(amqp_dir, amqp_data, amqp_events)
     if "query" in parts:
         bench.queries(query_events, runs)
