@@ -354,7 +354,9 @@ class Bench:
     # ---------------------------------------------------------------- report
 
     def report(self, mode):
-        lines = [f"Mode: {mode}, {self.args.profile} build. Machine: {machine()}.", "",
+        lines = [f"Mode: {mode}, {self.args.profile} build. Machine: {machine()}."
+                 + (" Smoke figures (tiny data, often a dev build) check that the harness works;"
+                    " they say nothing about performance." if mode == "smoke" else ""), "",
                  "| figure | what | Hindsight | baseline | ratio | target | |",
                  "|---|---|---|---|---|---|---|"]
         for r in self.rows:
