@@ -158,6 +158,19 @@ async fn publish(channel: &Channel, exchange: &str, seqs: std::ops::Range<u64>, 
     }
 }
 
+/// [`publish`] on its own connection, while the test goes on.
+fn publish_in_background(
+    exchange: &str,
+    seqs: std::ops::Range<u64>,
+    rate: u64,
+) -> tokio::task::JoinHandle<()> {
+    let exchange = exchange.to_owned();
+    tokio::spawn(async move {
+        let (_connection, channel) = connect().await;
+        publish(&channel, &exchange, seqs, rate).await;
+    })
+}
+
 struct AmqpTestConfig<'a> {
     mode: &'a str,
     queue: &'a str,
@@ -410,13 +423,7 @@ async fn amqp_sigkill_loses_nothing_and_the_dedup_view_shows_each_message_once()
     drop(start_archive_ready(&config));
 
     // About 20 s of traffic while the ingester is killed again and again.
-    let publisher = {
-        let exchange = exchange.clone();
-        tokio::spawn(async move {
-            let (_connection, channel) = connect().await;
-            publish(&channel, &exchange, 0..TOTAL, 5_000).await;
-        })
-    };
+    let publisher = publish_in_background(&exchange, 0..TOTAL, 5_000);
     let mut seed = u64::from(std::process::id()).wrapping_mul(2_654_435_761) | 1;
     let mut last_count = 0;
     let mut runs_that_archived = 0;
@@ -531,13 +538,7 @@ async fn amqp_stream_queue_is_archived_exactly_once_across_sigkills() {
         },
     );
     drop(start_archive_ready(&config));
-    let publisher = {
-        let exchange = exchange.clone();
-        tokio::spawn(async move {
-            let (_connection, channel) = connect().await;
-            publish(&channel, &exchange, 0..TOTAL, 3_000).await;
-        })
-    };
+    let publisher = publish_in_background(&exchange, 0..TOTAL, 3_000);
     for kill in 1..=4 {
         let mut archive = ChildGuard(start_archive(&config));
         tokio::time::sleep(Duration::from_millis(1500 + 700 * kill)).await;

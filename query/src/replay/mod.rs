@@ -763,10 +763,7 @@ impl ReplayRun {
                     Stop::Cancelled => ReplayStatus::Cancelled,
                     Stop::Interrupted => ReplayStatus::Interrupted,
                 };
-                catalog
-                    .checkpoint_replay(&self.id, &self.owner, status, &self.progress, None)
-                    .await
-                    .map_err(conflict_or)?;
+                self.record(status).await?;
                 self.report(live.as_ref(), status);
                 tracing::info!(replay = %self.id, status = status.as_str(), published = self.progress.published, failed = self.progress.failed, "replay finished");
             }
@@ -787,6 +784,17 @@ impl ReplayRun {
             }
         }
         self.service.get(&self.id).await
+    }
+
+    /// Records `status` and the progress under this run's lease; returns what
+    /// the user asks for now (run, pause or cancel).
+    async fn record(&self, status: ReplayStatus) -> Result<ReplayRequest> {
+        self.service
+            .engine
+            .catalog()
+            .checkpoint_replay(&self.id, &self.owner, status, &self.progress, None)
+            .await
+            .map_err(conflict_or)
     }
 
     fn report(&self, live: Option<&watch::Sender<LiveProgress>>, status: ReplayStatus) {
@@ -824,17 +832,7 @@ impl ReplayRun {
             sent: 0,
             opened: Instant::now(),
         };
-        let catalog = self.service.engine.catalog().clone();
-        let mut request = catalog
-            .checkpoint_replay(
-                &self.id,
-                &self.owner,
-                ReplayStatus::Running,
-                &self.progress,
-                None,
-            )
-            .await
-            .map_err(conflict_or)?;
+        let mut request = self.record(ReplayStatus::Running).await?;
         self.report(live, ReplayStatus::Running);
         if cancel.is_cancelled() {
             return Ok(Some(Stop::Interrupted));
@@ -847,30 +845,12 @@ impl ReplayRun {
                     _ = cancel.cancelled() => return Ok(Some(Stop::Interrupted)),
                     _ = tokio::time::sleep(PAUSE_POLL) => {}
                 }
-                request = catalog
-                    .checkpoint_replay(
-                        &self.id,
-                        &self.owner,
-                        ReplayStatus::Paused,
-                        &self.progress,
-                        None,
-                    )
-                    .await
-                    .map_err(conflict_or)?;
+                request = self.record(ReplayStatus::Paused).await?;
             }
             limiter.reset();
             if request == ReplayRequest::Run {
                 tracing::info!(replay = %self.id, "replay resumed");
-                catalog
-                    .checkpoint_replay(
-                        &self.id,
-                        &self.owner,
-                        ReplayStatus::Running,
-                        &self.progress,
-                        None,
-                    )
-                    .await
-                    .map_err(conflict_or)?;
+                self.record(ReplayStatus::Running).await?;
                 self.report(live, ReplayStatus::Running);
             }
         }
