@@ -12,9 +12,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// Which message bus an event came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Bus {
+    #[default]
     Kafka,
     Amqp,
 }
@@ -88,7 +89,9 @@ pub struct AmqpProperties {
 }
 
 /// One archived event. Times are microseconds since the Unix epoch, UTC.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Default` is an empty Kafka event at time 0, for building events field by
+/// field.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Event {
     pub event_id: String,
     pub source: String,

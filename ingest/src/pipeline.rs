@@ -9,6 +9,8 @@
 //! offset twice, and nothing is acknowledged before it is committed.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +20,7 @@ use hindsight_archive::writer::{ArchiveWriter, Batch, Batcher, FlushPolicy, Writ
 use hindsight_archive::{ErrorKind, Result};
 use tokio_util::sync::CancellationToken;
 
-use crate::source::{Poll, Source};
+use crate::source::{BatchMark, Poll, Source};
 
 /// Totals for one pipeline run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -40,10 +42,28 @@ const CONFLICT_RETRIES: usize = 5;
 
 type Checkpoints = HashMap<(String, i32), Option<i64>>;
 
+/// A batch being written while the next one fills: at most one at a time.
+type InFlight<'w> = Pin<Box<dyn Future<Output = FlushOutcome> + Send + 'w>>;
+
+/// What a background flush hands back to the loop.
+struct FlushOutcome {
+    written: Result<WriteSummary>,
+    /// The checkpoints, updated by the write (the flush borrows them).
+    checkpoints: Checkpoints,
+    mark: BatchMark,
+    rows: u64,
+    source: String,
+    started: Instant,
+}
+
 /// Runs `source` into the archive until it finishes or `cancel` fires, then
 /// flushes and commits what is buffered. Retryable write errors are retried
-/// with backoff while the batch is kept (and the source is not polled, so
-/// memory stays bounded); other errors end the run.
+/// with backoff while the batch is kept; other errors end the run.
+///
+/// One batch is written while the next one fills, and at most one: when the
+/// next batch is due before the write finishes, the source is not polled, so
+/// memory stays bounded by two batches. Writes commit, and sources
+/// acknowledge, in the order the batches were taken.
 pub async fn run_pipeline(
     source: &mut dyn Source,
     writer: &ArchiveWriter,
@@ -59,115 +79,195 @@ pub async fn run_pipeline(
         policy.max_rows = policy.max_rows.min(cap.max(1));
     }
     let labels = Metrics::source(source.name());
-    let mut checkpoints = Checkpoints::new();
-    let mut batcher = Batcher::new(source.name(), policy);
-    let mut summary = PipelineSummary::default();
+    let mut progress = Progress {
+        batcher: Batcher::new(source.name(), policy),
+        checkpoints: Checkpoints::new(),
+        revoked_during_write: Vec::new(),
+        summary: PipelineSummary::default(),
+    };
+    let mut in_flight: Option<InFlight<'_>> = None;
     let mut finished = false;
 
-    while !finished && !cancel.is_cancelled() {
+    /// What one turn of the loop saw.
+    enum Step {
+        Polled(Poll),
+        Written(FlushOutcome),
+        Cancelled,
+    }
+
+    while !cancel.is_cancelled() {
+        let batcher = &progress.batcher;
+        if finished && in_flight.is_none() && batcher.is_empty() {
+            break;
+        }
         let wait = batcher.time_until_due().unwrap_or(Duration::from_secs(1));
-        let polled = tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep(wait), if !batcher.is_empty() => Poll::Idle,
-            polled = source.poll(POLL_EVENTS) => polled?,
+        let writing = in_flight.is_some();
+        let write_done = async {
+            match in_flight.as_mut() {
+                Some(write) => write.await,
+                None => std::future::pending().await,
+            }
         };
-        match polled {
-            Poll::Events(events) => {
+        let can_poll = !finished && !batcher.is_full();
+        let step = tokio::select! {
+            _ = cancel.cancelled() => Step::Cancelled,
+            outcome = write_done => Step::Written(outcome),
+            _ = tokio::time::sleep(wait), if !batcher.is_empty() && !writing => Step::Polled(Poll::Idle),
+            polled = source.poll(POLL_EVENTS), if can_poll => Step::Polled(polled?),
+        };
+        match step {
+            Step::Cancelled => break,
+            Step::Written(outcome) => {
+                in_flight = None;
+                progress.finish_write(source, outcome).await?;
+            }
+            Step::Polled(Poll::Events(events)) => {
+                let batcher = &mut progress.batcher;
                 events.into_iter().for_each(|event| batcher.push(event));
                 metrics::global()
                     .events_buffered
                     .get_or_create(&labels)
                     .set(batcher.rows() as i64);
             }
-            Poll::Idle => {}
-            Poll::Revoked(partitions) => {
+            Step::Polled(Poll::Idle) => {}
+            Step::Polled(Poll::Revoked(partitions)) => {
                 for (topic, partition) in partitions {
-                    let dropped = batcher.discard(&topic, partition);
+                    let dropped = progress.batcher.discard(&topic, partition);
                     metrics::global()
                         .events_buffered
                         .get_or_create(&labels)
-                        .set(batcher.rows() as i64);
-                    checkpoints.remove(&(topic.clone(), partition));
+                        .set(progress.batcher.rows() as i64);
+                    progress.checkpoints.remove(&(topic.clone(), partition));
+                    if in_flight.is_some() {
+                        progress
+                            .revoked_during_write
+                            .push((topic.clone(), partition));
+                    }
                     tracing::info!(%topic, partition, dropped, "partition revoked");
                 }
             }
-            Poll::Finished => finished = true,
+            Step::Polled(Poll::Finished) => finished = true,
         }
-        if batcher.is_due() || (finished && !batcher.is_empty()) {
-            flush(
-                source,
-                writer,
-                &mut batcher,
-                &mut checkpoints,
-                &mut summary,
-                &cancel,
-            )
-            .await?;
+        let batcher = &progress.batcher;
+        let due = batcher.is_due() || (finished && !batcher.is_empty());
+        if due && in_flight.is_none() {
+            in_flight = Some(progress.start_write(writer, &*source, cancel.clone()));
         }
     }
-    if !batcher.is_empty() {
-        // Shutting down: write what is buffered even though `cancel` fired.
-        let keep_trying = CancellationToken::new();
-        flush(
-            source,
-            writer,
-            &mut batcher,
-            &mut checkpoints,
-            &mut summary,
-            &keep_trying,
-        )
-        .await?;
+    // Shutting down: finish the write in flight, then write what is buffered
+    // even though `cancel` fired.
+    if let Some(write) = in_flight.take() {
+        progress.finish_write(source, write.await).await?;
     }
-    Ok(summary)
+    if !progress.batcher.is_empty() {
+        let outcome = progress
+            .start_write(writer, &*source, CancellationToken::new())
+            .await;
+        progress.finish_write(source, outcome).await?;
+    }
+    Ok(progress.summary)
 }
 
-async fn flush(
-    source: &mut dyn Source,
-    writer: &ArchiveWriter,
-    batcher: &mut Batcher,
-    checkpoints: &mut Checkpoints,
-    summary: &mut PipelineSummary,
-    cancel: &CancellationToken,
-) -> Result<()> {
-    let mut batch = Arc::new(batcher.take());
-    let rows = batch.rows() as u64;
-    let labels = Metrics::source(&batch.source);
-    let started = Instant::now();
-    let written = write_exactly_once(writer, &mut batch, checkpoints, cancel).await?;
-    let metrics = metrics::global();
-    metrics
-        .flush_seconds
-        .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
-    metrics
-        .events_archived
-        .get_or_create(&labels)
-        .inc_by(written.rows);
-    metrics
-        .segments_written
-        .get_or_create(&labels)
-        .inc_by(written.segments as u64);
-    metrics
-        .bytes_written
-        .get_or_create(&labels)
-        .inc_by(written.bytes);
-    metrics::global()
-        .events_buffered
-        .get_or_create(&labels)
-        .set(batcher.rows() as i64);
-    summary.events += written.rows;
-    summary.bytes += written.bytes;
-    summary.segments += written.segments;
-    summary.flushes += 1;
-    summary.already_archived += rows - written.rows;
-    for advance in &written.advanced {
-        checkpoints.insert(
-            (advance.topic.clone(), advance.partition),
-            Some(advance.next),
-        );
+/// The loop's state between writes.
+struct Progress {
+    batcher: Batcher,
+    /// The catalog checkpoints known; a write takes them and hands them back.
+    checkpoints: Checkpoints,
+    /// Partitions revoked while a write held the checkpoints.
+    revoked_during_write: Vec<(String, i32)>,
+    summary: PipelineSummary,
+}
+
+impl Progress {
+    /// Takes the buffered batch, with the source's mark and the checkpoints,
+    /// into a write.
+    fn start_write<'w>(
+        &mut self,
+        writer: &'w ArchiveWriter,
+        source: &dyn Source,
+        cancel: CancellationToken,
+    ) -> InFlight<'w> {
+        start_write(
+            writer,
+            self.batcher.take(),
+            source.mark(),
+            std::mem::take(&mut self.checkpoints),
+            cancel,
+        )
     }
-    crash_point_after_commit(summary.flushes);
-    source.acknowledge(&written.advanced).await
+
+    /// After a write: the checkpoints back from it (without partitions
+    /// revoked meanwhile), metrics, the checkpoints it advanced, the crash
+    /// point, and the source's acknowledgement of that batch.
+    async fn finish_write(&mut self, source: &mut dyn Source, outcome: FlushOutcome) -> Result<()> {
+        self.checkpoints = outcome.checkpoints;
+        for key in self.revoked_during_write.drain(..) {
+            self.checkpoints.remove(&key);
+        }
+        let written = outcome.written?;
+        let labels = Metrics::source(&outcome.source);
+        let metrics = metrics::global();
+        metrics
+            .flush_seconds
+            .get_or_create(&labels)
+            .observe(outcome.started.elapsed().as_secs_f64());
+        metrics
+            .events_archived
+            .get_or_create(&labels)
+            .inc_by(written.rows);
+        metrics
+            .segments_written
+            .get_or_create(&labels)
+            .inc_by(written.segments as u64);
+        metrics
+            .bytes_written
+            .get_or_create(&labels)
+            .inc_by(written.bytes);
+        metrics
+            .events_buffered
+            .get_or_create(&labels)
+            .set(self.batcher.rows() as i64);
+        let summary = &mut self.summary;
+        summary.events += written.rows;
+        summary.bytes += written.bytes;
+        summary.segments += written.segments;
+        summary.flushes += 1;
+        summary.already_archived += outcome.rows - written.rows;
+        for advance in &written.advanced {
+            self.checkpoints.insert(
+                (advance.topic.clone(), advance.partition),
+                Some(advance.next),
+            );
+        }
+        crash_point_after_commit(summary.flushes);
+        source.acknowledge(&written.advanced, outcome.mark).await
+    }
+}
+
+/// Writes and commits `batch` (retrying as [`write_exactly_once`] does); the
+/// future owns the batch and the checkpoints, and hands them back.
+fn start_write<'w>(
+    writer: &'w ArchiveWriter,
+    batch: Batch,
+    mark: BatchMark,
+    mut checkpoints: Checkpoints,
+    cancel: CancellationToken,
+) -> InFlight<'w> {
+    Box::pin(async move {
+        let mut batch = Arc::new(batch);
+        let rows = batch.rows() as u64;
+        let source = batch.source.clone();
+        let started = Instant::now();
+        let written = write_exactly_once(writer, &mut batch, &mut checkpoints, &cancel).await;
+        FlushOutcome {
+            written,
+            checkpoints,
+            mark,
+            rows,
+            source,
+            started,
+        }
+    })
 }
 
 /// Fault injection for the crash tests: with `HINDSIGHT_CRASH_AFTER_COMMIT=N`
@@ -286,5 +386,134 @@ async fn write_exactly_once(
             }
             Err(error) => return Err(error),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use hindsight_archive::catalog::CheckpointAdvance;
+    use hindsight_archive::segment::SegmentFormat;
+    use hindsight_archive::store::{ArchiveStore, StoreConfig};
+    use hindsight_archive::{Bus, Event};
+
+    /// Hands out `total` events of one partition, a few per poll, and checks
+    /// each acknowledgement against the catalog at the moment it arrives.
+    struct ScriptedSource {
+        catalog: Catalog,
+        total: i64,
+        handed_out: i64,
+        /// (mark position, events handed out, catalog checkpoint) per acknowledgement.
+        acknowledgements: Vec<(u64, i64, i64)>,
+    }
+
+    fn event(offset: i64) -> Event {
+        Event {
+            event_id: format!("e{offset}"),
+            source: "s".into(),
+            topic: "t".into(),
+            partition: Some(0),
+            offset: Some(offset),
+            payload: offset.to_le_bytes().to_vec(),
+            payload_size: 8,
+            event_time: 1,
+            ingest_time: 1,
+            ..Event::default()
+        }
+    }
+
+    #[async_trait]
+    impl Source for ScriptedSource {
+        fn name(&self) -> &str {
+            "s"
+        }
+
+        fn bus(&self) -> Bus {
+            Bus::Kafka
+        }
+
+        async fn poll(&mut self, _max_events: usize) -> Result<Poll> {
+            if self.handed_out == self.total {
+                return Ok(Poll::Finished);
+            }
+            tokio::task::yield_now().await;
+            let end = (self.handed_out + 7).min(self.total);
+            let events = (self.handed_out..end).map(event).collect();
+            self.handed_out = end;
+            Ok(Poll::Events(events))
+        }
+
+        fn mark(&self) -> BatchMark {
+            BatchMark {
+                session: 1,
+                position: self.handed_out as u64,
+            }
+        }
+
+        async fn acknowledge(
+            &mut self,
+            _committed: &[CheckpointAdvance],
+            mark: BatchMark,
+        ) -> Result<()> {
+            let committed = self.catalog.checkpoint("s", "t", 0).await?.unwrap_or(0);
+            self.acknowledgements
+                .push((mark.position, self.handed_out, committed));
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn acknowledgements_cover_committed_batches_only_while_the_next_one_fills() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = ArchiveStore::open(&StoreConfig {
+            url: directory.path().display().to_string(),
+            ..StoreConfig::default()
+        })
+        .unwrap();
+        let catalog = Catalog::open(&format!(
+            "sqlite://{}/catalog.db",
+            directory.path().display()
+        ))
+        .await
+        .unwrap();
+        let writer = ArchiveWriter::new(store, catalog.clone(), SegmentFormat::default());
+        let mut source = ScriptedSource {
+            catalog: catalog.clone(),
+            total: 2000,
+            handed_out: 0,
+            acknowledgements: Vec::new(),
+        };
+        let policy = FlushPolicy {
+            max_rows: 50,
+            max_bytes: usize::MAX,
+            max_age: Duration::from_secs(3600),
+        };
+        let summary = run_pipeline(&mut source, &writer, policy, CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(summary.events, 2000);
+        assert_eq!(catalog.checkpoint("s", "t", 0).await.unwrap(), Some(2000));
+
+        let acks = &source.acknowledgements;
+        assert_eq!(acks.len(), summary.flushes);
+        assert_eq!(acks.last().map(|ack| ack.0), Some(2000));
+        for pair in acks.windows(2) {
+            assert!(pair[0].0 < pair[1].0, "acknowledged out of order: {acks:?}");
+        }
+        for &(position, _, committed) in acks {
+            assert!(
+                position as i64 <= committed,
+                "acknowledged up to {position} with {committed} committed: {acks:?}"
+            );
+        }
+        // The next batch filled while one was written: some acknowledgement
+        // arrived after events beyond its mark had been handed out, and left
+        // those unacknowledged.
+        assert!(
+            acks.iter()
+                .any(|&(position, handed_out, _)| handed_out > position as i64),
+            "no batch was consumed during a write: {acks:?}"
+        );
     }
 }

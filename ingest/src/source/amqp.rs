@@ -9,10 +9,13 @@
 //!   `bindings`, the stream is declared and bound first.
 //!
 //! Acknowledgements: manual, `multiple=true`, sent only when the pipeline
-//! reports a catalog commit ([`Source::acknowledge`]), for everything handed
-//! out before that flush. The prefetch bounds how many messages are in flight,
-//! and the pipeline never batches more rows than the prefetch
-//! ([`Source::max_batch_rows`]), so a batch always fills.
+//! reports a catalog commit ([`Source::acknowledge`]), up to the last
+//! delivery tag handed out before that batch was taken ([`Source::mark`]):
+//! the pipeline fills the next batch while one is written, and those
+//! messages stay unacknowledged. The prefetch bounds how many messages are in
+//! flight, and the pipeline never batches more rows than half of it
+//! ([`Source::max_batch_rows`]), so one batch can be written while the next
+//! one fills.
 //!
 //! When the channel or connection is lost, the broker requeues everything
 //! unacknowledged. The source tells the pipeline to drop what it buffered
@@ -39,7 +42,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
 use serde::{Deserialize, Serialize};
 
-use super::{count_consumed, Poll, Source};
+use super::{count_consumed, BatchMark, Poll, Source};
 
 /// How the source reaches its messages.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,8 +114,9 @@ pub struct AmqpSourceConfig {
     pub queue_type: QueueType,
     #[serde(default)]
     pub bindings: Vec<AmqpBinding>,
-    /// Messages in flight (unacknowledged). 0: the flush row limit, capped at
-    /// 65535 (the AMQP maximum). Batches never hold more rows than this.
+    /// Messages in flight (unacknowledged). 0: twice the flush row limit,
+    /// capped at 65535 (the AMQP maximum). Batches hold at most half of it,
+    /// so one batch is written while the next one fills.
     #[serde(default)]
     pub prefetch: u16,
     #[serde(default)]
@@ -177,10 +181,11 @@ impl AmqpSourceConfig {
         problems
     }
 
-    /// The prefetch for a flush row limit of `max_rows`.
+    /// The prefetch for a flush row limit of `max_rows`: room for the batch
+    /// being written and the one filling.
     pub fn effective_prefetch(&self, max_rows: usize) -> u16 {
         match self.prefetch {
-            0 => u16::try_from(max_rows.max(1)).unwrap_or(u16::MAX),
+            0 => u16::try_from(max_rows.max(1).saturating_mul(2)).unwrap_or(u16::MAX),
             prefetch => prefetch,
         }
     }
@@ -199,6 +204,9 @@ pub struct AmqpSource {
     catalog: Catalog,
     prefetch: u16,
     session: Option<Session>,
+    /// Counts the sessions opened: a [`BatchMark`] from an earlier channel
+    /// acknowledges nothing (its messages were requeued).
+    session_number: u64,
     /// The highest delivery tag handed to the pipeline on the current channel.
     last_handed_out: Option<u64>,
     /// The highest delivery tag acknowledged on the current channel.
@@ -225,6 +233,7 @@ impl AmqpSource {
             catalog,
             prefetch,
             session: None,
+            session_number: 0,
             last_handed_out: None,
             last_acked: None,
             unacked_keys: BTreeSet::new(),
@@ -235,6 +244,7 @@ impl AmqpSource {
         // The first connection must work: a wrong URL or a missing queue is a
         // configuration error, reported at once.
         source.session = Some(source.open_session().await?);
+        source.session_number += 1;
         Ok(source)
     }
 
@@ -396,6 +406,7 @@ impl AmqpSource {
             Ok(session) => {
                 tracing::info!(source = %self.config.name, "reconnected to RabbitMQ");
                 self.session = Some(session);
+                self.session_number += 1;
                 self.backoff = Duration::from_millis(200);
             }
             Err(error) => {
@@ -480,7 +491,14 @@ impl Source for AmqpSource {
     }
 
     fn max_batch_rows(&self) -> Option<usize> {
-        Some(usize::from(self.prefetch))
+        Some(usize::from(self.prefetch / 2).max(1))
+    }
+
+    fn mark(&self) -> BatchMark {
+        BatchMark {
+            session: self.session_number,
+            position: self.last_handed_out.unwrap_or(0),
+        }
     }
 
     async fn poll(&mut self, max_events: usize) -> Result<Poll> {
@@ -514,12 +532,15 @@ impl Source for AmqpSource {
         Ok(Poll::Events(events))
     }
 
-    async fn acknowledge(&mut self, _committed: &[CheckpointAdvance]) -> Result<()> {
-        // Everything handed out before this flush is committed now.
-        let Some(tag) = self.last_handed_out else {
-            return Ok(());
-        };
-        if self.last_acked >= Some(tag) {
+    async fn acknowledge(
+        &mut self,
+        _committed: &[CheckpointAdvance],
+        mark: BatchMark,
+    ) -> Result<()> {
+        // Everything handed out before the batch was taken is committed now.
+        // A mark from an earlier channel covers messages the broker requeued.
+        let tag = mark.position;
+        if mark.session != self.session_number || tag == 0 || self.last_acked >= Some(tag) {
             return Ok(());
         }
         let Some(session) = self.session.as_ref() else {
@@ -532,7 +553,11 @@ impl Source for AmqpSource {
         match acked {
             Ok(()) => {
                 self.last_acked = Some(tag);
-                self.unacked_keys.clear();
+                // The keys of messages handed out after the mark stay: on a
+                // channel loss the pipeline must drop those.
+                if self.last_handed_out == Some(tag) {
+                    self.unacked_keys.clear();
+                }
             }
             Err(error) => {
                 // The messages are archived; the broker will deliver them

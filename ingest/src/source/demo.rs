@@ -11,7 +11,7 @@ use hindsight_archive::catalog::CheckpointAdvance;
 use hindsight_archive::event::{event_id, now_micros};
 use hindsight_archive::{Bus, Event, Header, Result};
 
-use super::{Poll, Source};
+use super::{BatchMark, Poll, Source};
 
 /// Topic name and partition count.
 pub const DEMO_TOPICS: [(&str, i32); 3] = [("orders", 3), ("payments", 3), ("shipments", 2)];
@@ -302,7 +302,11 @@ impl Source for DemoSource {
         Ok(Poll::Events(events))
     }
 
-    async fn acknowledge(&mut self, _committed: &[CheckpointAdvance]) -> Result<()> {
+    async fn acknowledge(
+        &mut self,
+        _committed: &[CheckpointAdvance],
+        _mark: BatchMark,
+    ) -> Result<()> {
         // Generated events need no broker acknowledgement.
         Ok(())
     }

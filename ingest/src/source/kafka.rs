@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{count_consumed, Poll, Source};
+use super::{count_consumed, BatchMark, Poll, Source};
 
 /// Where a partition without a checkpoint starts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -472,7 +472,11 @@ impl Source for KafkaSource {
         }
     }
 
-    async fn acknowledge(&mut self, committed: &[CheckpointAdvance]) -> Result<()> {
+    async fn acknowledge(
+        &mut self,
+        committed: &[CheckpointAdvance],
+        _mark: BatchMark,
+    ) -> Result<()> {
         if committed.is_empty() {
             return Ok(());
         }

@@ -11,6 +11,14 @@
 //! catalog, and only then may the source acknowledge to its broker (a Kafka
 //! offset commit, or a RabbitMQ `basic.ack` with `multiple`).
 //!
+//! The pipeline writes one batch while it fills the next, so "everything
+//! handed out so far" is more than a commit covers. When the pipeline takes a
+//! batch it asks the source for a [`BatchMark`] (where the source stands: for
+//! RabbitMQ, the channel and the last delivery tag handed out), and it gives
+//! that mark back with the commit: an acknowledgement covers the batch, never
+//! the events handed out after it. Commits, and so acknowledgements, happen
+//! in the order the batches were taken.
+//!
 //! So a crash at any instant loses nothing that was acknowledged: an event is
 //! either in a committed segment, or still unacknowledged at the broker and
 //! delivered again. The catalog, not the broker, is the source of truth for
@@ -28,6 +36,18 @@ pub mod kafka;
 use async_trait::async_trait;
 use hindsight_archive::catalog::CheckpointAdvance;
 use hindsight_archive::{Bus, Event, Result};
+
+/// Where a source stood when the pipeline took a batch: what acknowledging
+/// that batch may cover. Opaque to the pipeline, which hands it back to
+/// [`Source::acknowledge`] after the batch is committed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchMark {
+    /// Which broker session the position belongs to (positions such as
+    /// AMQP delivery tags start again on a new channel).
+    pub session: u64,
+    /// The last position handed out before the batch was taken; 0 for none.
+    pub position: u64,
+}
 
 /// What [`Source::poll`] returned.
 #[derive(Debug)]
@@ -61,9 +81,19 @@ pub trait Source: Send {
     /// Up to `max_events` events. Waits briefly for the first one, then returns.
     async fn poll(&mut self, max_events: usize) -> Result<Poll>;
 
-    /// Called after a catalog commit with the checkpoints it advanced: the
-    /// source may now acknowledge everything before them to its broker.
-    async fn acknowledge(&mut self, committed: &[CheckpointAdvance]) -> Result<()>;
+    /// Where the source stands now. The pipeline takes a mark when it takes a
+    /// batch, and passes it to [`Source::acknowledge`] once that batch is
+    /// committed. Sources whose acknowledgement follows the checkpoints
+    /// alone (Kafka) keep the default.
+    fn mark(&self) -> BatchMark {
+        BatchMark::default()
+    }
+
+    /// Called after a catalog commit with the checkpoints it advanced and the
+    /// mark taken with the batch: the source may now acknowledge everything
+    /// up to them to its broker, and nothing after.
+    async fn acknowledge(&mut self, committed: &[CheckpointAdvance], mark: BatchMark)
+        -> Result<()>;
 }
 
 /// The default `max_payload_bytes` of every bus source: 16 MiB.
