@@ -27,9 +27,9 @@ KAFKA = "127.0.0.1:9092"
 AMQP = "amqp://guest:guest@127.0.0.1:5672/%2f"
 
 SIZES = {
-    # kafka events, amqp events, query archive events, query runs
-    "smoke": (20_000, 5_000, 50_000, 3),
-    "full": (2_000_000, 500_000, 10_000_000, 5),
+    # kafka events, amqp events, query archive events, query runs, backlog events (P8)
+    "smoke": (20_000, 5_000, 50_000, 3, 40_000),
+    "full": (2_000_000, 500_000, 10_000_000, 5, 10_000_000),
 }
 
 
@@ -215,9 +215,34 @@ class Bench:
                  "confluent-kafka Python consumer", "events/s", "higher")
         self.row("P2", "CPU per archived event (user+sys)", cpu / count * 1e6, 3.0, "target 3 µs",
                  "µs/event", "lower", 1.0)
-        self.row("P8", f"ingester peak RSS, {count} event backlog", rss / 2**20, 256, "target 256 MiB",
-                 "MiB", "lower", 1.0)
         return data_dir, topic
+
+    def backlog(self, data, data_count, count):
+        """P8: peak RSS of `hindsight archive`, default settings, draining a
+        backlog of `count` events (the P1 data sent count / data_count times,
+        so the data file stays small). The topic and the archive are deleted
+        afterwards: Tansu keeps its memory storage in RAM."""
+        if count % data_count:
+            raise SystemExit(f"--backlog-events ({count}) must be a multiple of --kafka-events ({data_count})")
+        topic = f"bench-backlog-{self.run_id}"
+        self.topic(topic)
+        log(f"P8: loading a backlog of {count} events into {topic} ({count // data_count} x {data_count})")
+        for _ in range(count // data_count):
+            self.run([self.example("raw_kafka_producer"), KAFKA, topic, str(data), str(self.timeout)])
+        log("P8: hindsight archive draining the backlog")
+        data_dir = self.out / "backlog-archive"
+        subprocess.run(["rm", "-rf", str(data_dir)], check=True)
+        config = (f'data_dir = "{data_dir}"\n[[sources]]\ntype = "kafka"\nname = "backlog"\n'
+                  f'brokers = ["{KAFKA}"]\ntopics = ["{topic}"]\ngroup_id = "hindsight-{topic}"\n')
+        try:
+            wall, cpu, rss = self.archive("backlog-archive", config, data_dir, "backlog", count)
+        finally:
+            self.run(["tansu", "topic", "delete", topic, "--broker", f"tcp://{KAFKA}"])
+        subprocess.run(["rm", "-rf", str(data_dir)], check=True)
+        self.facts["backlog"] = dict(events=count, topic=topic, hindsight_seconds=wall, cpu_seconds=cpu,
+                                     peak_rss=rss)
+        self.row("P8", f"ingester peak RSS, {count} event backlog", rss / 2**20, 256, "target 256 MiB",
+                 "MiB", "lower", 1.0, note=f"{count / wall:.0f} events/s, {cpu / count * 1e6:.1f} µs CPU/event")
 
     def storage(self, data_dir, count):
         """P4: bytes per event in the archive against NDJSON, zstd -3 and pyarrow Parquet of the same rows."""
@@ -388,13 +413,14 @@ def machine():
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny data, fewer runs: checks the harness (CI)")
-    parser.add_argument("--only", default="kafka,storage,amqp,replay,query",
-                        help="comma-separated parts: kafka (P1 P2 P8), storage (P4), amqp (P3), "
+    parser.add_argument("--only", default="kafka,storage,amqp,replay,query,backlog",
+                        help="comma-separated parts: kafka (P1 P2), storage (P4), amqp (P3), backlog (P8), "
                              "replay-kafka, replay-amqp or replay (P7), query (P5); "
                              "storage and replay-kafka archive from Kafka first, replay-amqp from RabbitMQ")
     parser.add_argument("--kafka-events", type=int)
     parser.add_argument("--amqp-events", type=int)
     parser.add_argument("--query-events", type=int)
+    parser.add_argument("--backlog-events", type=int, help="P8 backlog, a multiple of --kafka-events")
     parser.add_argument("--runs", type=int)
     parser.add_argument("--out", default=None, help="work and result directory")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds any one step may take")
@@ -403,7 +429,8 @@ def main():
     args = parser.parse_args()
     mode = "smoke" if args.smoke else "full"
     args.profile = args.profile or ("dev" if args.smoke else "release")
-    kafka_events, amqp_events, query_events, runs = SIZES[mode]
+    kafka_events, amqp_events, query_events, runs, backlog_events = SIZES[mode]
+    backlog_events = args.backlog_events or backlog_events
     kafka_events = args.kafka_events or kafka_events
     amqp_events = args.amqp_events or amqp_events
     query_events = args.query_events or query_events
@@ -432,6 +459,8 @@ def main():
             bench.replay_amqp(amqp_dir, amqp_data, amqp_events)
     if "query" in parts:
         bench.queries(query_events, runs)
+    if "backlog" in parts:
+        bench.backlog(kafka_data, kafka_events, backlog_events)
     bench.facts["total_seconds"] = time.monotonic() - started
     bench.report(mode)
     log(f"done in {time.monotonic() - started:.0f}s; results in {bench.out}")
