@@ -1,6 +1,7 @@
 //! Replay onto RabbitMQ: publisher confirms, and the mandatory flag. A
 //! message the broker returns (no queue bound for its routing key) or nacks
-//! counts as a failure.
+//! counts as a failure. Sealing a window moves its confirms into the returned
+//! future; the channel goes on publishing the next window meanwhile.
 //!
 //! Mapping: RabbitMQ events get back every basic property and their exact
 //! headers table, rebuilt from the typed JSON the ingester archived
@@ -25,7 +26,7 @@ use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, PublisherConfirm,
 };
 
-use super::publisher::{AmqpTarget, HeaderRules, Publisher, WindowOutcome};
+use super::publisher::{AmqpTarget, HeaderRules, PendingWindow, Publisher, WindowOutcome};
 use crate::error::{Error, ErrorKind, Result};
 
 fn amqp_error(message: &str, error: lapin::Error) -> Error {
@@ -250,6 +251,36 @@ pub fn routing_key(event: &Event, target: &AmqpTarget) -> String {
         .to_owned()
 }
 
+/// Waits for the confirms of one window, in order, and counts them.
+async fn confirmed(confirms: Vec<PublisherConfirm>) -> Result<WindowOutcome> {
+    let mut outcome = WindowOutcome::default();
+    for confirm in confirms {
+        let confirmation = confirm
+            .await
+            .map_err(|e| amqp_error("lost the channel while waiting for confirms", e))?;
+        let failure = match confirmation {
+            Confirmation::Ack(None) => None,
+            Confirmation::Ack(Some(returned)) => Some(format!(
+                "returned by the broker: {} {} (exchange {:?}, routing key {:?})",
+                returned.reply_code,
+                returned.reply_text.as_str(),
+                returned.delivery.exchange.as_str(),
+                returned.delivery.routing_key.as_str()
+            )),
+            Confirmation::Nack(_) => Some("nacked by the broker".to_owned()),
+            Confirmation::NotRequested => Some("the broker did not confirm".to_owned()),
+        };
+        match failure {
+            None => outcome.delivered += 1,
+            Some(reason) => {
+                outcome.failed += 1;
+                outcome.first_failure.get_or_insert(reason);
+            }
+        }
+    }
+    Ok(outcome)
+}
+
 pub struct AmqpPublisher {
     connection: Connection,
     channel: Channel,
@@ -318,38 +349,13 @@ impl Publisher for AmqpPublisher {
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<WindowOutcome> {
-        let mut outcome = WindowOutcome::default();
-        for confirm in self.pending.drain(..) {
-            let confirmation = confirm
-                .await
-                .map_err(|e| amqp_error("lost the channel while waiting for confirms", e))?;
-            let failure = match confirmation {
-                Confirmation::Ack(None) => None,
-                Confirmation::Ack(Some(returned)) => Some(format!(
-                    "returned by the broker: {} {} (exchange {:?}, routing key {:?})",
-                    returned.reply_code,
-                    returned.reply_text.as_str(),
-                    returned.delivery.exchange.as_str(),
-                    returned.delivery.routing_key.as_str()
-                )),
-                Confirmation::Nack(_) => Some("nacked by the broker".to_owned()),
-                Confirmation::NotRequested => Some("the broker did not confirm".to_owned()),
-            };
-            match failure {
-                None => outcome.delivered += 1,
-                Some(reason) => {
-                    outcome.failed += 1;
-                    outcome.first_failure.get_or_insert(reason);
-                }
-            }
-        }
-        Ok(outcome)
+    fn seal(&mut self) -> PendingWindow {
+        Box::pin(confirmed(std::mem::take(&mut self.pending)))
     }
 
     async fn close(&mut self) -> Result<()> {
         if !self.pending.is_empty() {
-            self.flush().await?;
+            self.seal().await?;
         }
         let _ = self.channel.close(200, "replay done".into()).await;
         let _ = self.connection.close(200, "replay done".into()).await;

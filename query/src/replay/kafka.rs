@@ -1,10 +1,12 @@
 //! Replay onto Kafka: an idempotent producer with `acks=all`.
 //!
 //! librdkafka's [`ThreadedProducer`] polls on its own thread; `send` only
-//! enqueues. Flushing (which blocks until every record is acknowledged) and
-//! metadata requests run on blocking threads, never on an async worker.
-//! Idempotence keeps the order of each partition across the producer's
-//! internal retries.
+//! enqueues. Each record carries its window's [`WindowDeliveries`] as the
+//! delivery opaque, so the delivery reports of one window are counted apart
+//! from the next one's, which is already being sent; a sealed window's future
+//! wakes when its last report arrives. Metadata requests and the final flush
+//! run on blocking threads, never on an async worker. Idempotence keeps the
+//! order of each partition across the producer's internal retries.
 //!
 //! Mapping: payload, key and headers are kept byte for byte, headers in
 //! order with repeats. RabbitMQ events have no key; their flat headers are
@@ -16,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,38 +29,96 @@ use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 
-use super::publisher::{HeaderRules, KafkaTarget, Partitioning, Publisher, WindowOutcome};
+use tokio::sync::Notify;
+
+use super::publisher::{
+    HeaderRules, KafkaTarget, Partitioning, PendingWindow, Publisher, WindowOutcome,
+};
 use crate::error::{Error, ErrorKind, Result};
 
-/// How long a flush may wait for acknowledgements before the replay fails.
+/// How long a sealed window may wait for acknowledgements before the replay fails.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
 const METADATA_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Counts deliveries as librdkafka reports them.
-#[derive(Default)]
-pub struct DeliveryCounter {
+/// The delivery reports of one window, counted as librdkafka hands them over.
+pub struct WindowDeliveries {
     delivered: AtomicU64,
     failed: AtomicU64,
+    /// How many records the window holds, once sealed; `u64::MAX` before.
+    sealed: AtomicU64,
     first_failure: Mutex<Option<String>>,
+    complete: Notify,
 }
 
-impl ClientContext for DeliveryCounter {}
+impl WindowDeliveries {
+    fn new() -> Self {
+        WindowDeliveries {
+            delivered: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            sealed: AtomicU64::new(u64::MAX),
+            first_failure: Mutex::new(None),
+            complete: Notify::new(),
+        }
+    }
 
-impl ProducerContext for DeliveryCounter {
-    type DeliveryOpaque = ();
+    fn reported(&self) -> u64 {
+        self.delivered.load(Ordering::SeqCst) + self.failed.load(Ordering::SeqCst)
+    }
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _opaque: ()) {
-        match result {
-            Ok(_) => {
-                self.delivered.fetch_add(1, Ordering::Relaxed);
+    /// Counts one delivery report: delivered, or failed for `failure`.
+    fn report(&self, failure: Option<String>) {
+        match failure {
+            None => {
+                self.delivered.fetch_add(1, Ordering::SeqCst);
             }
-            Err((error, _)) => {
-                self.failed.fetch_add(1, Ordering::Relaxed);
+            Some(reason) => {
+                // Before the count, so a waiter that sees the count sees the reason.
                 if let Ok(mut first) = self.first_failure.lock() {
-                    first.get_or_insert_with(|| error.to_string());
+                    first.get_or_insert(reason);
                 }
+                self.failed.fetch_add(1, Ordering::SeqCst);
             }
         }
+        if self.reported() == self.sealed.load(Ordering::SeqCst) {
+            self.complete.notify_waiters();
+        }
+    }
+
+    /// Waits until all `sent` records of the sealed window are reported.
+    async fn confirmed(&self, sent: u64) -> WindowOutcome {
+        loop {
+            // Registered before the check: a report in between still wakes us.
+            let notified = self.complete.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.reported() >= sent {
+                break;
+            }
+            notified.await;
+        }
+        WindowOutcome {
+            delivered: self.delivered.load(Ordering::SeqCst),
+            failed: self.failed.load(Ordering::SeqCst),
+            first_failure: self
+                .first_failure
+                .lock()
+                .ok()
+                .and_then(|mut first| first.take()),
+        }
+    }
+}
+
+/// Routes each delivery report to the window its record was sent in.
+#[derive(Default)]
+pub struct DeliveryReports;
+
+impl ClientContext for DeliveryReports {}
+
+impl ProducerContext for DeliveryReports {
+    type DeliveryOpaque = Arc<WindowDeliveries>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, window: Arc<WindowDeliveries>) {
+        window.report(result.as_ref().err().map(|(error, _)| error.to_string()));
     }
 }
 
@@ -92,10 +152,12 @@ pub fn kafka_headers(event: &Event) -> Vec<Header> {
 }
 
 pub struct KafkaPublisher {
-    producer: ThreadedProducer<DeliveryCounter>,
+    producer: ThreadedProducer<DeliveryReports>,
     target: KafkaTarget,
     rules: HeaderRules,
     partitions: HashMap<String, i32>,
+    /// The open window, and how many records were sent into it.
+    window: Arc<WindowDeliveries>,
     sent: u64,
 }
 
@@ -112,8 +174,8 @@ impl KafkaPublisher {
         for (name, value) in &target.client {
             config.set(name, value);
         }
-        let producer: ThreadedProducer<DeliveryCounter> = config
-            .create_with_context(DeliveryCounter::default())
+        let producer: ThreadedProducer<DeliveryReports> = config
+            .create_with_context(DeliveryReports)
             .map_err(|error| {
                 Error::invalid_input(format!(
                     "cannot create a Kafka producer for {}: {error}",
@@ -125,6 +187,7 @@ impl KafkaPublisher {
             target: target.clone(),
             rules,
             partitions: HashMap::new(),
+            window: Arc::new(WindowDeliveries::new()),
             sent: 0,
         })
     }
@@ -189,9 +252,10 @@ impl Publisher for KafkaPublisher {
                 value: header.value.as_deref(),
             });
         }
-        let mut record: BaseRecord<'_, [u8], [u8], ()> = BaseRecord::to(destination)
-            .payload(event.payload.as_slice())
-            .headers(headers);
+        let mut record: BaseRecord<'_, [u8], [u8], Arc<WindowDeliveries>> =
+            BaseRecord::with_opaque_to(destination, Arc::clone(&self.window))
+                .payload(event.payload.as_slice())
+                .headers(headers);
         if let Some(key) = &event.key {
             record = record.key(key.as_slice());
         }
@@ -222,44 +286,85 @@ impl Publisher for KafkaPublisher {
         }
     }
 
-    async fn flush(&mut self) -> Result<WindowOutcome> {
-        let producer = self.producer.clone();
-        tokio::task::spawn_blocking(move || producer.flush(FLUSH_TIMEOUT))
-            .await
-            .map_err(|error| Error::internal(format!("flush panicked: {error}")))?
-            .map_err(|error| {
-                Error::new(
-                    ErrorKind::Retryable,
-                    format!(
-                        "Kafka did not acknowledge the replayed records within {FLUSH_TIMEOUT:?}: {error}"
-                    ),
-                )
-            })?;
-        let counter = self.producer.context();
-        let outcome = WindowOutcome {
-            delivered: counter.delivered.swap(0, Ordering::Relaxed),
-            failed: counter.failed.swap(0, Ordering::Relaxed),
-            first_failure: counter
-                .first_failure
-                .lock()
-                .ok()
-                .and_then(|mut first| first.take()),
-        };
-        let confirmed = outcome.delivered + outcome.failed;
-        if confirmed != self.sent {
-            return Err(Error::internal(format!(
-                "Kafka confirmed {confirmed} of {} records after a complete flush",
-                self.sent
-            )));
-        }
-        self.sent = 0;
-        Ok(outcome)
+    fn seal(&mut self) -> PendingWindow {
+        let window = std::mem::replace(&mut self.window, Arc::new(WindowDeliveries::new()));
+        let sent = std::mem::take(&mut self.sent);
+        window.sealed.store(sent, Ordering::SeqCst);
+        Box::pin(async move {
+            tokio::time::timeout(FLUSH_TIMEOUT, window.confirmed(sent))
+                .await
+                .map_err(|_| {
+                    Error::new(
+                        ErrorKind::Retryable,
+                        format!(
+                            "Kafka did not acknowledge the replayed records within {FLUSH_TIMEOUT:?}"
+                        ),
+                    )
+                })
+        })
     }
 
     async fn close(&mut self) -> Result<()> {
         if self.sent > 0 {
-            self.flush().await?;
+            self.seal().await?;
+        }
+        // Records of windows nobody waited for (the replay failed): give
+        // them their chance before the producer goes.
+        if self.producer.in_flight_count() > 0 {
+            let producer = self.producer.clone();
+            tokio::task::spawn_blocking(move || producer.flush(FLUSH_TIMEOUT))
+                .await
+                .map_err(|error| Error::internal(format!("flush panicked: {error}")))?
+                .map_err(|error| {
+                    Error::new(
+                        ErrorKind::Retryable,
+                        format!(
+                            "Kafka did not acknowledge the replayed records within {FLUSH_TIMEOUT:?}: {error}"
+                        ),
+                    )
+                })?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_sealed_window_waits_for_its_own_reports_only() {
+        let first = Arc::new(WindowDeliveries::new());
+        let second = Arc::new(WindowDeliveries::new());
+        first.report(None);
+        second.report(None);
+        first.sealed.store(3, Ordering::SeqCst);
+        let waiting = tokio::spawn({
+            let first = Arc::clone(&first);
+            async move { first.confirmed(3).await }
+        });
+        // The next window's reports, however many, do not complete it.
+        for _ in 0..5 {
+            second.report(None);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished());
+        first.report(Some("message timed out".to_owned()));
+        first.report(None);
+        let outcome = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the last report wakes the waiter")
+            .unwrap();
+        assert_eq!(
+            outcome,
+            WindowOutcome {
+                delivered: 2,
+                failed: 1,
+                first_failure: Some("message timed out".to_owned()),
+            }
+        );
+        // A window whose reports all came before it was sealed resolves at once.
+        second.sealed.store(6, Ordering::SeqCst);
+        assert_eq!(second.confirmed(6).await.delivered, 6);
     }
 }

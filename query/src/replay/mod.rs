@@ -7,13 +7,27 @@
 //!   mandatory), targets and header rules.
 //! - [`rate`] paces publishing.
 //! - This module runs replays: dry-runs, the loop guard, windows of sends
-//!   closed by a flush and a catalog checkpoint, control (pause, resume,
+//!   closed by a seal and a catalog checkpoint, control (pause, resume,
 //!   cancel through the catalog), and resume after a crash.
 //!
-//! A replay checkpoints only after its publisher confirmed every message of
-//! the window, so after a crash only the last window can be published twice,
-//! and the provenance headers (`hindsight-event-id`) make those copies
-//! detectable.
+//! Windows are pipelined. Window N+1 is read and sent while the broker
+//! confirms window N and its checkpoint is written, in a background task.
+//! Before window N+1 is sealed and N+2 opened, window N must be confirmed and
+//! checkpointed, so at most two windows are ever sent but not checkpointed.
+//! Checkpoints are written in window order, each only after every message of
+//! its window (and so of every window before it) was confirmed or counted as
+//! failed; a window whose confirms end in an error (a lost channel, a
+//! timeout) is never checkpointed, and the replay fails at the checkpoint
+//! before it. After a crash, at most the last two windows (2 × `--window`
+//! events, or two seconds of sending) can therefore be published twice, and
+//! the provenance headers (`hindsight-event-id`) make those copies
+//! detectable. A pause or cancel takes effect at the next window boundary,
+//! once both windows in flight are checkpointed, so the recorded progress
+//! is exactly what the broker holds.
+//!
+//! The plan's segment groups are read and decoded one group ahead of the
+//! sender, by a task feeding a channel of one, so at most two groups are in
+//! memory.
 
 pub mod amqp;
 pub mod http;
@@ -25,24 +39,28 @@ pub mod selection;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
+use hindsight_archive::catalog::Catalog;
 use hindsight_archive::event::{now_micros, rfc3339};
 use hindsight_archive::replays::{
     NewReplay, ReplayProgress, ReplayRecord, ReplayRequest, ReplayStatus,
 };
+use hindsight_archive::store::ArchiveStore;
 use hindsight_archive::{Bus, ErrorKind as ArchiveErrorKind, Event};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::EventView;
 use crate::sql::QueryEngine;
-use publisher::{HeaderRules, Publisher, Target};
+use publisher::{HeaderRules, PendingWindow, Publisher, Target};
 use rate::{Limiter, Pace};
-use selection::{Plan, Selection, SqlResult};
+use selection::{Plan, SegmentGroup, Selection, SqlResult};
 
-/// The longest a window stays open before it is flushed and checkpointed.
+/// The longest a window stays open before it is sealed and checkpointed.
 pub const WINDOW_TIME: Duration = Duration::from_secs(1);
 /// How often a paused replay looks for a resume or cancel.
 const PAUSE_POLL: Duration = Duration::from_millis(500);
@@ -87,7 +105,7 @@ pub struct ReplayOptions {
     /// Skip later copies of a RabbitMQ message (redeliveries), like `events_dedup`.
     #[serde(default = "default_true")]
     pub dedup: bool,
-    /// Events per window: flush, then checkpoint.
+    /// Events per window: seal, then checkpoint once confirmed.
     #[serde(default = "default_window")]
     pub window: usize,
     /// Events a dry-run shows.
@@ -715,9 +733,82 @@ impl std::fmt::Debug for ReplayRun {
     }
 }
 
+/// The window being sent.
 struct Window {
     sent: usize,
     opened: Instant,
+}
+
+impl Window {
+    fn open() -> Self {
+        Window {
+            sent: 0,
+            opened: Instant::now(),
+        }
+    }
+}
+
+/// What a checkpoint recorded, and what the user asked for at that moment.
+struct Checkpointed {
+    progress: ReplayProgress,
+    request: ReplayRequest,
+}
+
+/// The sending side of a run. `sent` runs ahead of the checkpoints: it counts
+/// what was sent (selected, bytes, duplicates skipped), while the run's
+/// `progress` is what the last checkpoint recorded. `sealed` is the one window
+/// whose confirms and checkpoint may still be pending while `window` is sent.
+struct Pipeline {
+    window: Window,
+    sent: ReplayProgress,
+    sealed: Option<JoinHandle<Result<Checkpointed>>>,
+}
+
+/// Records `status` and `progress` under the run's lease (`owner`); returns
+/// what the user asks for now (run, pause or cancel).
+async fn record_progress(
+    catalog: &Catalog,
+    id: &str,
+    owner: &str,
+    status: ReplayStatus,
+    progress: &ReplayProgress,
+) -> Result<ReplayRequest> {
+    catalog
+        .checkpoint_replay(id, owner, status, progress, None)
+        .await
+        .map_err(conflict_or)
+}
+
+/// Reads the plan's groups from `first` on, ahead of the sender, through a
+/// channel of one: the sender publishes one group while the next is read and
+/// decoded, so at most two groups are in memory. Stops at the first error,
+/// which it passes on, or when the receiver is dropped.
+fn read_ahead(
+    store: ArchiveStore,
+    groups: Vec<SegmentGroup>,
+    first: usize,
+) -> mpsc::Receiver<(usize, Result<Vec<Event>>)> {
+    let (sender, receiver) = mpsc::channel(1);
+    let span = tracing::info_span!("replay_read_ahead");
+    tokio::spawn(
+        async move {
+            for (index, group) in groups.iter().enumerate().skip(first) {
+                // Wait for the slot before reading, so that a read group
+                // never waits in memory for one.
+                let Ok(slot) = sender.reserve().await else {
+                    return;
+                };
+                let loaded = group.load(&store).await;
+                let failed = loaded.is_err();
+                slot.send((index, loaded));
+                if failed {
+                    return;
+                }
+            }
+        }
+        .instrument(span),
+    );
+    receiver
 }
 
 impl ReplayRun {
@@ -769,7 +860,7 @@ impl ReplayRun {
             }
             Err(error) => {
                 tracing::error!(replay = %self.id, error = %error.message(), "replay failed");
-                // The window in doubt is not checkpointed: resume sends it again.
+                // The windows in doubt are not checkpointed: resume sends them again.
                 let _ = catalog
                     .checkpoint_replay(
                         &self.id,
@@ -786,15 +877,19 @@ impl ReplayRun {
         self.service.get(&self.id).await
     }
 
-    /// Records `status` and the progress under this run's lease; returns what
-    /// the user asks for now (run, pause or cancel).
+    /// Records `status` and the progress of the last checkpoint under this
+    /// run's lease; returns what the user asks for now (run, pause or cancel).
+    /// Only called while no sealed window is pending, so it never races a
+    /// checkpoint.
     async fn record(&self, status: ReplayStatus) -> Result<ReplayRequest> {
-        self.service
-            .engine
-            .catalog()
-            .checkpoint_replay(&self.id, &self.owner, status, &self.progress, None)
-            .await
-            .map_err(conflict_or)
+        record_progress(
+            self.service.engine.catalog(),
+            &self.id,
+            &self.owner,
+            status,
+            &self.progress,
+        )
+        .await
     }
 
     fn report(&self, live: Option<&watch::Sender<LiveProgress>>, status: ReplayStatus) {
@@ -807,38 +902,89 @@ impl ReplayRun {
         }
     }
 
-    /// Flushes the window, records progress at `position`, and obeys control
-    /// requests. Returns a stop when the replay must end here.
-    async fn checkpoint(
+    /// Waits for the sealed window's confirms and checkpoint, if one is
+    /// pending, and takes its progress. Returns what the user asked for at
+    /// that checkpoint (run when nothing was pending).
+    async fn settle(
+        &mut self,
+        pipeline: &mut Pipeline,
+        live: Option<&watch::Sender<LiveProgress>>,
+    ) -> Result<ReplayRequest> {
+        let Some(task) = pipeline.sealed.take() else {
+            return Ok(ReplayRequest::Run);
+        };
+        let checkpointed = task.await.map_err(|error| {
+            Error::internal(format!("a replay checkpoint task panicked: {error}"))
+        })??;
+        self.progress = checkpointed.progress;
+        self.report(live, ReplayStatus::Running);
+        Ok(checkpointed.request)
+    }
+
+    /// Waits in the background for the confirms of a sealed window, then
+    /// checkpoints `progress` (the position after the window) plus what the
+    /// broker confirmed.
+    fn checkpoint_when_confirmed(
+        &self,
+        confirms: PendingWindow,
+        mut progress: ReplayProgress,
+    ) -> JoinHandle<Result<Checkpointed>> {
+        let catalog = self.service.engine.catalog().clone();
+        let id = self.id.clone();
+        let owner = self.owner.clone();
+        let span = tracing::info_span!("replay_checkpoint", replay = %id);
+        tokio::spawn(
+            async move {
+                let outcome = confirms.await?;
+                progress.published += outcome.delivered as i64;
+                progress.failed += outcome.failed as i64;
+                if let Some(failure) = &outcome.first_failure {
+                    tracing::warn!(failed = outcome.failed, first = %failure, "events were not delivered");
+                }
+                let request =
+                    record_progress(&catalog, &id, &owner, ReplayStatus::Running, &progress)
+                        .await?;
+                Ok(Checkpointed { progress, request })
+            }
+            .instrument(span),
+        )
+    }
+
+    /// Seals the window that ends at `position` and hands its confirms and
+    /// checkpoint to the background, after settling the window before it:
+    /// so at most two windows are ever sent but not checkpointed. When the
+    /// user asks for a pause or a cancel, or `cancel` fires, it stops
+    /// sending, settles the window just sealed too, and obeys. Returns a stop
+    /// when the replay must end here.
+    async fn close_window(
         &mut self,
         publisher: &mut dyn Publisher,
-        window: &mut Window,
+        pipeline: &mut Pipeline,
         position: (i64, i64),
         limiter: &mut Limiter,
         cancel: &CancellationToken,
         live: Option<&watch::Sender<LiveProgress>>,
     ) -> Result<Option<Stop>> {
-        if window.sent > 0 {
-            let outcome = publisher.flush().await?;
-            self.progress.published += outcome.delivered as i64;
-            self.progress.failed += outcome.failed as i64;
-            if let Some(failure) = &outcome.first_failure {
-                tracing::warn!(replay = %self.id, failed = outcome.failed, first = %failure, "events were not delivered");
-            }
+        let confirms = publisher.seal();
+        let mut progress = pipeline.sent;
+        progress.position_group = position.0;
+        progress.position_row = position.1;
+        pipeline.window = Window::open();
+        let request = self.settle(pipeline, live).await?;
+        // Counts from the checkpoint just settled; this window's are added to them.
+        progress.published = self.progress.published;
+        progress.failed = self.progress.failed;
+        pipeline.sealed = Some(self.checkpoint_when_confirmed(confirms, progress));
+        if request == ReplayRequest::Run && !cancel.is_cancelled() {
+            return Ok(None);
         }
-        self.progress.position_group = position.0;
-        self.progress.position_row = position.1;
-        *window = Window {
-            sent: 0,
-            opened: Instant::now(),
-        };
-        let mut request = self.record(ReplayStatus::Running).await?;
-        self.report(live, ReplayStatus::Running);
+        let mut request = self.settle(pipeline, live).await?;
         if cancel.is_cancelled() {
             return Ok(Some(Stop::Interrupted));
         }
         if request == ReplayRequest::Pause {
             tracing::info!(replay = %self.id, "replay paused");
+            self.record(ReplayStatus::Paused).await?;
             self.report(live, ReplayStatus::Paused);
             while request == ReplayRequest::Pause {
                 tokio::select! {
@@ -860,28 +1006,51 @@ impl ReplayRun {
         Ok(None)
     }
 
+    /// Publishes from the checkpoint on. Whatever ends it, no checkpoint is
+    /// still being written when it returns.
     async fn publish_all(
         &mut self,
         publisher: &mut dyn Publisher,
         cancel: &CancellationToken,
         live: Option<&watch::Sender<LiveProgress>>,
     ) -> Result<Stop> {
+        let mut pipeline = Pipeline {
+            window: Window::open(),
+            sent: self.progress,
+            sealed: None,
+        };
+        let result = self
+            .publish_windows(publisher, &mut pipeline, cancel, live)
+            .await;
+        if result.is_err() {
+            // The sealed window before the failure still gets its checkpoint
+            // if the broker confirms it; either way nothing writes the record
+            // after the failure is recorded.
+            let _ = self.settle(&mut pipeline, live).await;
+        }
+        result
+    }
+
+    async fn publish_windows(
+        &mut self,
+        publisher: &mut dyn Publisher,
+        pipeline: &mut Pipeline,
+        cancel: &CancellationToken,
+        live: Option<&watch::Sender<LiveProgress>>,
+    ) -> Result<Stop> {
         let store = self.service.engine.store().clone();
         let options = self.spec.options.clone();
         let mut limiter = Limiter::new(options.pace());
-        let mut window = Window {
-            sent: 0,
-            opened: Instant::now(),
-        };
         let start_group = usize::try_from(self.progress.position_group).unwrap_or(usize::MAX);
         let start_row = usize::try_from(self.progress.position_row).unwrap_or(0);
         let mut dedup = Dedup::default();
         let groups = std::mem::take(&mut self.plan.groups);
-        for (group_index, group) in groups.iter().enumerate() {
-            if group_index < start_group {
-                continue;
-            }
-            let events = group.load(&store).await?;
+        let mut loaded_groups = read_ahead(store.clone(), groups.clone(), start_group);
+        let mut next_group = start_group;
+        while let Some((group_index, loaded)) = loaded_groups.recv().await {
+            let events = loaded?;
+            next_group = group_index + 1;
+            let group = &groups[group_index];
             let first_row = if group_index == start_group {
                 start_row
             } else {
@@ -912,7 +1081,7 @@ impl ReplayRun {
                     continue;
                 }
                 if options.dedup && !dedup.first_copy(group.bus, event) {
-                    self.progress.duplicates_skipped += 1;
+                    pipeline.sent.duplicates_skipped += 1;
                     continue;
                 }
                 let destination = self.spec.target.destination(event)?;
@@ -931,18 +1100,20 @@ impl ReplayRun {
                 if cancel.is_cancelled() {
                     // Everything before this row is sent: checkpoint there.
                     let position = (group_index as i64, row as i64);
-                    self.checkpoint(publisher, &mut window, position, &mut limiter, cancel, live)
+                    self.close_window(publisher, pipeline, position, &mut limiter, cancel, live)
                         .await?;
                     return Ok(Stop::Interrupted);
                 }
                 publisher.send(event, &destination).await?;
-                self.progress.selected += 1;
-                self.progress.bytes += event.payload.len() as i64;
-                window.sent += 1;
-                if window.sent >= options.window || window.opened.elapsed() >= WINDOW_TIME {
+                pipeline.sent.selected += 1;
+                pipeline.sent.bytes += event.payload.len() as i64;
+                pipeline.window.sent += 1;
+                if pipeline.window.sent >= options.window
+                    || pipeline.window.opened.elapsed() >= WINDOW_TIME
+                {
                     let position = (group_index as i64, row as i64 + 1);
                     if let Some(stop) = self
-                        .checkpoint(publisher, &mut window, position, &mut limiter, cancel, live)
+                        .close_window(publisher, pipeline, position, &mut limiter, cancel, live)
                         .await?
                     {
                         return Ok(stop);
@@ -950,25 +1121,34 @@ impl ReplayRun {
                 }
             }
             // The group is done: the next checkpoint may point past it.
-            if window.opened.elapsed() >= WINDOW_TIME || cancel.is_cancelled() {
+            if pipeline.window.opened.elapsed() >= WINDOW_TIME || cancel.is_cancelled() {
                 let position = (group_index as i64 + 1, 0);
                 if let Some(stop) = self
-                    .checkpoint(publisher, &mut window, position, &mut limiter, cancel, live)
+                    .close_window(publisher, pipeline, position, &mut limiter, cancel, live)
                     .await?
                 {
                     return Ok(stop);
                 }
             }
         }
+        if next_group < groups.len() {
+            // The reader ended without an error it could send (it panicked):
+            // the rest of the plan was never read, so the replay is not done.
+            return Err(Error::internal(format!(
+                "the segment reader stopped at group {next_group} of {}",
+                groups.len()
+            )));
+        }
         let end = (groups.len() as i64, 0);
         if let Some(stop) = self
-            .checkpoint(publisher, &mut window, end, &mut limiter, cancel, live)
+            .close_window(publisher, pipeline, end, &mut limiter, cancel, live)
             .await?
         {
             if stop == Stop::Cancelled {
                 return Ok(stop);
             }
         }
+        self.settle(pipeline, live).await?;
         Ok(Stop::Completed)
     }
 }

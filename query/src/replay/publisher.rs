@@ -3,14 +3,19 @@
 //! ([`HeaderRules`], provenance).
 //!
 //! The contract: [`Publisher::send`] hands one message to the client and may
-//! wait for room, never for the broker. [`Publisher::flush`] waits until every
-//! message sent since the previous flush is confirmed or failed, and counts
-//! them. The runner checkpoints only after a flush, so after a crash the only
-//! events that can be published twice are those of the last window.
+//! wait for room, never for the broker. [`Publisher::seal`] closes a window,
+//! everything sent since the previous seal, and returns a [`PendingWindow`]: a
+//! future that resolves once every message of that window is confirmed or
+//! failed, and counts them. It borrows nothing from the publisher, so the
+//! runner sends the next window while the broker confirms this one. The runner
+//! checkpoints a window only after its `PendingWindow` resolved, and never has
+//! more than two windows sent but not checkpointed, so after a crash the only
+//! events that can be published twice are those of the last two windows.
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use hindsight_archive::{Bus, Event, Header};
 use serde::{Deserialize, Serialize};
 
@@ -213,7 +218,7 @@ impl HeaderRules {
     }
 }
 
-/// What one flushed window came to.
+/// What one sealed window came to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WindowOutcome {
     pub delivered: u64,
@@ -222,15 +227,23 @@ pub struct WindowOutcome {
     pub first_failure: Option<String>,
 }
 
+/// The confirms of one sealed window: resolves once every message of it is
+/// confirmed or failed. An error (a lost channel, a timeout) means the
+/// window's fate is unknown, so it must not be checkpointed.
+pub type PendingWindow = BoxFuture<'static, Result<WindowOutcome>>;
+
 /// Publishes replayed events onto one bus.
 #[async_trait]
 pub trait Publisher: Send {
     /// Hands one event over, mapped for the target with `destination` and the
     /// header rules. May wait for room in the client; never for the broker.
     async fn send(&mut self, event: &Event, destination: &str) -> Result<()>;
-    /// Waits until everything sent since the last flush is confirmed or failed.
-    async fn flush(&mut self) -> Result<WindowOutcome>;
-    /// Flushes what is left and disconnects.
+    /// Closes the window: everything sent since the previous seal. Returns at
+    /// once; the returned future waits for the broker, and later sends go to
+    /// the next window meanwhile.
+    fn seal(&mut self) -> PendingWindow;
+    /// Waits for the unsealed window, then disconnects. Sealed windows are
+    /// their `PendingWindow`'s business.
     async fn close(&mut self) -> Result<()>;
 }
 
