@@ -125,6 +125,13 @@ impl ProducerContext for DeliveryReports {
 /// The flat headers of an event as a Kafka record carries them.
 pub fn kafka_headers(event: &Event) -> Vec<Header> {
     let mut headers = event.headers.clone();
+    headers.extend(amqp_property_headers(event));
+    headers
+}
+
+/// The basic properties of a RabbitMQ event as headers (none for Kafka events).
+fn amqp_property_headers(event: &Event) -> Vec<Header> {
+    let mut headers = Vec::new();
     if event.bus == Bus::Amqp {
         let mut add = |name: &str, value: Option<String>| {
             if let Some(value) = value {
@@ -245,13 +252,21 @@ impl Publisher for KafkaPublisher {
             }
             Partitioning::Key => None,
         };
-        let mut headers = OwnedHeaders::new();
-        for header in self.rules.apply(&kafka_headers(event), event) {
-            headers = headers.insert(KafkaHeader {
-                key: &header.name,
-                value: header.value.as_deref(),
-            });
-        }
+        // Copied straight from the event into librdkafka: no header list in between.
+        let properties = amqp_property_headers(event);
+        let mut headers = Some(OwnedHeaders::new_with_capacity(
+            event.headers.len() + properties.len() + self.rules.set.len() + 6,
+        ));
+        self.rules.each_header(
+            event.headers.iter().chain(&properties),
+            event,
+            |key, value| {
+                headers = headers
+                    .take()
+                    .map(|headers| headers.insert(KafkaHeader { key, value }));
+            },
+        );
+        let headers = headers.unwrap_or_default();
         let mut record: BaseRecord<'_, [u8], [u8], Arc<WindowDeliveries>> =
             BaseRecord::with_opaque_to(destination, Arc::clone(&self.window))
                 .payload(event.payload.as_slice())

@@ -181,39 +181,61 @@ impl HeaderRules {
             })
     }
 
-    /// The provenance headers of one event, in a fixed order.
-    pub fn provenance_headers(&self, event: &Event) -> Vec<(&'static str, String)> {
+    /// Calls `add` with each provenance header of one event, in a fixed
+    /// order, without allocating (but for the numbers).
+    pub fn each_provenance_header(&self, event: &Event, mut add: impl FnMut(&'static str, &str)) {
         let Some(replay_id) = &self.provenance else {
-            return Vec::new();
+            return;
         };
-        let mut headers = vec![
-            (HEADER_REPLAY_ID, replay_id.clone()),
-            (HEADER_SOURCE, event.source.clone()),
-            (HEADER_TOPIC, event.topic.clone()),
-        ];
+        add(HEADER_REPLAY_ID, replay_id);
+        add(HEADER_SOURCE, &event.source);
+        add(HEADER_TOPIC, &event.topic);
         if let Some(partition) = event.partition {
-            headers.push((HEADER_PARTITION, partition.to_string()));
+            add(HEADER_PARTITION, &partition.to_string());
         }
         if let Some(offset) = event.offset {
-            headers.push((HEADER_OFFSET, offset.to_string()));
+            add(HEADER_OFFSET, &offset.to_string());
         }
-        headers.push((HEADER_EVENT_ID, event.event_id.clone()));
+        add(HEADER_EVENT_ID, &event.event_id);
+    }
+
+    /// The provenance headers of one event, in a fixed order.
+    pub fn provenance_headers(&self, event: &Event) -> Vec<(&'static str, String)> {
+        let mut headers = Vec::new();
+        self.each_provenance_header(event, |name, value| {
+            headers.push((name, value.to_owned()));
+        });
         headers
+    }
+
+    /// Calls `add` with each header of a replayed event, borrowed, in order:
+    /// `headers` after the rules, then `set`, then provenance.
+    pub fn each_header<'h>(
+        &self,
+        headers: impl IntoIterator<Item = &'h Header>,
+        event: &Event,
+        mut add: impl FnMut(&str, Option<&[u8]>),
+    ) {
+        for header in headers {
+            if !self.strips(&header.name) {
+                add(&header.name, header.value.as_deref());
+            }
+        }
+        for (name, value) in &self.set {
+            add(name, Some(value.as_bytes()));
+        }
+        self.each_provenance_header(event, |name, value| add(name, Some(value.as_bytes())));
     }
 
     /// A flat header list after the rules, then `set`, then provenance.
     pub fn apply(&self, headers: &[Header], event: &Event) -> Vec<Header> {
-        let mut result: Vec<Header> = headers
-            .iter()
-            .filter(|header| !self.strips(&header.name))
-            .cloned()
-            .collect();
-        for (name, value) in &self.set {
-            result.push(Header::new(name.clone(), value.as_bytes().to_vec()));
-        }
-        for (name, value) in self.provenance_headers(event) {
-            result.push(Header::new(name, value.into_bytes()));
-        }
+        let mut result = Vec::new();
+        self.each_header(headers, event, |name, value| {
+            result.push(Header {
+                name: name.to_owned(),
+                value: value.map(<[u8]>::to_vec),
+            });
+        });
         result
     }
 }
