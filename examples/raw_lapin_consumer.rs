@@ -27,7 +27,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let connection = Connection::connect(url, ConnectionProperties::default()).await?;
     let channel = connection.create_channel().await?;
-    channel.basic_qos(1000, BasicQosOptions::default()).await?;
+    // RAW_PREFETCH and RAW_ACK_EVERY change the defaults (1000 and 100), to
+    // see what the broker does with Hindsight's pattern: a large prefetch and
+    // one ack per batch.
+    let setting = |name: &str, default: u64| -> Result<u64, Box<dyn std::error::Error>> {
+        Ok(std::env::var(name).map_or(Ok(default), |value| value.parse())?)
+    };
+    let prefetch = u16::try_from(setting("RAW_PREFETCH", 1000)?)?;
+    let ack_every = setting("RAW_ACK_EVERY", 100)?.max(1);
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await?;
     let mut consumer = channel
         .basic_consume(
             queue.as_str().into(),
@@ -45,7 +55,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let delivery = delivery?;
         events += 1;
         bytes += delivery.data.len() as u64;
-        if events % 100 == 0 || events == count {
+        if events % ack_every == 0 || events == count {
             channel
                 .basic_ack(delivery.delivery_tag, BasicAckOptions { multiple: true })
                 .await?;

@@ -20,11 +20,48 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 
-/// mimalloc instead of glibc's malloc: the ingest path makes several small
-/// allocations per event on the poll thread and frees them on others, where
-/// malloc and free took 15% of the CPU (BENCHMARKS.md, P2 and P8).
+/// mimalloc instead of glibc's malloc, with the options of
+/// [`tune_allocator`] (BENCHMARKS.md, P8).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The allocator options Hindsight runs with, unless the environment sets
+/// them: return freed memory to the OS within a millisecond, and commit arena
+/// memory only when it is used. An ingester frees a whole batch at once every
+/// few seconds; with mimalloc's defaults (eager commit, purge after 10 ms)
+/// that memory stayed resident, and peak RSS was about 150 MiB above what
+/// the batches hold (BENCHMARKS.md, P8: 371 MiB, against 221 MiB tuned, for
+/// about 15% more CPU per event).
+const ALLOCATOR_OPTIONS: [(&str, &str); 2] = [
+    ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
+    ("MIMALLOC_PURGE_DELAY", "1"),
+];
+
+/// mimalloc reads its options from the environment once, before `main`, so
+/// the process sets them and executes itself again (same pid, same
+/// arguments). Setting them later through its C API misses the first arena.
+/// When the re-execution fails, Hindsight runs with the defaults.
+fn tune_allocator() {
+    use std::os::unix::process::CommandExt as _;
+    let missing: Vec<_> = ALLOCATOR_OPTIONS
+        .iter()
+        .filter(|(name, _)| std::env::var_os(name).is_none())
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let Ok(executable) = std::env::current_exe() else {
+        return;
+    };
+    let mut command = std::process::Command::new(executable);
+    command.args(std::env::args_os().skip(1));
+    for (name, value) in missing {
+        command.env(name, value);
+    }
+    // Returns only when the exec failed.
+    let error = command.exec();
+    eprintln!("warning: running with the default allocator options: {error}");
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -102,6 +139,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    tune_allocator();
     let filter = tracing_subscriber::EnvFilter::try_from_env("HINDSIGHT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
