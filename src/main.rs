@@ -20,18 +20,20 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 
-/// mimalloc instead of glibc's malloc, with the options of
-/// [`tune_allocator`] (BENCHMARKS.md, P8).
+/// mimalloc instead of glibc's malloc; `hindsight archive` runs with the
+/// options of [`tune_allocator_for_ingest`] (BENCHMARKS.md, P8).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The allocator options Hindsight runs with, unless the environment sets
-/// them: return freed memory to the OS within a millisecond, and commit arena
-/// memory only when it is used. An ingester frees a whole batch at once every
-/// few seconds; with mimalloc's defaults (eager commit, purge after 10 ms)
-/// that memory stayed resident, and peak RSS was about 150 MiB above what
-/// the batches hold (BENCHMARKS.md, P8: 371 MiB, against 221 MiB tuned, for
-/// about 15% more CPU per event).
+/// The allocator options `hindsight archive` runs with, unless the
+/// environment sets them: return freed memory to the OS within a
+/// millisecond, and commit arena memory only when it is used. An ingester
+/// frees a whole batch at once every few seconds; with mimalloc's defaults
+/// (eager commit, purge after 10 ms) that memory stayed resident, and peak
+/// RSS was about 150 MiB above what the batches hold (BENCHMARKS.md, P8: 371
+/// MiB, against about 215 MiB tuned, for more CPU per event). Queries must
+/// not run with them: DataFusion frees and reallocates large buffers, and
+/// purging each one made a grouping query five times slower.
 const ALLOCATOR_OPTIONS: [(&str, &str); 2] = [
     ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
     ("MIMALLOC_PURGE_DELAY", "1"),
@@ -41,7 +43,7 @@ const ALLOCATOR_OPTIONS: [(&str, &str); 2] = [
 /// the process sets them and executes itself again (same pid, same
 /// arguments). Setting them later through its C API misses the first arena.
 /// When the re-execution fails, Hindsight runs with the defaults.
-fn tune_allocator() {
+fn tune_allocator_for_ingest() {
     use std::os::unix::process::CommandExt as _;
     let missing: Vec<_> = ALLOCATOR_OPTIONS
         .iter()
@@ -139,14 +141,16 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    tune_allocator();
+    let cli = Cli::parse();
+    if matches!(cli.command, Command::Archive { .. }) {
+        tune_allocator_for_ingest();
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("HINDSIGHT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
