@@ -20,49 +20,33 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 
-/// mimalloc instead of glibc's malloc; `hindsight archive` runs with the
-/// options of [`tune_allocator_for_ingest`] (BENCHMARKS.md, P8).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// The glibc malloc settings `hindsight archive` runs with, unless the
+/// environment sets `GLIBC_TUNABLES`: at most two arenas, allocations from
+/// 256 KiB up mapped on their own (returned to the OS when freed), and the
+/// heap trimmed when 4 MiB at its top are free. An ingester frees a whole
+/// batch every few seconds; with the defaults that memory stayed resident
+/// (BENCHMARKS.md, P8: 310 MiB peak RSS on the P1 data, 177 MiB with these,
+/// for about 15% more CPU per event). Queries keep the defaults.
+const INGEST_MALLOC_TUNABLES: &str =
+    "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=262144:glibc.malloc.trim_threshold=4194304";
 
-/// The allocator options `hindsight archive` runs with, unless the
-/// environment sets them: return freed memory to the OS within a
-/// millisecond, and commit arena memory only when it is used. An ingester
-/// frees a whole batch at once every few seconds; with mimalloc's defaults
-/// (eager commit, purge after 10 ms) that memory stayed resident, and peak
-/// RSS was about 150 MiB above what the batches hold (BENCHMARKS.md, P8: 371
-/// MiB, against about 215 MiB tuned, for more CPU per event). Queries must
-/// not run with them: DataFusion frees and reallocates large buffers, and
-/// purging each one made a grouping query five times slower.
-const ALLOCATOR_OPTIONS: [(&str, &str); 2] = [
-    ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
-    ("MIMALLOC_PURGE_DELAY", "1"),
-];
-
-/// mimalloc reads its options from the environment once, before `main`, so
-/// the process sets them and executes itself again (same pid, same
-/// arguments). Setting them later through its C API misses the first arena.
+/// glibc reads its tunables from the environment once, at start-up, so the
+/// process sets them and executes itself again (same pid, same arguments).
 /// When the re-execution fails, Hindsight runs with the defaults.
 fn tune_allocator_for_ingest() {
     use std::os::unix::process::CommandExt as _;
-    let missing: Vec<_> = ALLOCATOR_OPTIONS
-        .iter()
-        .filter(|(name, _)| std::env::var_os(name).is_none())
-        .collect();
-    if missing.is_empty() {
+    if std::env::var_os("GLIBC_TUNABLES").is_some() {
         return;
     }
     let Ok(executable) = std::env::current_exe() else {
         return;
     };
-    let mut command = std::process::Command::new(executable);
-    command.args(std::env::args_os().skip(1));
-    for (name, value) in missing {
-        command.env(name, value);
-    }
-    // Returns only when the exec failed.
-    let error = command.exec();
-    eprintln!("warning: running with the default allocator options: {error}");
+    let error = std::process::Command::new(executable)
+        .args(std::env::args_os().skip(1))
+        .env("GLIBC_TUNABLES", INGEST_MALLOC_TUNABLES)
+        .exec();
+    // `exec` returns only when it failed.
+    eprintln!("warning: running with the default malloc settings: {error}");
 }
 
 #[derive(Debug, Parser)]
