@@ -209,10 +209,21 @@ async function flows() {
       const params = new URLSearchParams((await page.evaluate(() => location.hash)).split("?")[1]);
       const span = new Date(params.get("to")) - new Date(params.get("from"));
       check(span > 0, "the brushed range is not empty");
-      await page.waitForSelector("table.events tbody tr, .status");
-      const times = await page.locator("table.events tbody tr td:first-child").allTextContents();
       const from = new Date(params.get("from")).getTime();
       const to = new Date(params.get("to")).getTime();
+      // The table of the unzoomed view stays on screen until the zoomed
+      // results arrive: wait for rows inside the range rather than reading
+      // whatever table is there first. The brushed range holds demo events.
+      const inRange = (texts) => texts.every((time) => {
+        const ms = new Date(`${time.replace(" ", "T")}Z`).getTime();
+        return ms >= from - 1 && ms < to + 1;
+      });
+      let times = [];
+      for (const deadline = Date.now() + 10_000; Date.now() < deadline; await page.waitForTimeout(100)) {
+        times = await page.locator("table.events tbody tr td:first-child").allTextContents();
+        if (times.length > 0 && inRange(times)) break;
+      }
+      check(times.length > 0, "the zoomed view shows events");
       for (const time of times) {
         const ms = new Date(`${time.replace(" ", "T")}Z`).getTime();
         check(ms >= from - 1 && ms < to + 1, `row time ${time} outside the brushed range`);
