@@ -129,6 +129,15 @@ fn kafka_headers(seq: u64) -> Vec<Header> {
 
 /// `total` Kafka events of `topic` over `partitions`, event `seq` in
 /// partition `seq % partitions`, one second apart from a fixed start.
+/// Archives `total` generated events of a fresh topic over `partitions`
+/// partitions, as source `kafka-src`; returns the topic.
+async fn archive_kafka_topic(directory: &Path, partitions: i32, total: u64) -> String {
+    let topic = unique("orders");
+    let events = kafka_events("kafka-src", &topic, partitions, total);
+    write_archive(directory, "kafka-src", Bus::Kafka, events).await;
+    topic
+}
+
 fn kafka_events(source: &str, topic: &str, partitions: i32, total: u64) -> Vec<PartitionBatch> {
     let base = now_micros() - 3_600_000_000;
     let mut batches: Vec<PartitionBatch> = (0..partitions)
@@ -346,14 +355,7 @@ async fn kafka_replay_is_byte_identical_and_keeps_partition_order() {
 #[tokio::test(flavor = "multi_thread")]
 async fn dry_run_publishes_nothing_and_reports_counts_per_target() {
     let directory = tempfile::tempdir().unwrap();
-    let source_topic = unique("orders");
-    write_archive(
-        directory.path(),
-        "kafka-src",
-        Bus::Kafka,
-        kafka_events("kafka-src", &source_topic, 2, 3000),
-    )
-    .await;
+    let source_topic = archive_kafka_topic(directory.path(), 2, 3000).await;
     let target = create_topic(2);
     let output = run_ok(replay_command(directory.path()).args([
         "dry-run",
@@ -461,14 +463,7 @@ async fn loop_guard_refuses_archived_topics_unless_allowed() {
 async fn kafka_replay_survives_three_sigkills_exactly_once_after_dedup() {
     const TOTAL: u64 = 200_000;
     let directory = tempfile::tempdir().unwrap();
-    let source_topic = unique("orders");
-    write_archive(
-        directory.path(),
-        "kafka-src",
-        Bus::Kafka,
-        kafka_events("kafka-src", &source_topic, 4, TOTAL),
-    )
-    .await;
+    let source_topic = archive_kafka_topic(directory.path(), 4, TOTAL).await;
     let target = create_topic(4);
     let mut child = ChildGuard(
         replay_command(directory.path())
@@ -783,14 +778,7 @@ async fn rate_limit_holds_within_ten_percent_measured_by_the_consumer() {
     const RATE: f64 = 2000.0;
     const TOTAL: u64 = 40_000; // 20 s at 2000/s
     let directory = tempfile::tempdir().unwrap();
-    let source_topic = unique("orders");
-    write_archive(
-        directory.path(),
-        "kafka-src",
-        Bus::Kafka,
-        kafka_events("kafka-src", &source_topic, 2, TOTAL),
-    )
-    .await;
+    let source_topic = archive_kafka_topic(directory.path(), 2, TOTAL).await;
     let (_connection, channel) = connect().await;
     let (exchange, queue) = exchange_and_queue(&channel).await;
     let mut consumer = channel
@@ -907,14 +895,7 @@ fn http_json(address: &str, method: &str, path: &str, body: &str) -> (u16, serde
 async fn http_replays_dry_run_run_pause_resume_and_cancel() {
     const TOTAL: u64 = 6000;
     let directory = tempfile::tempdir().unwrap();
-    let source_topic = unique("orders");
-    write_archive(
-        directory.path(),
-        "kafka-src",
-        Bus::Kafka,
-        kafka_events("kafka-src", &source_topic, 2, TOTAL),
-    )
-    .await;
+    let source_topic = archive_kafka_topic(directory.path(), 2, TOTAL).await;
     let (_connection, channel) = connect().await;
     let (exchange, queue) = exchange_and_queue(&channel).await;
     let (child, mut stdout) = crate::util::spawn_with_stdout(
