@@ -119,6 +119,10 @@ pub struct HttpSection {
     /// Largest request body accepted (SQL text), in bytes.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Host names the server answers to besides its listen address and
+    /// `localhost` (`"*"`: any); other `Host` headers get 403.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 fn default_max_body_bytes() -> usize {
@@ -142,6 +146,7 @@ impl Default for HttpSection {
             listen: default_listen(),
             auth_token: None,
             max_body_bytes: default_max_body_bytes(),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -151,6 +156,7 @@ impl HttpSection {
         HttpOptions {
             auth_token: self.auth_token.clone(),
             max_body_bytes: self.max_body_bytes,
+            allowed_hosts: self.allowed_hosts.clone(),
         }
     }
 }
@@ -362,6 +368,11 @@ impl Config {
                 "http.auth_token: must not be empty (leave it out to disable auth)".to_owned(),
             );
         }
+        for (index, entry) in self.http.allowed_hosts.iter().enumerate() {
+            if let Err(problem) = hindsight_query::allowed_hosts::check_allowed_host(entry) {
+                problems.push(format!("http.allowed_hosts[{index}]: {problem}"));
+            }
+        }
         if self.query.timeout.is_zero() {
             problems.push("query.timeout: must be longer than zero".to_owned());
         }
@@ -502,6 +513,30 @@ mod tests {
             );
         }
         assert_eq!(problems.len(), 5, "{problems:?}");
+    }
+
+    #[test]
+    fn allowed_hosts_are_names_and_bad_entries_are_reported_with_their_index() {
+        let config = parse("[http]\nallowed_hosts = [\"hindsight.example.com\", \"*\"]\n").unwrap();
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
+        assert_eq!(
+            config.http.options().allowed_hosts,
+            ["hindsight.example.com", "*"]
+        );
+        let problems = parse(
+            "[http]\nallowed_hosts = [\"ok.example\", \"https://x.example\", \"x.example:8080\"]\n",
+        )
+        .unwrap()
+        .validate();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].starts_with("http.allowed_hosts[1]:"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].starts_with("http.allowed_hosts[2]:"),
+            "{problems:?}"
+        );
     }
 
     #[test]

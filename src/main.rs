@@ -248,6 +248,12 @@ pub async fn serve(
         .with_context(|| format!("cannot listen on {address}"))?;
     let local = listener.local_addr()?;
     println!("serving the API and UI on http://{local}/ (Ctrl-C to stop)");
+    if local.ip().is_unspecified() && config.http.allowed_hosts.is_empty() {
+        println!(
+            "listening on every address: requests must name this server by an IP address or \
+             localhost; list its other names (DNS, a proxy's) in http.allowed_hosts"
+        );
+    }
     let engine = hindsight_query::QueryEngine::new(store, catalog, config.query.limits())
         .context("cannot start the query engine")?;
     hindsight_query::replay::register_configured_sources(replay::configured_guard(config)?);

@@ -78,12 +78,48 @@ fn demo_archive_matches_duckdb_and_serves_http() {
     assert!(body.contains("\"error\":\"not_found\""), "{body}");
     let (status, _) = http_get(&address, "/api/v1/segments?partition=notanumber");
     assert_eq!(status, 400);
+    run_the_readme_curl_commands(&address);
 
     let exit = terminate(&mut child);
     assert!(
         exit.success(),
         "demo did not exit cleanly on SIGTERM: {exit:?}"
     );
+}
+
+/// Runs the README's `curl` examples for SQL and event search, as written
+/// but for the port, against a running demo; each must answer 2xx.
+fn run_the_readme_curl_commands(address: &str) {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let port = address.rsplit_once(':').unwrap().1;
+    let commands: Vec<String> = readme
+        .lines()
+        .filter(|line| line.starts_with("curl ") && line.contains("localhost:7878"))
+        .filter(|line| line.contains("/api/v1/sql") || line.contains("/api/v1/events?"))
+        .map(|line| line.replace("localhost:7878", &format!("localhost:{port}")))
+        .collect();
+    assert!(
+        commands
+            .iter()
+            .filter(|c| c.contains("/api/v1/sql"))
+            .count()
+            >= 2,
+        "the README's SQL examples are gone: {commands:#?}"
+    );
+    for command in commands {
+        let output = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{command} --fail-with-body"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && !stdout.trim().is_empty(),
+            "{command}: {:?} {stdout}",
+            output.status
+        );
+    }
 }
 
 #[test]

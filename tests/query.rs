@@ -330,7 +330,7 @@ fn scanned_of(stats: &str) -> (u64, u64) {
 }
 
 /// How `hindsight` finds the archive: a data directory or a config file.
-enum Target {
+pub(crate) enum Target {
     DataDir(PathBuf),
     Config(PathBuf),
 }
@@ -415,32 +415,33 @@ fn compare_with_duckdb(target: &Target, files: &Path, queries: &[Comparison]) {
 
 // ------------------------------------------------------------ HTTP client --
 
-struct HttpResponse {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+pub(crate) struct HttpResponse {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl HttpResponse {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
             .map(|(_, value)| value.as_str())
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 }
 
 /// One HTTP/1.1 request on a fresh connection; decodes chunked bodies.
-fn http(
+/// `Host` is the address unless `headers` name one.
+pub(crate) fn http(
     address: &str,
     method: &str,
     path: &str,
@@ -453,9 +454,15 @@ fn http(
         .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
     let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        request.push_str(&format!("Host: {address}\r\n"));
+    }
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -515,7 +522,7 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 
 fn post_sql(address: &str, token: Option<&str>, accept: &str, sql: &str) -> HttpResponse {
     let bearer = token.map(|token| format!("Bearer {token}"));
-    let mut headers = vec![("Accept", accept), ("Content-Type", "text/plain")];
+    let mut headers = vec![("Accept", accept), ("Content-Type", "application/sql")];
     if let Some(bearer) = &bearer {
         headers.push(("Authorization", bearer.as_str()));
     }
@@ -523,13 +530,13 @@ fn post_sql(address: &str, token: Option<&str>, accept: &str, sql: &str) -> Http
 }
 
 /// A running `hindsight serve`; stopped with SIGTERM when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    address: String,
+    pub(crate) address: String,
 }
 
 impl Server {
-    fn start(target: &Target) -> Server {
+    pub(crate) fn start(target: &Target) -> Server {
         let (child, mut stdout) =
             spawn_with_stdout(target.command().args(["serve", "--listen", "127.0.0.1:0"]));
         let lines = read_until(&mut stdout, "serving the API", Duration::from_secs(60));
@@ -556,7 +563,7 @@ impl Drop for Server {
     }
 }
 
-fn write_config(directory: &Path, data: &Path, extra: &str) -> PathBuf {
+pub(crate) fn write_config(directory: &Path, data: &Path, extra: &str) -> PathBuf {
     let file = directory.join("hindsight.toml");
     std::fs::write(
         &file,
@@ -1155,7 +1162,10 @@ fn a_thousand_hostile_requests_get_4xx_and_the_server_stays_up() {
                     address,
                     method,
                     path,
-                    &[("Authorization", &bearer)],
+                    &[
+                        ("Authorization", &bearer),
+                        ("Content-Type", "application/sql"),
+                    ],
                     b"SELECT 1",
                 )
             }
@@ -1164,14 +1174,20 @@ fn a_thousand_hostile_requests_get_4xx_and_the_server_stays_up() {
                     address,
                     "POST",
                     "/api/v1/sql",
-                    &[("Authorization", &bearer)],
+                    &[
+                        ("Authorization", &bearer),
+                        ("Content-Type", "application/sql"),
+                    ],
                     &huge,
                 ),
                 1 => http(
                     address,
                     "POST",
                     "/api/v1/sql",
-                    &[("Authorization", &bearer), ("Content-Type", "text/plain")],
+                    &[
+                        ("Authorization", &bearer),
+                        ("Content-Type", "application/sql"),
+                    ],
                     b"SELECT '\xff\xfe'",
                 ),
                 2 => http(
@@ -1195,14 +1211,21 @@ fn a_thousand_hostile_requests_get_4xx_and_the_server_stays_up() {
                     address,
                     "POST",
                     "/api/v1/sql",
-                    &[("Authorization", &bearer), ("Accept", "image/png")],
+                    &[
+                        ("Authorization", &bearer),
+                        ("Accept", "image/png"),
+                        ("Content-Type", "application/sql"),
+                    ],
                     b"SELECT 1",
                 ),
                 _ => http(
                     address,
                     "DELETE",
                     "/api/v1/sql",
-                    &[("Authorization", &bearer)],
+                    &[
+                        ("Authorization", &bearer),
+                        ("Content-Type", "application/json"),
+                    ],
                     b"",
                 ),
             },
@@ -1424,11 +1447,16 @@ fn the_openapi_document_is_valid_and_matches_the_routes() {
     for (path, item) in paths {
         for method in item.as_object().unwrap().keys() {
             let concrete = path.replace("{event_id}", "0123456789abcdef0123456789abcdef");
+            let content_type = if path == "/api/v1/sql" {
+                "application/sql"
+            } else {
+                "application/json"
+            };
             let response = http(
                 address,
                 &method.to_uppercase(),
                 &concrete,
-                &[("Content-Type", "text/plain")],
+                &[("Content-Type", content_type)],
                 b"SELECT 1 AS one",
             );
             assert!(

@@ -9,6 +9,7 @@ mod amqp;
 mod catalog;
 mod crash;
 mod demo;
+mod http_guard;
 mod kafka;
 mod query;
 mod replay;

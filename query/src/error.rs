@@ -217,6 +217,27 @@ impl ApiError {
     pub fn unauthorized(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
+
+    /// An error known only by its status, such as a rejection of axum's
+    /// extractors (a query string, path or body that does not parse).
+    pub fn from_status(status: StatusCode, message: impl Into<String>) -> Self {
+        let kind = match status {
+            StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => "invalid_input",
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::FORBIDDEN => "forbidden",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            StatusCode::NOT_ACCEPTABLE => "not_acceptable",
+            StatusCode::CONFLICT => "conflict",
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            StatusCode::TOO_MANY_REQUESTS => "busy",
+            StatusCode::SERVICE_UNAVAILABLE => "retryable",
+            status if status.is_server_error() => "internal",
+            _ => "invalid_input",
+        };
+        ApiError::new(status, kind, message)
+    }
 }
 
 impl From<hindsight_archive::Error> for ApiError {

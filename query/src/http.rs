@@ -7,9 +7,18 @@
 //! (`/api/v1/replays…`, in [`crate::replay::http`]), and the UI at `/`.
 //!
 //! Every error is JSON `{"error", "message"}`, including unknown routes, wrong
-//! methods, oversized bodies and bad parameters. With a bearer token
+//! methods, oversized bodies and bad parameters (axum's own plain-text
+//! rejections are rewritten by [`json_errors`]). With a bearer token
 //! configured, the API routes and `/metrics` need it; the token is compared in
 //! constant time (both sides hashed with blake3, then compared with `subtle`).
+//!
+//! One layer, [`refuse_foreign_requests`], stops other web sites from using
+//! the API through a visitor's browser: a `Host` the server does not answer
+//! to (DNS rebinding, see [`crate::allowed_hosts`]) is refused with 403, and
+//! a state-changing request (any method but GET, HEAD and OPTIONS) needs a
+//! `Content-Type` that a page on another origin cannot send without the
+//! server's CORS consent, which this server never gives: `text/plain`, form
+//! types and no content type at all are refused with 415.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
+use crate::allowed_hosts::AllowedHosts;
 use crate::error::{ApiError, Error};
 use crate::events::{Cursor, EventSearch, DEFAULT_PAGE, MAX_PAGE};
 use crate::format::{Encoder, OutputFormat};
@@ -62,6 +72,10 @@ pub struct HttpOptions {
     pub auth_token: Option<String>,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Host names accepted in the `Host` header besides the listen address
+    /// and, on loopback or every address, `localhost` (see
+    /// [`crate::allowed_hosts`]); `"*"` accepts any.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for HttpOptions {
@@ -69,6 +83,7 @@ impl Default for HttpOptions {
         HttpOptions {
             auth_token: None,
             max_body_bytes: 1024 * 1024,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -80,13 +95,17 @@ pub struct AppState {
     max_body_bytes: usize,
     /// blake3 of the configured token.
     token_hash: Option<Arc<[u8; 32]>>,
+    allowed_hosts: Arc<AllowedHosts>,
 }
 
 impl AppState {
+    /// The state of a server bound to loopback until [`serve`] learns the
+    /// listen address.
     pub fn new(engine: QueryEngine, options: HttpOptions) -> Self {
         AppState {
             engine,
             max_body_bytes: options.max_body_bytes,
+            allowed_hosts: Arc::new(AllowedHosts::new(&options.allowed_hosts)),
             token_hash: options
                 .auth_token
                 .filter(|token| !token.is_empty())
@@ -113,6 +132,11 @@ pub fn router(state: AppState) -> Router {
         .merge(protected)
         .fallback(static_or_not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            refuse_foreign_requests,
+        ))
+        .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(count_requests))
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .with_state(state)
@@ -124,6 +148,11 @@ pub async fn serve(
     state: AppState,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
+    let listen = listener.local_addr()?.ip();
+    let state = AppState {
+        allowed_hosts: Arc::new(state.allowed_hosts.as_ref().clone().listening_on(listen)),
+        ..state
+    };
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move { cancel.cancelled().await })
         .await
@@ -151,6 +180,92 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
     } else {
         ApiError::unauthorized("the bearer token is not valid").into_response()
     }
+}
+
+/// The `Host` check and the cross-site check (module docs).
+async fn refuse_foreign_requests(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let header_host = request.headers().get(header::HOST);
+    let target_host = request
+        .uri()
+        .authority()
+        .map(|authority| authority.as_str());
+    if header_host.is_none() && target_host.is_none() {
+        return ApiError::bad_request("the request has no Host header").into_response();
+    }
+    let header_host = header_host.map(|value| String::from_utf8_lossy(value.as_bytes()));
+    for host in header_host.as_deref().into_iter().chain(target_host) {
+        if !state.allowed_hosts.allows(host) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "host_not_allowed",
+                format!(
+                    "this server does not answer to the host {host:?}: add its name to \
+                     http.allowed_hosts (requests for other names are refused against DNS rebinding)"
+                ),
+            )
+            .into_response();
+        }
+    }
+    let safe_method = matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    let cross_site_sendable = matches!(
+        media_type(request.headers()).as_deref(),
+        None | Some("text/plain" | "application/x-www-form-urlencoded" | "multipart/form-data")
+    );
+    if !safe_method && cross_site_sendable {
+        return ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "{} {} needs Content-Type: application/json (or application/sql for SQL text): \
+                 requests without one, or with text/plain or a form type, are refused because \
+                 any web page can send those from a visitor's browser",
+                request.method(),
+                request.uri().path()
+            ),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// The media type of `Content-Type`, lowercase and without parameters;
+/// `None` when there is none (or it is not text).
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    (!essence.is_empty()).then(|| essence.to_ascii_lowercase())
+}
+
+/// Rewrites error responses that are not JSON (the plain-text rejections of
+/// axum's extractors: a query string, path or body that does not parse) as
+/// the JSON `{"error", "message"}` of every other error.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = media_type(response.headers()).as_deref() == Some("application/json");
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("the request failed")
+            .to_lowercase()
+    } else {
+        text
+    };
+    ApiError::from_status(status, message).into_response()
 }
 
 async fn count_requests(request: Request, next: Next) -> Response {
@@ -197,8 +312,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn openapi() -> Json<serde_json::Value> {
-    Json(crate::openapi::document())
+async fn openapi(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(crate::openapi::document(state.token_hash.is_some()))
 }
 
 #[derive(Debug, Serialize)]
@@ -494,34 +609,24 @@ async fn sql(
                 })?
             }
         };
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .map(|value| {
-            value
-                .split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase()
-        });
-    let text = match content_type.as_deref() {
+    // No content type and text/plain never get here: `refuse_foreign_requests`.
+    let text = match media_type(&headers).as_deref() {
         Some("application/json") => {
             let request: SqlRequest = serde_json::from_slice(&body).map_err(|error| {
                 ApiError::bad_request(format!("the body must be {{\"sql\": \"…\"}}: {error}"))
             })?;
             request.sql
         }
-        None | Some("text/plain") | Some("application/sql") | Some("text/sql") => {
-            String::from_utf8(body.to_vec())
-                .map_err(|_| ApiError::bad_request("the SQL text is not valid UTF-8"))?
-        }
-        Some(other) => {
+        Some("application/sql" | "text/sql") => String::from_utf8(body.to_vec())
+            .map_err(|_| ApiError::bad_request("the SQL text is not valid UTF-8"))?,
+        other => {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 format!(
-                    "send the SQL as text/plain, application/sql or application/json, not {other}"
+                    "Content-Type {} is not one /api/v1/sql takes: send the SQL as \
+                     application/sql, or as application/json {{\"sql\": \"…\"}}",
+                    other.unwrap_or("(none)")
                 ),
             ))
         }
@@ -621,7 +726,7 @@ mod tests {
 
     #[test]
     fn the_openapi_document_describes_exactly_the_routes() {
-        let document = crate::openapi::document();
+        let document = crate::openapi::document(true);
         let mut documented: Vec<(String, String)> = document["paths"]
             .as_object()
             .unwrap()

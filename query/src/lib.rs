@@ -3,6 +3,7 @@
 //!
 //! It answers from the catalog and the segments; it never writes.
 
+pub mod allowed_hosts;
 pub mod error;
 pub mod events;
 pub mod format;

@@ -38,16 +38,54 @@ fn nullable(kind: &str) -> Value {
     json!({ "type": [kind, "null"] })
 }
 
-/// The document.
-pub fn document() -> Value {
+/// The document. Without a token (`token_required` false), no operation
+/// names the bearer scheme or a 401 answer.
+pub fn document(token_required: bool) -> Value {
     let mut document = core_document();
     if let Some(paths) = document["paths"].as_object_mut() {
         paths.extend(replay_paths());
+        for operations in paths.values_mut().filter_map(Value::as_object_mut) {
+            for (method, operation) in operations.iter_mut() {
+                add_request_guard_errors(method, operation, token_required);
+            }
+        }
     }
     if let Some(schemas) = document["components"]["schemas"].as_object_mut() {
         schemas.extend(replay_schemas());
     }
+    if !token_required {
+        if let Some(components) = document["components"].as_object_mut() {
+            components.remove("securitySchemes");
+        }
+    }
     document
+}
+
+/// The answers of the checks every route goes through: 403 for a `Host` the
+/// server does not answer to, 415 for a state-changing request without an
+/// accepted content type, and 401 (or, without a token, no security at all).
+fn add_request_guard_errors(method: &str, operation: &mut Value, token_required: bool) {
+    let Some(operation) = operation.as_object_mut() else {
+        return;
+    };
+    if !token_required {
+        operation.remove("security");
+    }
+    let Some(responses) = operation
+        .get_mut("responses")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    if !token_required {
+        responses.remove("401");
+    }
+    let codes: &[&str] = if method == "get" {
+        &["403"]
+    } else {
+        &["403", "415"]
+    };
+    responses.extend(error_responses(codes));
 }
 
 fn id_parameter() -> Value {
@@ -64,6 +102,7 @@ fn replay_paths() -> serde_json::Map<String, Value> {
     let control = |operation: &str, summary: &str| {
         json!({ "post": {
             "operationId": operation, "summary": summary, "security": secured,
+            "description": "No body; send Content-Type: application/json all the same (see the API's description).",
             "parameters": [id_parameter()],
             "responses": with_errors(json!({
                 "200": replay_response("the replay after the request"),
@@ -176,7 +215,10 @@ fn core_document() -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Event archive for Kafka and RabbitMQ: search, fetch and query archived events with SQL. \
                             When http.auth_token is set, every /api/v1 route except this document, and /metrics, \
-                            need `Authorization: Bearer <token>`.",
+                            need `Authorization: Bearer <token>`. Every route refuses a Host header the server does \
+                            not answer to (403; see http.allowed_hosts), and every POST needs Content-Type \
+                            application/json (or application/sql for /api/v1/sql): without one, or with text/plain \
+                            or a form type, it is refused (415), so other web sites cannot post through a browser.",
             "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" }
         },
         "paths": {
@@ -230,7 +272,6 @@ fn core_document() -> Value {
                     "required": true,
                     "content": {
                         "application/json": { "schema": { "$ref": "#/components/schemas/SqlRequest" } },
-                        "text/plain": { "schema": { "type": "string" } },
                         "application/sql": { "schema": { "type": "string" } }
                     }
                 },
@@ -285,11 +326,12 @@ fn core_document() -> Value {
             "responses": {
                 "Error400": error_response("invalid input: bad SQL, a refused statement (read_only) or a bad parameter"),
                 "Error401": error_response("missing or wrong bearer token"),
+                "Error403": error_response("the Host header names a host this server does not answer to (host_not_allowed): add it to http.allowed_hosts"),
                 "Error404": error_response("not found"),
                 "Error409": error_response("conflict: the replay is not in a state that allows this request"),
                 "Error406": error_response("the Accept header names no format this API produces"),
                 "Error413": error_response("the request body is larger than http.max_body_bytes"),
-                "Error415": error_response("the request body is neither JSON nor SQL text"),
+                "Error415": error_response("no Content-Type, or one this route does not take: POST needs application/json (or application/sql for /api/v1/sql)"),
                 "Error422": error_response("the query needed more memory than query.max_memory_bytes"),
                 "Error429": error_response("too many queries are running"),
                 "Error500": error_response("an internal error, or a segment file that is missing or corrupt (segment_unreadable, naming it)"),

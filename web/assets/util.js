@@ -62,13 +62,15 @@ export function withToken(headers = {}) {
   return token ? { ...headers, Authorization: `Bearer ${token}` } : headers;
 }
 
-/** GET or POST JSON; throws ApiError with the server's message. */
+/**
+ * GET or POST JSON; throws ApiError with the server's message. Every request
+ * but GET says Content-Type: application/json, even without a body: the
+ * server refuses state-changing requests without it (other sites' forms).
+ */
 export async function api(path, { method = "GET", body, signal } = {}) {
   const options = { method, signal, headers: withToken({ Accept: "application/json" }) };
-  if (body !== undefined) {
-    options.body = JSON.stringify(body);
-    options.headers["Content-Type"] = "application/json";
-  }
+  if (method !== "GET") options.headers["Content-Type"] = "application/json";
+  if (body !== undefined) options.body = JSON.stringify(body);
   const response = await fetch(path, options);
   if (!response.ok) throw await errorOf(response);
   return response.json();

@@ -786,6 +786,49 @@ mod tests {
         table
     }
 
+    /// The documented limit (README, ARCHITECTURE.md): lapin hands out the
+    /// headers table as a map sorted by name, so the publisher's order and
+    /// repeated names are gone before the source sees them. If lapin ever
+    /// keeps them, this fails and the docs (and the source) can change.
+    #[test]
+    fn lapin_sorts_a_headers_table_by_name_and_keeps_the_last_of_repeated_names() {
+        // A table frame as a publisher wrote it: "b" = "1", "a" = "2", "b" = "3".
+        let mut entries = Vec::new();
+        for (name, value) in [("b", "1"), ("a", "2"), ("b", "3")] {
+            entries.push(name.len() as u8);
+            entries.extend_from_slice(name.as_bytes());
+            entries.push(b'S');
+            entries.extend_from_slice(&(value.len() as u32).to_be_bytes());
+            entries.extend_from_slice(value.as_bytes());
+        }
+        let mut frame = (entries.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&entries);
+        let (_, table) = lapin::types::parsing::parse_field_table(&frame[..]).unwrap();
+        let event = delivery_to_event(
+            "rabbit",
+            AmqpMode::ArchiveQueue,
+            "archive",
+            1024,
+            "orders",
+            "rk",
+            false,
+            &BasicProperties::default().with_headers(table),
+            b"",
+        );
+        let headers: Vec<(String, Option<Vec<u8>>)> = event
+            .headers
+            .into_iter()
+            .map(|header| (header.name, header.value))
+            .collect();
+        assert_eq!(
+            headers,
+            [
+                ("a".to_owned(), Some(b"2".to_vec())),
+                ("b".to_owned(), Some(b"3".to_vec()))
+            ]
+        );
+    }
+
     #[test]
     fn keeps_every_property_and_the_typed_headers_table() {
         let properties = BasicProperties::default()
