@@ -13,5 +13,6 @@ mod kafka;
 mod query;
 mod replay;
 mod store;
+mod tombstone;
 mod util;
 mod web;
