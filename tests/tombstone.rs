@@ -15,9 +15,7 @@ use hindsight_archive::segment::decode_segment;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions};
 use lapin::types::{AMQPValue, FieldTable};
 
-use crate::replay::{
-    amqp_url, connect, consume_kafka, exchange_and_queue, replay_command, unique,
-};
+use crate::replay::{amqp_url, connect, consume_kafka, exchange_and_queue, replay_command, unique};
 use crate::util::{
     catalog_url, create_kafka_topic, hindsight, http_get, kafka_brokers, run_ok,
     start_archive_ready, terminate, wait_for_archived, START_SERVICES,
@@ -94,7 +92,8 @@ async fn kafka_tombstones_round_trip_as_tombstones_and_empty_values_stay_empty()
     for record in &segments {
         let bytes = std::fs::read(data.join(&record.segment.uri)).unwrap();
         for event in decode_segment(bytes.into()).unwrap() {
-            let seq = seq_of(std::str::from_utf8(event.headers[0].value.as_deref().unwrap()).unwrap());
+            let seq =
+                seq_of(std::str::from_utf8(event.headers[0].value.as_deref().unwrap()).unwrap());
             assert_eq!(event.payload, value(seq), "archived payload of {seq}");
             assert_eq!(event.is_tombstone(), seq % 3 == 0);
             assert_eq!(event.payload_size, event.payload_bytes().len() as i64);
@@ -142,8 +141,16 @@ async fn kafka_tombstones_round_trip_as_tombstones_and_empty_values_stay_empty()
         let seq = seq_of(event["headers"][0]["value"].as_str().unwrap());
         let text = value(seq).map(|bytes| String::from_utf8(bytes).unwrap());
         assert_eq!(event["tombstone"], seq % 3 == 0, "event {event}");
-        assert_eq!(event["payload_text"].as_str(), text.as_deref(), "event {event}");
-        assert_eq!(event["payload_base64"].is_null(), seq % 3 == 0, "event {event}");
+        assert_eq!(
+            event["payload_text"].as_str(),
+            text.as_deref(),
+            "event {event}"
+        );
+        assert_eq!(
+            event["payload_base64"].is_null(),
+            seq % 3 == 0,
+            "event {event}"
+        );
         if seq % 3 == 1 {
             assert_eq!(event["payload_base64"], "", "event {event}");
         }
@@ -204,7 +211,11 @@ async fn kafka_tombstones_round_trip_as_tombstones_and_empty_values_stay_empty()
             }
             other => panic!("seq header: {other:?}"),
         };
-        assert_eq!(delivery.data, value(seq).unwrap_or_default(), "body of {seq}");
+        assert_eq!(
+            delivery.data,
+            value(seq).unwrap_or_default(),
+            "body of {seq}"
+        );
         let marker = headers.inner().get("hindsight-tombstone");
         if seq % 3 == 0 {
             assert_eq!(marker, Some(&AMQPValue::Boolean(true)), "tombstone {seq}");

@@ -256,5 +256,8 @@ pub(crate) fn check_tombstones_in_the_browser(
         tombstone_id,
         empty_id,
     ]);
-    assert!(result["tombstones_listed"].as_u64().unwrap() > 0, "{result}");
+    assert!(
+        result["tombstones_listed"].as_u64().unwrap() > 0,
+        "{result}"
+    );
 }

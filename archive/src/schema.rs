@@ -373,24 +373,4 @@ mod tests {
         assert_eq!(decoded, events);
         assert!(decoded[0].is_tombstone() && !decoded[1].is_tombstone());
     }
-
-    #[test]
-    fn batches_of_schema_version_3_with_a_required_payload_still_decode() {
-        let events = vec![event(0, Some(b"")), event(1, Some(b"x"))];
-        let batch = events_to_batch(&events).unwrap();
-        let fields: Vec<_> = event_schema()
-            .fields()
-            .iter()
-            .map(|field| match field.name().as_str() {
-                "payload" => Arc::new(field.as_ref().clone().with_nullable(false)),
-                _ => Arc::clone(field),
-            })
-            .collect();
-        let version_3 = RecordBatch::try_new(
-            Arc::new(Schema::new(fields)),
-            batch.columns().to_vec(),
-        )
-        .unwrap();
-        assert_eq!(batch_to_events(&version_3).unwrap(), events);
-    }
 }

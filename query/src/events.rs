@@ -173,7 +173,10 @@ impl From<Event> for EventView {
                 })
                 .collect(),
             payload_text: event.payload.as_deref().and_then(text),
-            payload_base64: event.payload.as_deref().map(|payload| STANDARD.encode(payload)),
+            payload_base64: event
+                .payload
+                .as_deref()
+                .map(|payload| STANDARD.encode(payload)),
             tombstone: event.is_tombstone(),
             event_time: rfc3339(event.event_time),
             ingest_time: rfc3339(event.ingest_time),

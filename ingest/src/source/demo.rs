@@ -348,7 +348,9 @@ mod tests {
         assert!(events
             .iter()
             .any(|e| std::str::from_utf8(e.payload_bytes()).is_err()));
-        assert!(events.iter().any(|e| e.payload.as_ref().is_some_and(Vec::is_empty)));
+        assert!(events
+            .iter()
+            .any(|e| e.payload.as_ref().is_some_and(Vec::is_empty)));
         let ids: std::collections::HashSet<_> = events.iter().map(|e| &e.event_id).collect();
         assert_eq!(ids.len(), events.len());
     }

@@ -1090,7 +1090,11 @@ impl ReplayRun {
                         .guard
                         .check(self.spec.target.bus(), &destination)?;
                 }
-                let delay = limiter.delay(Instant::now(), event.payload_bytes().len(), event.event_time);
+                let delay = limiter.delay(
+                    Instant::now(),
+                    event.payload_bytes().len(),
+                    event.event_time,
+                );
                 if !delay.is_zero() {
                     tokio::select! {
                         _ = cancel.cancelled() => {}
