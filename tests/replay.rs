@@ -39,12 +39,12 @@ fn brokers() -> String {
     crate::util::kafka_brokers()
 }
 
-fn amqp_url() -> String {
+pub(crate) fn amqp_url() -> String {
     std::env::var("HINDSIGHT_TEST_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
 }
 
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
@@ -162,7 +162,7 @@ fn kafka_events(source: &str, topic: &str, partitions: i32, total: u64) -> Vec<P
             key: Some(kafka_key(seq)),
             headers: kafka_headers(seq),
             payload_size: payload.len() as i64,
-            payload,
+            payload: Some(payload),
             payload_truncated: false,
             content_type: None,
             message_id: None,
@@ -187,16 +187,17 @@ fn unhex(text: &str) -> Vec<u8> {
 }
 
 #[derive(Debug)]
-struct Consumed {
+pub(crate) struct Consumed {
     partition: i32,
     offset: i64,
     key: Option<Vec<u8>>,
-    value: Vec<u8>,
+    /// `None`: a tombstone.
+    pub(crate) value: Option<Vec<u8>>,
     headers: Vec<Header>,
 }
 
 impl Consumed {
-    fn header(&self, name: &str) -> Option<String> {
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
         self.headers
             .iter()
             .find(|h| h.name == name)
@@ -206,7 +207,7 @@ impl Consumed {
 }
 
 /// Reads `topic` from the beginning with confluent-kafka.
-fn consume_kafka(topic: &str, expected: u64, idle_seconds: u64) -> Vec<Consumed> {
+pub(crate) fn consume_kafka(topic: &str, expected: u64, idle_seconds: u64) -> Vec<Consumed> {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/support/replay_consume.py"
@@ -235,7 +236,7 @@ fn consume_kafka(topic: &str, expected: u64, idle_seconds: u64) -> Vec<Consumed>
                 partition: json["p"].as_i64().unwrap() as i32,
                 offset: json["o"].as_i64().unwrap(),
                 key: json["k"].as_str().map(unhex),
-                value: unhex(json["v"].as_str().unwrap()),
+                value: json["v"].as_str().map(unhex),
                 headers: json["h"]
                     .as_array()
                     .unwrap()
@@ -250,7 +251,7 @@ fn consume_kafka(topic: &str, expected: u64, idle_seconds: u64) -> Vec<Consumed>
         .collect()
 }
 
-fn replay_command(directory: &Path) -> Command {
+pub(crate) fn replay_command(directory: &Path) -> Command {
     let mut command = hindsight();
     command.arg("--data-dir").arg(directory.join("data"));
     command.arg("replay");
@@ -568,7 +569,7 @@ async fn kafka_replay_survives_three_sigkills_exactly_once_after_dedup() {
 
 // ---- RabbitMQ -----------------------------------------------------------------
 
-async fn connect() -> (Connection, Channel) {
+pub(crate) async fn connect() -> (Connection, Channel) {
     let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
         .await
         .unwrap_or_else(|e| {
@@ -582,7 +583,7 @@ async fn connect() -> (Connection, Channel) {
 }
 
 /// A fresh topic exchange and a queue bound to it with `#`.
-async fn exchange_and_queue(channel: &Channel) -> (String, String) {
+pub(crate) async fn exchange_and_queue(channel: &Channel) -> (String, String) {
     let exchange = unique("hs-replay-x");
     channel
         .exchange_declare(

@@ -14,5 +14,6 @@ mod kafka;
 mod query;
 mod replay;
 mod store;
+mod tombstone;
 mod util;
 mod web;

@@ -55,7 +55,7 @@ fn screenshot_dir() -> PathBuf {
 
 /// Starts `hindsight demo` or `serve`; returns it (killed on drop) and its
 /// base URL, from "serving the API and UI on http://ADDRESS/".
-fn start_server(command: &mut Command, timeout: Duration) -> (ChildGuard, String) {
+pub(crate) fn start_server(command: &mut Command, timeout: Duration) -> (ChildGuard, String) {
     let (child, mut stdout) = spawn_with_stdout(command);
     let server = ChildGuard(child);
     let lines = read_until(&mut stdout, "serving the API and UI on", timeout);
@@ -235,4 +235,29 @@ fn browser_asks_for_the_api_token_and_then_works() {
     let shots = screenshot_dir();
     let (_, result) = run_browser(&["token", &base, shots.to_str().unwrap(), &token]);
     assert!(result["refused"].as_u64().unwrap() >= 2, "{result}");
+}
+
+/// Runs e2e.mjs `tombstone` on a served archive that holds `topic`: the
+/// event pages of a tombstone and of an empty value, and the explorer's
+/// previews, tell the two apart (called by tests/tombstone.rs).
+pub(crate) fn check_tombstones_in_the_browser(
+    base: &str,
+    topic: &str,
+    tombstone_id: &str,
+    empty_id: &str,
+) {
+    require_browser_tools();
+    let shots = screenshot_dir();
+    let (_, result) = run_browser(&[
+        "tombstone",
+        base,
+        shots.to_str().unwrap(),
+        topic,
+        tombstone_id,
+        empty_id,
+    ]);
+    assert!(
+        result["tombstones_listed"].as_u64().unwrap() > 0,
+        "{result}"
+    );
 }

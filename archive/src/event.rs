@@ -89,8 +89,8 @@ pub struct AmqpProperties {
 }
 
 /// One archived event. Times are microseconds since the Unix epoch, UTC.
-/// `Default` is an empty Kafka event at time 0, for building events field by
-/// field.
+/// `Default` is a Kafka tombstone (no key, no value) at time 0, for building
+/// events field by field.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Event {
     pub event_id: String,
@@ -103,9 +103,13 @@ pub struct Event {
     pub offset: Option<i64>,
     pub key: Option<Vec<u8>>,
     pub headers: Vec<Header>,
-    pub payload: Vec<u8>,
-    /// The size of the payload as the broker delivered it; larger than
-    /// `payload.len()` only when `payload_truncated`.
+    /// The value, byte-exact. `None` is a Kafka tombstone (a record with a
+    /// null value, "delete this key" in a compacted topic), which is not the
+    /// same as `Some(vec![])`, an empty value. RabbitMQ bodies are never `None`.
+    pub payload: Option<Vec<u8>>,
+    /// The size of the payload as the broker delivered it (0 for a
+    /// tombstone); larger than the archived payload only when
+    /// `payload_truncated`.
     pub payload_size: i64,
     pub payload_truncated: bool,
     pub content_type: Option<String>,
@@ -125,6 +129,16 @@ pub struct Event {
 pub const REPLAY_ID_HEADER: &str = "hindsight-replay-id";
 
 impl Event {
+    /// Whether this is a Kafka tombstone: a record whose value is null.
+    pub fn is_tombstone(&self) -> bool {
+        self.payload.is_none()
+    }
+
+    /// The archived payload bytes; empty for a tombstone.
+    pub fn payload_bytes(&self) -> &[u8] {
+        self.payload.as_deref().unwrap_or_default()
+    }
+
     /// The replay that published this event, when it came from one: the
     /// first `hindsight-replay-id` header that is UTF-8.
     pub fn replay_id(&self) -> Option<&str> {

@@ -25,7 +25,9 @@ use crate::event::{AmqpProperties, Event, Header};
 
 /// Bumped when a column is added or changes meaning; written into every
 /// segment's Parquet key-value metadata as `hindsight.schema_version`.
-pub const SCHEMA_VERSION: &str = "3";
+/// Version 4: `payload` is nullable, NULL for a Kafka tombstone. Older
+/// segments declare it required and read as the same column with no nulls.
+pub const SCHEMA_VERSION: &str = "4";
 
 const UTC: &str = "UTC";
 
@@ -59,7 +61,7 @@ pub fn event_schema() -> SchemaRef {
                 Field::new("offset", DataType::Int64, true),
                 Field::new("key", DataType::Binary, true),
                 Field::new("headers", DataType::List(header_item_field()), false),
-                Field::new("payload", DataType::Binary, false),
+                Field::new("payload", DataType::Binary, true),
                 Field::new("payload_size", DataType::Int64, false),
                 Field::new("payload_truncated", DataType::Boolean, false),
                 Field::new("content_type", DataType::Utf8, true),
@@ -98,7 +100,7 @@ pub fn events_to_batch<E: Borrow<Event>>(events: &[E]) -> Result<RecordBatch> {
     let mut key = BinaryBuilder::new();
     let payload_bytes: usize = events
         .iter()
-        .map(|event| event.borrow().payload.len())
+        .map(|event| event.borrow().payload_bytes().len())
         .sum();
     let mut payload = BinaryBuilder::with_capacity(rows, payload_bytes);
     let mut payload_size = Int64Builder::with_capacity(rows);
@@ -144,7 +146,7 @@ pub fn events_to_batch<E: Borrow<Event>>(events: &[E]) -> Result<RecordBatch> {
         let header_count = i32::try_from(header_names.len())
             .map_err(|_| Error::invalid_input("too many headers in one segment"))?;
         header_offsets.push(header_count);
-        payload.append_value(&event.payload);
+        payload.append_option(event.payload.as_deref());
         payload_size.append_value(event.payload_size);
         payload_truncated.append_value(event.payload_truncated);
         content_type.append_option(event.content_type.as_deref());
@@ -313,7 +315,7 @@ pub fn batch_to_events(batch: &RecordBatch) -> Result<Vec<Event>> {
             offset: offset.is_valid(row).then(|| offset.value(row)),
             key: key.is_valid(row).then(|| key.value(row).to_vec()),
             headers: event_headers,
-            payload: payload.value(row).to_vec(),
+            payload: payload.is_valid(row).then(|| payload.value(row).to_vec()),
             payload_size: payload_size.value(row),
             payload_truncated: payload_truncated.value(row),
             content_type: opt_string(content_type, row),
@@ -338,4 +340,37 @@ pub fn batch_to_events(batch: &RecordBatch) -> Result<Vec<Event>> {
         });
     }
     Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Bus;
+
+    fn event(offset: i64, payload: Option<&[u8]>) -> Event {
+        Event {
+            event_id: format!("e{offset}"),
+            source: "s".into(),
+            bus: Bus::Kafka,
+            topic: "t".into(),
+            partition: Some(0),
+            offset: Some(offset),
+            payload: payload.map(<[u8]>::to_vec),
+            payload_size: payload.map_or(0, <[u8]>::len) as i64,
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn a_tombstone_is_a_null_payload_and_an_empty_payload_is_not() {
+        let events = vec![event(0, None), event(1, Some(b"")), event(2, Some(b"{}"))];
+        let batch = events_to_batch(&events).unwrap();
+        let payload = typed::<Binaries>(&batch, "payload").unwrap();
+        assert!(payload.is_null(0));
+        assert!(payload.is_valid(1) && payload.value(1).is_empty());
+        assert_eq!(payload.value(2), b"{}");
+        let decoded = batch_to_events(&batch).unwrap();
+        assert_eq!(decoded, events);
+        assert!(decoded[0].is_tombstone() && !decoded[1].is_tombstone());
+    }
 }

@@ -247,7 +247,7 @@ pub fn approximate_size(event: &Event) -> usize {
         + buffer(event.event_id.len())
         + buffer(event.source.len())
         + buffer(event.topic.len())
-        + buffer(event.payload.len())
+        + event.payload.as_ref().map_or(0, |p| buffer(p.len()))
         + event.key.as_ref().map_or(0, |k| buffer(k.len()))
         + headers
         + texts
@@ -567,7 +567,7 @@ mod tests {
             offset: Some(offset),
             key: None,
             headers: vec![],
-            payload: vec![1, 2, 3],
+            payload: Some(vec![1, 2, 3]),
             payload_size: 3,
             payload_truncated: false,
             content_type: None,
@@ -596,7 +596,7 @@ mod tests {
     #[test]
     fn approximate_size_counts_the_struct_and_its_buffers() {
         let mut large = event("t", 0, 0, 0);
-        large.payload = vec![b'x'; 500];
+        large.payload = Some(vec![b'x'; 500]);
         let size = approximate_size(&large);
         assert!(size >= 500 + std::mem::size_of::<Event>(), "{size}");
         assert_eq!(size - approximate_size(&event("t", 0, 0, 0)), 500 - 3);

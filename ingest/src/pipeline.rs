@@ -415,7 +415,7 @@ mod tests {
             topic: "t".into(),
             partition: Some(0),
             offset: Some(offset),
-            payload: offset.to_le_bytes().to_vec(),
+            payload: Some(offset.to_le_bytes().to_vec()),
             payload_size: 8,
             event_time: 1,
             ingest_time: 1,

@@ -126,7 +126,10 @@ pub struct EventView {
     pub headers: Vec<HeaderView>,
     /// The payload as text when it is valid UTF-8.
     pub payload_text: Option<String>,
-    pub payload_base64: String,
+    /// Null for a tombstone; `""` for an empty payload.
+    pub payload_base64: Option<String>,
+    /// A Kafka tombstone: the record's value is null (not empty).
+    pub tombstone: bool,
     pub payload_size: i64,
     pub payload_truncated: bool,
     pub content_type: Option<String>,
@@ -169,8 +172,12 @@ impl From<Event> for EventView {
                     value_base64: header.value.as_deref().map(|value| STANDARD.encode(value)),
                 })
                 .collect(),
-            payload_text: text(&event.payload),
-            payload_base64: STANDARD.encode(&event.payload),
+            payload_text: event.payload.as_deref().and_then(text),
+            payload_base64: event
+                .payload
+                .as_deref()
+                .map(|payload| STANDARD.encode(payload)),
+            tombstone: event.is_tombstone(),
             event_time: rfc3339(event.event_time),
             ingest_time: rfc3339(event.ingest_time),
             amqp,

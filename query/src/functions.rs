@@ -306,7 +306,7 @@ mod tests {
             offset: Some(offset),
             key: None,
             headers,
-            payload: payload.to_vec(),
+            payload: Some(payload.to_vec()),
             payload_size: payload.len() as i64,
             payload_truncated: false,
             content_type: None,

@@ -612,7 +612,7 @@ mod archive_tests {
             key: Some(format!("k-{}", offset % 5).into_bytes()),
             headers: vec![Header::new("kind", "test")],
             payload_size: payload.len() as i64,
-            payload: payload.into_bytes(),
+            payload: Some(payload.into_bytes()),
             payload_truncated: false,
             content_type: None,
             message_id: None,
@@ -636,7 +636,7 @@ mod archive_tests {
             offset: None,
             key: None,
             headers: vec![],
-            payload: message_id.as_bytes().to_vec(),
+            payload: Some(message_id.as_bytes().to_vec()),
             payload_size: message_id.len() as i64,
             payload_truncated: false,
             content_type: Some("text/plain".into()),
@@ -813,6 +813,104 @@ mod archive_tests {
             stats.segments_scanned, 1,
             "the source filter reaches the catalog"
         );
+    }
+
+    /// A segment as schema version 3 wrote it: `payload` required. Its
+    /// columns are version 4's, so a batch of events without tombstones fits.
+    fn version_3_segment(events: &[Event]) -> Vec<u8> {
+        use hindsight_archive::schema::{event_schema, events_to_batch};
+        let fields: Vec<_> = event_schema()
+            .fields()
+            .iter()
+            .map(|field| match field.name().as_str() {
+                "payload" => Arc::new(field.as_ref().clone().with_nullable(false)),
+                _ => Arc::clone(field),
+            })
+            .collect();
+        let schema = Arc::new(arrow::datatypes::Schema::new(fields));
+        let batch = events_to_batch(events).unwrap();
+        let batch = RecordBatch::try_new(Arc::clone(&schema), batch.columns().to_vec()).unwrap();
+        let properties = parquet::file::properties::WriterProperties::builder()
+            .set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(
+                "hindsight.schema_version".to_owned(),
+                "3".to_owned(),
+            )]))
+            .build();
+        let mut bytes = Vec::new();
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(&mut bytes, schema, Some(properties)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        bytes
+    }
+
+    #[tokio::test]
+    async fn tombstones_are_null_payloads_apart_from_empty_ones_and_version_3_segments_read() {
+        let mut tombstone = kafka_event("new", 0, 0, START);
+        tombstone.payload = None;
+        tombstone.payload_size = 0;
+        let mut empty = kafka_event("new", 0, 1, START + 1);
+        empty.payload = Some(Vec::new());
+        empty.payload_size = 0;
+        let value = kafka_event("new", 0, 2, START + 2);
+        let old: Vec<Event> = (0..2)
+            .map(|offset| kafka_event("old", 0, offset, START + offset))
+            .collect();
+        let (directory, engine) = archive_with(
+            vec![
+                ("src", Bus::Kafka, vec![tombstone, empty, value]),
+                ("src", Bus::Kafka, old.clone()),
+            ],
+            QueryLimits::default(),
+        )
+        .await;
+        // Replace the "old" segment by the same events as version 3 wrote them.
+        let catalog = engine.catalog();
+        let filter = hindsight_archive::catalog::SegmentFilter {
+            topic: Some("old".into()),
+            ..Default::default()
+        };
+        let record = catalog.segments(&filter).await.unwrap().remove(0).segment;
+        let bytes = version_3_segment(&old);
+        // Replay decodes whole segments with their own schema.
+        let decoded = hindsight_archive::segment::decode_segment(bytes.clone().into()).unwrap();
+        assert_eq!(decoded, old);
+        std::fs::write(directory.path().join("store").join(&record.uri), &bytes).unwrap();
+        catalog
+            .execute_raw(&format!(
+                "UPDATE segments SET byte_size = {} WHERE id = '{}'",
+                bytes.len(),
+                record.id
+            ))
+            .await
+            .unwrap();
+
+        let (text, _) = rows_and_stats(
+            &engine,
+            "SELECT topic, \"offset\", payload IS NULL AS tombstone, payload_size, \
+             length(payload) AS length, payload_text IS NULL AS no_text FROM events \
+             ORDER BY topic, \"offset\"",
+        )
+        .await;
+        let expected = [
+            "+-------+--------+-----------+--------------+--------+---------+",
+            "| topic | offset | tombstone | payload_size | length | no_text |",
+            "+-------+--------+-----------+--------------+--------+---------+",
+            "| new   | 0      | true      | 0            |        | true    |",
+            "| new   | 1      | false     | 0            | 0      | false   |",
+            "| new   | 2      | false     | 24           | 24     | false   |",
+            "| old   | 0      | false     | 24           | 24     | false   |",
+            "| old   | 1      | false     | 24           | 24     | false   |",
+            "+-------+--------+-----------+--------------+--------+---------+",
+        ]
+        .join("\n");
+        assert_eq!(text, expected);
+        let (text, _) = rows_and_stats(
+            &engine,
+            "SELECT count(*) AS n FROM events WHERE payload IS NULL",
+        )
+        .await;
+        assert!(text.contains("| 1 |"), "{text}");
     }
 
     #[tokio::test]

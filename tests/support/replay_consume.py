@@ -1,6 +1,7 @@
 """Consumes a Kafka topic from the beginning with confluent-kafka (an outside
 client) and prints one JSON line per record: partition, offset, key, value
-and headers as hex, and the arrival time.
+and headers as hex (null when absent: a null value is a tombstone), and the
+arrival time.
 
 Usage: replay_consume.py BROKERS TOPIC EXPECTED IDLE_SECONDS
 Stops after EXPECTED records, or after IDLE_SECONDS without a record.
@@ -34,11 +35,12 @@ while seen < expected and time.time() - last < idle:
         seen += 1
         headers = [[name, None if value is None else value.hex()] for name, value in (message.headers() or [])]
         key = message.key()
+        value = message.value()
         out.write(json.dumps({
             "p": message.partition(),
             "o": message.offset(),
             "k": None if key is None else key.hex(),
-            "v": (message.value() or b"").hex(),
+            "v": None if value is None else value.hex(),
             "h": headers,
             "at": last,
         }) + "\n")

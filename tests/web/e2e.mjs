@@ -9,6 +9,9 @@
 //       prints the explorer's first render time (not asserted)
 //   node tests/web/e2e.mjs token BASE_URL SCREENSHOT_DIR TOKEN
 //       a server with http.auth_token: the UI asks for the token, then works
+//   node tests/web/e2e.mjs tombstone BASE_URL SCREENSHOT_DIR TOPIC TOMBSTONE_ID EMPTY_ID
+//       a Kafka tombstone and an empty value look different on the event
+//       page and in the explorer (run by tests/tombstone.rs)
 //
 // playwright-core is installed by scripts/services.sh into
 // $HINDSIGHT_WEB_TEST_DIR (default ~/.cache/hindsight/web-tests).
@@ -24,7 +27,7 @@ const modules = process.env.HINDSIGHT_WEB_TEST_DIR || join(homedir(), ".cache", 
 const require = createRequire(join(modules, "package.json"));
 const { chromium } = require("playwright-core");
 
-const [mode, base, screenshots, brokers, kafkaTopic] = process.argv.slice(2);
+const [mode, base, screenshots, brokers, kafkaTopic, extra] = process.argv.slice(2);
 if (!mode || !base || !screenshots) {
   console.error("usage: e2e.mjs flows|first-render BASE_URL SCREENSHOT_DIR [KAFKA_BROKERS KAFKA_TOPIC]");
   process.exit(2);
@@ -146,12 +149,21 @@ async function flows() {
       check(/^00000000 {2}[0-9a-f]{2} /.test(hex), `hex view starts with an offset: ${hex.slice(0, 30)}`);
       await page.keyboard.press("ArrowLeft");
       check((await page.locator("#payload").getAttribute("data-format")) === "text", "arrow keys move between payload tabs");
-      await page.waitForSelector("#same-key table tbody tr");
-      await page.waitForSelector("#same-correlation table tbody tr");
+      // Each related list counts the *other* events, and lists them (with
+      // this one, marked) only when there are some.
+      await page.waitForSelector("#same-key[data-others]");
+      await page.waitForSelector("#same-correlation[data-others]");
       const sameKey = await page.locator("#same-key table tbody tr").count();
-      check(sameKey === byKey.events.length, `same-key list has ${sameKey} rows, expected ${byKey.events.length}`);
+      const otherKeys = byKey.events.filter((e) => e.event_id !== eventId).length;
+      const sameKeyStatus = await page.locator("#same-key .status").textContent();
+      if (otherKeys === 0) check(sameKey === 0 && sameKeyStatus === "No other event has this key.", `no other event with this key, yet: "${sameKeyStatus}", ${sameKey} rows`);
+      else check(sameKey === byKey.events.length && sameKeyStatus.startsWith(`${otherKeys} other event`), `same-key list: "${sameKeyStatus}" over ${sameKey} rows, the API has ${otherKeys} others`);
+      const correlationSql = `SELECT count(*) AS n FROM events WHERE correlation_id = '${detail.correlation_id}' AND event_id <> '${eventId}'`;
+      const otherCorrelated = Number((await (await fetch(`${base}/api/v1/sql`, { method: "POST", headers: { "Content-Type": "application/json", Accept: "application/json" }, body: JSON.stringify({ sql: correlationSql }) })).json())[0].n);
       const correlated = await page.locator("#same-correlation table tbody tr").count();
-      check(correlated >= 1, "the correlation list holds at least the event itself");
+      const correlatedStatus = await page.locator("#same-correlation .status").textContent();
+      check(otherCorrelated > 0, "the demo's orders have several events per correlation id");
+      check(correlated === otherCorrelated + 1 && correlatedStatus.startsWith(`${otherCorrelated} other event${otherCorrelated === 1 ? "" : "s"}, listed with this one`), `correlation list: "${correlatedStatus}" over ${correlated} rows, SQL counts ${otherCorrelated} others`);
       await page.getByRole("button", { name: "Copy id" }).click();
       await page.waitForFunction(() => [...document.querySelectorAll("button")].some((b) => /Copied|Copy failed/.test(b.textContent)));
       await shot(page, "03-event");
@@ -237,6 +249,22 @@ async function flows() {
       await page.keyboard.press("Enter");
       await page.waitForFunction(() => location.hash.includes("from="));
       await page.waitForSelector("table.events tbody tr");
+    });
+
+    await step("a sub-second range spreads over many sub-second bars", async () => {
+      // 800 ms around the newest event: once a single full-width bar.
+      const end = new Date(newest.event_time).getTime() + 1;
+      const from = new Date(end - 800).toISOString();
+      const to = new Date(end).toISOString();
+      await page.goto(`${base}/#/explorer?${new URLSearchParams({ from, to })}`);
+      await page.waitForSelector("svg.chart rect.bar", { state: "attached" });
+      const bars = await page.locator("svg.chart rect.bar title").allTextContents();
+      const stepMs = Number(await page.locator("section.histogram").getAttribute("data-step-ms"));
+      check(bars.length > 10 && stepMs < 1000, `an 800 ms range has ${bars.length} bars of ${stepMs} ms`);
+      const counted = bars.reduce((sum, title) => sum + Number(title.split(": ").pop().replace(/[^0-9]/g, "")), 0);
+      const listed = (await apiJson(`/api/v1/events?${new URLSearchParams({ from, to, limit: "1000" })}`)).events.length;
+      check(counted === listed && counted > 0, `the bars count ${counted} events, the API lists ${listed}`);
+      await shot(page, "06b-explorer-sub-second");
     });
 
     await step("phone width: no horizontal scrolling of the page", async () => {
@@ -377,8 +405,53 @@ async function tokenFlow(token) {
   }
 }
 
+/** Arguments: the topic, a tombstone's event id, an empty value's event id. */
+async function tombstoneFlow(topic, tombstoneId, emptyId) {
+  const { browser, page } = await openBrowser();
+  try {
+    const result = {};
+    await step("a tombstone's event page says tombstone, not empty", async () => {
+      await page.goto(`${base}/#/event/${tombstoneId}`);
+      await page.waitForSelector("#payload");
+      check((await page.locator("#payload").getAttribute("data-format")) === "tombstone", "the payload is shown as a tombstone");
+      check(/Tombstone/.test(await page.locator("#payload").textContent()), "the payload says Tombstone");
+      check((await page.locator("#payload-empty").count()) === 0, "a tombstone is not called empty");
+      const size = await page.evaluate(() => [...document.querySelectorAll("dl.props dt")].find((dt) => dt.textContent === "Payload size")?.nextElementSibling?.textContent || "");
+      check(/tombstone/.test(size), `payload size of a tombstone: ${size}`);
+      await shot(page, "40-event-tombstone");
+    });
+    await step("an empty value's event page says empty, not tombstone", async () => {
+      await page.goto(`${base}/#/event/${emptyId}`);
+      await page.waitForSelector("#payload");
+      check((await page.locator("#payload").getAttribute("data-format")) !== "tombstone", "an empty value is not a tombstone");
+      check((await page.locator("#payload-empty").count()) === 1, "the empty payload is named");
+      const size = await page.evaluate(() => [...document.querySelectorAll("dl.props dt")].find((dt) => dt.textContent === "Payload size")?.nextElementSibling?.textContent || "");
+      check(/^0 B/.test(size), `payload size of an empty value: ${size}`);
+    });
+    await step("the explorer previews tombstones and empty values apart", async () => {
+      const events = (await apiJson(`/api/v1/events?${new URLSearchParams({ topic, limit: "1000" })}`)).events;
+      await page.goto(`${base}/#/explorer?${new URLSearchParams({ topic })}`);
+      await page.waitForSelector("table.events tbody tr");
+      const previews = await page.locator("table.events tbody td.payload").allTextContents();
+      const tombstones = previews.filter((p) => p === "(tombstone)").length;
+      const empty = previews.filter((p) => p === "(empty)").length;
+      const expectedTombstones = events.filter((e) => e.tombstone).length;
+      const expectedEmpty = events.filter((e) => !e.tombstone && e.payload_size === 0).length;
+      check(previews.length === events.length, `${previews.length} rows for ${events.length} events`);
+      check(tombstones === expectedTombstones && empty === expectedEmpty, `previews: ${tombstones} tombstones, ${empty} empty; the API: ${expectedTombstones}, ${expectedEmpty}`);
+      result.tombstones_listed = tombstones;
+      await shot(page, "41-explorer-tombstones");
+    });
+    check(consoleErrors.length === 0, `browser console errors:\n${consoleErrors.join("\n")}`);
+    console.log(`RESULT ${JSON.stringify(result)}`);
+  } finally {
+    await browser.close();
+  }
+}
+
 try {
   if (mode === "token") await tokenFlow(brokers);
+  else if (mode === "tombstone") await tombstoneFlow(brokers, kafkaTopic, extra);
   else if (mode === "flows") await flows();
   else if (mode === "first-render") await firstRender();
   else throw new Error(`unknown mode ${mode}`);

@@ -48,7 +48,7 @@ function metadata(event) {
     ["Content type", event.content_type],
     ["Message id", event.message_id],
     ["Correlation id", event.correlation_id],
-    ["Payload size", `${formatBytes(event.payload_size)} (${formatNumber(event.payload_size)} bytes)${event.payload_truncated ? ", truncated in the archive" : ""}`],
+    ["Payload size", event.tombstone ? "none: a tombstone (null value)" : `${formatBytes(event.payload_size)} (${formatNumber(event.payload_size)} bytes)${event.payload_truncated ? ", truncated in the archive" : ""}`],
     ["Redelivered", event.redelivered === null ? null : String(event.redelivered)],
     ["Archived copies", event.copies],
   ].filter(([, value]) => value !== null && value !== undefined && value !== "");
@@ -83,7 +83,19 @@ function metadata(event) {
   return section;
 }
 
+/** A tombstone has no payload at all (null), which is not an empty one. */
+function tombstoneSection() {
+  return el(
+    "section",
+    { class: "payload-view", "aria-label": "Payload" },
+    el("h2", {}, "Payload"),
+    el("p", { class: "tombstone", id: "payload", "data-format": "tombstone" }, "Tombstone: this Kafka record has a null value, not an empty one."),
+    el("p", { class: "muted" }, "In a compacted topic it deletes its key. A replay to Kafka sends it as a tombstone again; to RabbitMQ, as an empty body with the header hindsight-tombstone = true. SQL: payload IS NULL."),
+  );
+}
+
 function payloadSection(event) {
+  if (event.tombstone) return tombstoneSection();
   const bytes = base64Bytes(event.payload_base64);
   let pretty = null;
   if (event.payload_text !== null && event.payload_text !== undefined) {
@@ -132,9 +144,27 @@ function payloadSection(event) {
     el("div", { class: "payload-bar" }, tabs, el("span", { class: "buttons" }, copyButton("Copy", () => current[2]), copyButton("Copy base64", event.payload_base64))),
     pre,
   );
+  if (bytes.length === 0 && !event.payload_truncated) section.append(el("p", { class: "muted", id: "payload-empty" }, "Empty payload (0 bytes), not a tombstone."));
   if (event.payload_truncated) section.append(el("p", { class: "muted" }, `The archive holds the first ${formatNumber(bytes.length)} of ${formatNumber(event.payload_size)} bytes.`));
   select(current);
   return section;
+}
+
+/**
+ * What a related list shows: a count of the *other* events (the list may
+ * hold this one too, marked), and the table only when there are others.
+ * `more` names where the rest is when the list was cut short.
+ */
+function relatedList(box, status, events, currentId, { none, more }) {
+  const others = events.filter((e) => e.event_id !== currentId).length;
+  box.dataset.others = String(others);
+  if (others === 0) {
+    status.textContent = none;
+    return;
+  }
+  const withThis = others < events.length ? ", listed with this one" : "";
+  status.textContent = `${formatNumber(others)} other event${others === 1 ? "" : "s"}${withThis}${more ? `; more in ${more}` : ""}.`;
+  box.append(relatedTable(events, currentId));
 }
 
 function relatedTable(events, currentId) {
@@ -161,9 +191,9 @@ async function relatedByKey(section, event, signal) {
   box.append(status);
   try {
     const page = await api(`/api/v1/events?${new URLSearchParams({ key: event.key, limit: "21" })}`, { signal });
-    const others = page.events.map((e) => ({ ...e, type: (e.headers.find((h) => h.name === "event-type") || {}).value }));
-    status.textContent = `${others.length - (others.some((e) => e.event_id === event.event_id) ? 1 : 0)} other event(s)${page.next_cursor ? " shown, more in the explorer" : ""}.`;
-    box.append(relatedTable(others, event.event_id), el("a", { href: routeHref("/explorer", { key: event.key }) }, "All events with this key in the explorer"));
+    const events = page.events.map((e) => ({ ...e, type: (e.headers.find((h) => h.name === "event-type") || {}).value }));
+    relatedList(box, status, events, event.event_id, { none: "No other event has this key.", more: page.next_cursor ? "the explorer" : "" });
+    box.append(el("a", { href: routeHref("/explorer", { key: event.key }) }, "All events with this key in the explorer"));
   } catch (error) {
     if (error.name === "AbortError") return;
     status.replaceWith(errorBox(error));
@@ -182,8 +212,8 @@ async function relatedByCorrelation(section, event, signal) {
   const sql = `SELECT event_id, topic, "partition", "offset", event_time, header_text(headers, 'event-type') AS type FROM events WHERE correlation_id = ${sqlString(event.correlation_id)} ORDER BY event_time, event_id LIMIT 50`;
   try {
     const rows = await sqlRows(sql, signal);
-    status.textContent = `${rows.filter((r) => r.event_id !== event.event_id).length} other event(s).`;
-    box.append(relatedTable(rows, event.event_id), el("a", { href: routeHref("/sql", { q: sql }) }, "Open this query in the SQL console"));
+    relatedList(box, status, rows, event.event_id, { none: "No other event has this correlation id.", more: rows.length >= 50 ? "the SQL console" : "" });
+    box.append(el("a", { href: routeHref("/sql", { q: sql }) }, "Open this query in the SQL console"));
   } catch (error) {
     if (error.name === "AbortError") return;
     status.replaceWith(errorBox(error));

@@ -7,7 +7,9 @@ import { MergedSearch, describeSelection, selectionFromParams, selectionProblem,
 
 const PAGE_SIZE = 50;
 const MAX_BUCKETS = 120;
-const STEPS = [1, 5, 10, 30, 60, 300, 600, 900, 1800, 3600, 10800, 21600, 43200, 86400, 604800];
+// Bar widths in milliseconds: sub-second ones too, so that a zoom into less
+// than a second still spreads over many bars.
+const STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, ...[1, 5, 10, 30, 60, 300, 600, 900, 1800, 3600, 10800, 21600, 43200, 86400, 604800].map((s) => s * 1000)];
 const PRESETS = [
   ["15 min", 900],
   ["1 h", 3600],
@@ -139,11 +141,11 @@ async function renderHistogram(section, selection, topics, signal) {
     status.textContent = "No events in the archive for these topics.";
     return;
   }
-  const step = STEPS.find((s) => (span.high - span.low) / 1000 / s <= MAX_BUCKETS) || STEPS[STEPS.length - 1];
-  const low = Math.floor(span.low / 1000 / step) * step * 1000;
+  const step = STEPS.find((s) => (span.high - span.low) / s <= MAX_BUCKETS) || STEPS[STEPS.length - 1];
+  const low = Math.floor(span.low / step) * step;
   const high = span.high;
   const bounded = { ...selection, from: new Date(low).toISOString(), to: new Date(high).toISOString() };
-  const sql = `SELECT date_bin(INTERVAL '${step} seconds', event_time, TIMESTAMP '1970-01-01T00:00:00Z') AS bucket, count(*) AS n FROM events WHERE ${whereClause(bounded)} GROUP BY 1 ORDER BY 1`;
+  const sql = `SELECT date_bin(INTERVAL '${step} milliseconds', event_time, TIMESTAMP '1970-01-01T00:00:00Z') AS bucket, count(*) AS n FROM events WHERE ${whereClause(bounded)} GROUP BY 1 ORDER BY 1`;
   let rows;
   try {
     rows = await sqlRows(sql, signal);
@@ -154,13 +156,16 @@ async function renderHistogram(section, selection, topics, signal) {
   }
   const counts = new Map(rows.map((row) => [new Date(row.bucket).getTime(), Number(row.n)]));
   const buckets = [];
-  for (let start = low; start < high; start += step * 1000) buckets.push({ start, end: start + step * 1000, count: counts.get(start) || 0 });
+  for (let start = low; start < high; start += step) buckets.push({ start, end: start + step, count: counts.get(start) || 0 });
   const total = buckets.reduce((sum, b) => sum + b.count, 0);
   status.textContent = `${formatNumber(total)} events from ${formatTime(new Date(low).toISOString())} to ${formatTime(new Date(high).toISOString())} UTC, ${formatStep(step)} per bar. Drag across the chart to zoom in (or focus it, pick a bar with the arrow keys, Enter).`;
+  section.dataset.stepMs = String(step);
   section.append(chart(buckets, selection, low, high));
 }
 
-function formatStep(seconds) {
+function formatStep(milliseconds) {
+  if (milliseconds < 1000) return `${milliseconds} ms`;
+  const seconds = milliseconds / 1000;
   if (seconds < 60) return `${seconds} s`;
   if (seconds < 3600) return `${seconds / 60} min`;
   if (seconds < 86400) return `${seconds / 3600} h`;
@@ -285,6 +290,8 @@ function headerValue(event, name) {
 }
 
 function preview(event) {
+  if (event.tombstone) return "(tombstone)";
+  if (event.payload_size === 0 && !event.payload_truncated) return "(empty)";
   if (event.payload_text === null || event.payload_text === undefined) return `(binary, ${formatBytes(event.payload_size)})`;
   return event.payload_text.length > 160 ? `${event.payload_text.slice(0, 160)}…` : event.payload_text;
 }

@@ -14,6 +14,7 @@ const FUNCTIONS = [
   ["json_get_float / json_get_int", "a JSON number field"],
   ["json_as_text(payload_text, 'a', 'b')", "any JSON value as text"],
   ["(payload_text ->> 'field') = 'x'", "JSON operator; parenthesise it"],
+  ["payload IS NULL", "Kafka tombstones (an empty payload is X'')"],
 ];
 const HISTORY_KEY = "hindsight.sql.history";
 

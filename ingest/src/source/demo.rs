@@ -174,7 +174,7 @@ impl DemoSource {
             key: Some(key.as_bytes().to_vec()),
             headers,
             payload_size: payload.len() as i64,
-            payload,
+            payload: Some(payload),
             payload_truncated: false,
             content_type: Some(content_type.to_owned()),
             message_id: Some(message_id),
@@ -347,8 +347,10 @@ mod tests {
         }
         assert!(events
             .iter()
-            .any(|e| std::str::from_utf8(&e.payload).is_err()));
-        assert!(events.iter().any(|e| e.payload.is_empty()));
+            .any(|e| std::str::from_utf8(e.payload_bytes()).is_err()));
+        assert!(events
+            .iter()
+            .any(|e| e.payload.as_ref().is_some_and(Vec::is_empty)));
         let ids: std::collections::HashSet<_> = events.iter().map(|e| &e.event_id).collect();
         assert_eq!(ids.len(), events.len());
     }

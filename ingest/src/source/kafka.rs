@@ -412,9 +412,11 @@ fn to_event(source: &str, message: &BorrowedMessage<'_>, max_payload: usize) -> 
         Timestamp::LogAppendTime(ms) => (ms.saturating_mul(1000), Some("log_append_time")),
         Timestamp::NotAvailable => (ingest_time, None),
     };
-    let raw = message.payload().unwrap_or_default();
-    let truncated = raw.len() > max_payload;
-    let payload = raw[..raw.len().min(max_payload)].to_vec();
+    // A null value is a tombstone: archived as NULL, never as empty bytes.
+    let raw = message.payload();
+    let size = raw.map_or(0, <[u8]>::len);
+    let truncated = size > max_payload;
+    let payload = raw.map(|raw| raw[..size.min(max_payload)].to_vec());
     Event {
         event_id: event_id::kafka(
             source,
@@ -433,7 +435,7 @@ fn to_event(source: &str, message: &BorrowedMessage<'_>, max_payload: usize) -> 
         message_id: header_text(&headers, &MESSAGE_ID_HEADERS),
         correlation_id: header_text(&headers, &CORRELATION_ID_HEADERS),
         headers,
-        payload_size: raw.len() as i64,
+        payload_size: size as i64,
         payload,
         payload_truncated: truncated,
         timestamp_type: timestamp_type.map(str::to_owned),

@@ -14,6 +14,11 @@
 //! the `kafka-key` header. `content_type`, `message_id` and `correlation_id`
 //! come from the conventional headers, as archived; the timestamp is the event
 //! time in seconds, and delivery mode is 2 (persistent).
+//!
+//! A Kafka tombstone (a null value) has no AMQP equivalent, since a body is
+//! always bytes: it is published with an empty body and the header
+//! `hindsight-tombstone` = `true` (a boolean), so a consumer can tell it from
+//! an empty value, which never carries that header.
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -124,6 +129,9 @@ fn json_to_value(json: &serde_json::Value) -> Result<AMQPValue> {
     })
 }
 
+/// Marks a replayed Kafka tombstone, whose body is empty.
+pub const TOMBSTONE_HEADER: &str = "hindsight-tombstone";
+
 fn long_string(bytes: &[u8]) -> AMQPValue {
     AMQPValue::LongString(LongString::from(bytes.to_vec()))
 }
@@ -161,6 +169,9 @@ pub fn headers_table(event: &Event, rules: &HeaderRules) -> Result<FieldTable> {
             }
             if let Some(key) = &event.key {
                 entries.push(("kafka-key".to_owned(), long_string(key)));
+            }
+            if event.is_tombstone() {
+                entries.push((TOMBSTONE_HEADER.to_owned(), AMQPValue::Boolean(true)));
             }
         }
     }
@@ -335,7 +346,7 @@ impl Publisher for AmqpPublisher {
                     mandatory: true,
                     immediate: false,
                 },
-                &event.payload,
+                event.payload_bytes(),
                 properties(event, table),
             )
             .await

@@ -9,7 +9,8 @@
 //! order of each partition across the producer's internal retries.
 //!
 //! Mapping: payload, key and headers are kept byte for byte, headers in
-//! order with repeats. RabbitMQ events have no key; their flat headers are
+//! order with repeats. A tombstone (archived NULL payload) is produced as a
+//! tombstone: a record with a null value, never an empty one. RabbitMQ events have no key; their flat headers are
 //! kept, and their properties become headers: `content-type`, `message-id`,
 //! `correlation-id`, and `amqp-<property>` for the others (`amqp-exchange`,
 //! `amqp-routing-key`, `amqp-delivery-mode`, `amqp-priority`, `amqp-expiration`,
@@ -268,9 +269,11 @@ impl Publisher for KafkaPublisher {
         );
         let headers = headers.unwrap_or_default();
         let mut record: BaseRecord<'_, [u8], [u8], Arc<WindowDeliveries>> =
-            BaseRecord::with_opaque_to(destination, Arc::clone(&self.window))
-                .payload(event.payload.as_slice())
-                .headers(headers);
+            BaseRecord::with_opaque_to(destination, Arc::clone(&self.window)).headers(headers);
+        // No payload at all (not an empty one) is a tombstone.
+        if let Some(payload) = &event.payload {
+            record = record.payload(payload.as_slice());
+        }
         if let Some(key) = &event.key {
             record = record.key(key.as_slice());
         }

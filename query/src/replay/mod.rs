@@ -277,7 +277,7 @@ pub struct Totals {
 impl Totals {
     fn add(&mut self, event: &Event) {
         self.events += 1;
-        self.bytes += event.payload.len() as i64;
+        self.bytes += event.payload_bytes().len() as i64;
         let (low, high) = self.span.unwrap_or((event.event_time, event.event_time));
         let span = (low.min(event.event_time), high.max(event.event_time));
         self.span = Some(span);
@@ -1090,7 +1090,11 @@ impl ReplayRun {
                         .guard
                         .check(self.spec.target.bus(), &destination)?;
                 }
-                let delay = limiter.delay(Instant::now(), event.payload.len(), event.event_time);
+                let delay = limiter.delay(
+                    Instant::now(),
+                    event.payload_bytes().len(),
+                    event.event_time,
+                );
                 if !delay.is_zero() {
                     tokio::select! {
                         _ = cancel.cancelled() => {}
@@ -1106,7 +1110,7 @@ impl ReplayRun {
                 }
                 publisher.send(event, &destination).await?;
                 pipeline.sent.selected += 1;
-                pipeline.sent.bytes += event.payload.len() as i64;
+                pipeline.sent.bytes += event.payload_bytes().len() as i64;
                 pipeline.window.sent += 1;
                 if pipeline.window.sent >= options.window
                     || pipeline.window.opened.elapsed() >= WINDOW_TIME

@@ -288,7 +288,7 @@ mod tests {
                 Header::new("x-secret", "s"),
                 Header::new("trace", "old"),
             ],
-            payload: Vec::new(),
+            payload: Some(Vec::new()),
             payload_size: 0,
             payload_truncated: false,
             content_type: None,

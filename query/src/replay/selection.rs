@@ -184,7 +184,8 @@ impl EventFilter {
         if self.contains.is_none() && self.json.is_empty() {
             return true;
         }
-        let Ok(text) = std::str::from_utf8(&event.payload) else {
+        // A tombstone has no text, as `payload_text` is NULL for it in SQL.
+        let Some(Ok(text)) = event.payload.as_deref().map(std::str::from_utf8) else {
             return false;
         };
         if let Some(needle) = &self.contains {
@@ -507,7 +508,7 @@ mod tests {
             offset: Some(5),
             key: Some(b"k1".to_vec()),
             headers: vec![Header::new("type", "a"), Header::new("type", "b")],
-            payload: payload.as_bytes().to_vec(),
+            payload: Some(payload.as_bytes().to_vec()),
             payload_size: payload.len() as i64,
             payload_truncated: false,
             content_type: None,
