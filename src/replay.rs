@@ -12,8 +12,7 @@ use hindsight_archive::Bus;
 use hindsight_query::replay::publisher::{AmqpTarget, KafkaTarget, Partitioning, Target};
 use hindsight_query::replay::selection::{FilterSelection, Selection};
 use hindsight_query::replay::{
-    LiveProgress, LoopGuard, OversizedPolicy, ReplayOptions, ReplayService, ReplaySpec,
-    ReplayView,
+    LiveProgress, LoopGuard, OversizedPolicy, ReplayOptions, ReplayService, ReplaySpec, ReplayView,
 };
 use hindsight_query::QueryEngine;
 use tokio::sync::watch;
@@ -399,7 +398,10 @@ fn accounting_lines(view: &ReplayView) -> Vec<String> {
         ));
     }
     for segment in &view.details.damaged_segments {
-        lines.push(format!("  skipped segment {} ({} rows)", segment.uri, segment.rows));
+        lines.push(format!(
+            "  skipped segment {} ({} rows)",
+            segment.uri, segment.rows
+        ));
     }
     if view.status != ReplayStatus::Completed && view.status != ReplayStatus::Cancelled {
         let at = match &view.details.resume_at {

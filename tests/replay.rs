@@ -1088,7 +1088,11 @@ async fn replay_reads_topics_and_exchanges_whose_names_the_layout_encodes() {
             &target,
         ]));
         let id = replay_id(&output.stdout);
-        assert_eq!(consume_kafka(&target, EACH, 10).len() as u64, EACH, "{topic}");
+        assert_eq!(
+            consume_kafka(&target, EACH, 10).len() as u64,
+            EACH,
+            "{topic}"
+        );
         let record = replay_record(directory.path(), &id).await;
         assert_eq!(record.status, ReplayStatus::Completed, "{topic}");
         assert_eq!(record.progress.published, EACH as i64, "{topic}");
@@ -1166,8 +1170,12 @@ async fn a_three_mib_event_replays_where_the_topic_takes_it_and_is_named_stopped
         &["max.message.bytes=8388608"],
     );
     let output = run_ok(&mut run(&roomy, &["--json"]));
-    let view: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON alone ({e}): {:?}", String::from_utf8_lossy(&output.stdout)));
+    let view: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON alone ({e}): {:?}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    });
     assert_eq!(view["status"], "completed", "{view}");
     assert_eq!(view["progress"]["published"], TOTAL, "{view}");
     let consumed = consume_kafka(&roomy, TOTAL, 10);
@@ -1194,20 +1202,30 @@ async fn a_three_mib_event_replays_where_the_topic_takes_it_and_is_named_stopped
     ]));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["oversized_count"], 1, "{report}");
-    assert_eq!(report["oversized"][0]["event_id"], big_id.as_str(), "{report}");
+    assert_eq!(
+        report["oversized"][0]["event_id"],
+        big_id.as_str(),
+        "{report}"
+    );
     assert_eq!(report["oversized"][0]["offset"], BIG, "{report}");
     assert_eq!(report["totals"]["events"], TOTAL - 1, "{report}");
     assert!(
         report["problems"][0].as_str().unwrap().contains(&big_id),
         "{report}"
     );
-    assert!(consume_kafka(&strict, 1, 3).is_empty(), "a dry-run published");
+    assert!(
+        consume_kafka(&strict, 1, 3).is_empty(),
+        "a dry-run published"
+    );
     // ...and a default run stops right before it, saying so, with every
     // event before it published and counted.
     let output = run(&strict, &[]).output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains(&big_id) && stderr.contains("--oversized skip"), "{stderr}");
+    assert!(
+        stderr.contains(&big_id) && stderr.contains("--oversized skip"),
+        "{stderr}"
+    );
     let id = replay_id(&output.stdout);
     let consumed = consume_kafka(&strict, TOTAL, 5);
     assert_eq!(consumed.len() as u64, BIG);
@@ -1241,7 +1259,9 @@ async fn a_truncated_segment_stops_the_replay_unless_skipped_and_the_record_matc
     let directory = tempfile::tempdir().unwrap();
     let source_topic = archive_kafka_topic(directory.path(), 2, TOTAL).await;
     // Cut partition 1's segment (the second group of the plan) in half.
-    let catalog = Catalog::connect(&catalog_url(directory.path())).await.unwrap();
+    let catalog = Catalog::connect(&catalog_url(directory.path()))
+        .await
+        .unwrap();
     let segments = catalog
         .segments(&hindsight_archive::catalog::SegmentFilter {
             topic: Some(source_topic.clone()),
@@ -1282,7 +1302,10 @@ async fn a_truncated_segment_stops_the_replay_unless_skipped_and_the_record_matc
     let output = run(&stopped, &[]).output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains(&uri) && stderr.contains("--skip-damaged"), "{stderr}");
+    assert!(
+        stderr.contains(&uri) && stderr.contains("--skip-damaged"),
+        "{stderr}"
+    );
     let id = replay_id(&output.stdout);
     let consumed = consume_kafka(&stopped, TOTAL, 5);
     assert_eq!(consumed.len() as u64, TOTAL / 2);
@@ -1291,7 +1314,10 @@ async fn a_truncated_segment_stops_the_replay_unless_skipped_and_the_record_matc
     assert_eq!(record.progress.published, consumed.len() as i64);
     assert_eq!(record.progress.failed, 0);
     assert_eq!(record.progress.resend_on_resume, 0);
-    assert_eq!((record.progress.position_group, record.progress.position_row), (1, 0));
+    assert_eq!(
+        (record.progress.position_group, record.progress.position_row),
+        (1, 0)
+    );
     assert_eq!(record.details.resume_at.unwrap().partition, 1);
 
     // With --skip-damaged the rest is replayed and the segment is listed.
@@ -1303,8 +1329,16 @@ async fn a_truncated_segment_stops_the_replay_unless_skipped_and_the_record_matc
     assert_eq!(view["status"], "completed", "{view}");
     assert_eq!(view["progress"]["published"], consumed.len(), "{view}");
     assert_eq!(view["progress"]["damaged_segments_skipped"], 1, "{view}");
-    assert_eq!(view["progress"]["damaged_rows_skipped"], TOTAL / 2, "{view}");
-    assert_eq!(view["details"]["damaged_segments"][0]["uri"], uri.as_str(), "{view}");
+    assert_eq!(
+        view["progress"]["damaged_rows_skipped"],
+        TOTAL / 2,
+        "{view}"
+    );
+    assert_eq!(
+        view["details"]["damaged_segments"][0]["uri"],
+        uri.as_str(),
+        "{view}"
+    );
     assert!(String::from_utf8_lossy(&output.stderr).contains(&uri));
 }
 
@@ -1314,7 +1348,8 @@ async fn an_amqp_message_without_a_headers_table_is_replayed_without_one() {
     let source_exchange = unique("hs-plain");
     // Event 0 had no headers table, event 1 an empty one.
     let batch = amqp_events(&source_exchange, 2, |seq| {
-        let properties = BasicProperties::default().with_message_id(format!("m-{seq}").as_str().into());
+        let properties =
+            BasicProperties::default().with_message_id(format!("m-{seq}").as_str().into());
         if seq == 1 {
             properties.with_headers(FieldTable::default())
         } else {
@@ -1361,7 +1396,11 @@ async fn an_amqp_message_without_a_headers_table_is_replayed_without_one() {
     };
     let plain = replay_and_read(&["--no-provenance"]).await;
     assert_eq!(plain[0], None, "no table was there, none is published");
-    assert_eq!(plain[1], Some(FieldTable::default()), "an empty table is kept");
+    assert_eq!(
+        plain[1],
+        Some(FieldTable::default()),
+        "an empty table is kept"
+    );
     // Provenance headers need a table: it holds them alone.
     let with_provenance = replay_and_read(&[]).await;
     let table = with_provenance[0].clone().unwrap();

@@ -605,7 +605,14 @@ mod tests {
         assert_eq!(record.details, details);
         assert_eq!(record.owner.as_deref(), Some("b"));
         catalog
-            .checkpoint_replay("r1", "b", ReplayStatus::Completed, &progress, &details, None)
+            .checkpoint_replay(
+                "r1",
+                "b",
+                ReplayStatus::Completed,
+                &progress,
+                &details,
+                None,
+            )
             .await
             .unwrap();
         let refused = catalog

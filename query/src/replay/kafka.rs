@@ -150,7 +150,11 @@ pub struct TopicSizes {
 
 impl TopicSizes {
     /// Asks the limits of `destinations`, the topics a plan sends to.
-    pub async fn ask(target: &KafkaTarget, rules: HeaderRules, destinations: &[String]) -> Result<Self> {
+    pub async fn ask(
+        target: &KafkaTarget,
+        rules: HeaderRules,
+        destinations: &[String],
+    ) -> Result<Self> {
         let limits = size_limits(target, destinations).await;
         let producer_max_bytes = producer_max_bytes(target, &limits)?;
         Ok(TopicSizes {
@@ -268,9 +272,13 @@ async fn describe_size_limits(
 pub fn record_batch_size(event: &Event, rules: &HeaderRules) -> u64 {
     let properties = amqp_property_headers(event);
     let mut headers = 0u64;
-    rules.each_header(event.headers.iter().chain(&properties), event, |name, value| {
-        headers += HEADER_OVERHEAD + name.len() as u64 + value.map_or(0, <[u8]>::len) as u64;
-    });
+    rules.each_header(
+        event.headers.iter().chain(&properties),
+        event,
+        |name, value| {
+            headers += HEADER_OVERHEAD + name.len() as u64 + value.map_or(0, <[u8]>::len) as u64;
+        },
+    );
     RECORD_BATCH_OVERHEAD
         + RECORD_OVERHEAD
         + event.key.as_ref().map_or(0, Vec::len) as u64

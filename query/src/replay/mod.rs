@@ -794,8 +794,7 @@ impl SizeCheck {
         };
         self.count += 1;
         if self.listed.len() < MAX_LISTED_OVERSIZED {
-            self.listed
-                .push(skipped_event(event, destination, excess));
+            self.listed.push(skipped_event(event, destination, excess));
         }
         true
     }
@@ -817,10 +816,7 @@ fn skipped_event(event: &Event, destination: &str, excess: SizeExcess) -> Skippe
 
 /// "event … (source s, topic t, partition p, offset o) is N bytes, and … accepts at most M bytes (…)".
 fn describe_oversized(skipped: &SkippedEvent) -> String {
-    let mut place = format!(
-        "source {:?}, topic {:?}",
-        skipped.source, skipped.topic
-    );
+    let mut place = format!("source {:?}, topic {:?}", skipped.source, skipped.topic);
     if let Some(partition) = skipped.partition {
         place.push_str(&format!(", partition {partition}"));
     }
@@ -1035,7 +1031,10 @@ fn resume_point(
         topic: group.topic.clone(),
         partition: group.partition,
         offset: match group.bus {
-            Bus::Kafka => group.segments.first().map(|record| record.segment.first_offset),
+            Bus::Kafka => group
+                .segments
+                .first()
+                .map(|record| record.segment.first_offset),
             Bus::Amqp => None,
         },
         event_id: None,
@@ -1152,9 +1151,7 @@ impl ReplayRun {
         };
         let checkpointed = task
             .await
-            .map_err(|error| {
-                Error::internal(format!("a replay checkpoint task panicked: {error}"))
-            })
+            .map_err(|error| Error::internal(format!("a replay checkpoint task panicked: {error}")))
             .and_then(|checkpointed| checkpointed);
         let checkpointed = match checkpointed {
             Ok(checkpointed) => checkpointed,

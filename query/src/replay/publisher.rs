@@ -269,7 +269,11 @@ pub struct SizeExcess {
 pub trait Publisher: Send {
     /// Says, before `send`, when `event` is larger than `destination`
     /// accepts. `None`: it fits, or the bus has no limit this side knows.
-    async fn oversized(&mut self, _event: &Event, _destination: &str) -> Result<Option<SizeExcess>> {
+    async fn oversized(
+        &mut self,
+        _event: &Event,
+        _destination: &str,
+    ) -> Result<Option<SizeExcess>> {
         Ok(None)
     }
     /// Hands one event over, mapped for the target with `destination` and the
