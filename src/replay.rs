@@ -12,7 +12,7 @@ use hindsight_archive::Bus;
 use hindsight_query::replay::publisher::{AmqpTarget, KafkaTarget, Partitioning, Target};
 use hindsight_query::replay::selection::{FilterSelection, Selection};
 use hindsight_query::replay::{
-    LiveProgress, LoopGuard, ReplayOptions, ReplayService, ReplaySpec, ReplayView,
+    LiveProgress, LoopGuard, OversizedPolicy, ReplayOptions, ReplayService, ReplaySpec, ReplayView,
 };
 use hindsight_query::QueryEngine;
 use tokio::sync::watch;
@@ -141,7 +141,15 @@ pub struct RunArgs {
     /// Events a dry-run shows.
     #[arg(long, default_value_t = 5)]
     sample: usize,
-    /// Print the result as JSON on stdout.
+    /// An event larger than its target accepts: stop before it, or skip it
+    /// (listed in the record).
+    #[arg(long, default_value = "stop")]
+    oversized: String,
+    /// Leave out segments that cannot be read (listed in the record)
+    /// instead of failing.
+    #[arg(long)]
+    skip_damaged: bool,
+    /// Print the result as JSON on stdout (status lines go to stderr).
     #[arg(long)]
     json: bool,
 }
@@ -210,6 +218,12 @@ impl RunArgs {
                 dedup: !self.no_dedup,
                 window: self.window,
                 sample: self.sample,
+                oversized: match self.oversized.as_str() {
+                    "stop" => OversizedPolicy::Stop,
+                    "skip" => OversizedPolicy::Skip,
+                    other => bail!("--oversized {other:?}: use stop or skip"),
+                },
+                skip_damaged: self.skip_damaged,
             },
         })
     }
@@ -271,6 +285,27 @@ pub async fn run(
                 if report.duplicates_skipped > 0 {
                     println!("  {} redelivered copies skipped", report.duplicates_skipped);
                 }
+                for (topic, limit) in &report.size_limits {
+                    println!("  {topic} accepts {} bytes ({})", limit.bytes, limit.from);
+                }
+                if report.oversized_count > 0 {
+                    println!(
+                        "  {} event(s) too large for their target (not counted above)",
+                        report.oversized_count
+                    );
+                }
+                for event in &report.oversized {
+                    println!(
+                        "  too large: event {} ({} bytes) for {} (at most {} bytes)",
+                        event.event_id, event.size, event.destination, event.limit
+                    );
+                }
+                for segment in &report.damaged_segments {
+                    println!(
+                        "  damaged segment skipped: {} ({} rows): {}",
+                        segment.uri, segment.rows, segment.error
+                    );
+                }
                 for problem in &report.problems {
                     println!("  refused: {problem}");
                 }
@@ -282,13 +317,13 @@ pub async fn run(
         }
         ReplayCommand::Run(args) => {
             let run = service.start(args.spec()?).await?;
-            println!("replay {} started", run.id());
-            execute(run, cancel, args.json).await
+            status_line(args.json, &format!("replay {} started", run.id()));
+            execute(&service, run, cancel, args.json).await
         }
         ReplayCommand::Resume { id, json } => {
             let run = service.resume(&id).await?;
-            println!("replay {} resumed", run.id());
-            execute(run, cancel, json).await
+            status_line(json, &format!("replay {} resumed", run.id()));
+            execute(&service, run, cancel, json).await
         }
         ReplayCommand::List { limit } => {
             for view in service.list(limit).await? {
@@ -331,7 +366,74 @@ async fn control(service: &ReplayService, id: &str, request: ReplayRequest) -> a
     Ok(())
 }
 
+/// A status line: on stdout, or on stderr when stdout holds JSON.
+fn status_line(json: bool, line: &str) {
+    if json {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+}
+
+/// What was skipped, and where a resume starts, as lines for people.
+fn accounting_lines(view: &ReplayView) -> Vec<String> {
+    let progress = &view.progress;
+    let mut lines = Vec::new();
+    if progress.oversized_skipped > 0 {
+        lines.push(format!(
+            "{} event(s) too large for the target skipped",
+            progress.oversized_skipped
+        ));
+    }
+    for event in &view.details.oversized {
+        lines.push(format!(
+            "  skipped event {} ({} bytes; {} accepts {})",
+            event.event_id, event.size, event.destination, event.limit
+        ));
+    }
+    if progress.damaged_segments_skipped > 0 {
+        lines.push(format!(
+            "{} damaged segment(s) skipped, {} rows",
+            progress.damaged_segments_skipped, progress.damaged_rows_skipped
+        ));
+    }
+    for segment in &view.details.damaged_segments {
+        lines.push(format!(
+            "  skipped segment {} ({} rows)",
+            segment.uri, segment.rows
+        ));
+    }
+    if view.status != ReplayStatus::Completed && view.status != ReplayStatus::Cancelled {
+        let at = match &view.details.resume_at {
+            Some(point) => {
+                let mut at = format!(
+                    "source {:?}, topic {:?}, partition {}",
+                    point.source, point.topic, point.partition
+                );
+                if let Some(offset) = point.offset {
+                    at.push_str(&format!(", offset {offset}"));
+                }
+                if let Some(event_id) = &point.event_id {
+                    at.push_str(&format!(", event {event_id}"));
+                }
+                at
+            }
+            None if progress.position_group == 0 && progress.position_row == 0 => {
+                "the beginning".to_owned()
+            }
+            None => "the end".to_owned(),
+        };
+        lines.push(format!(
+            "{} published, {} refused; hindsight replay resume {} starts at {at}, \
+             and may send {} event(s) a second time",
+            progress.published, progress.failed, view.id, progress.resend_on_resume
+        ));
+    }
+    lines
+}
+
 async fn execute(
+    service: &ReplayService,
     run: hindsight_query::replay::ReplayRun,
     cancel: CancellationToken,
     json: bool,
@@ -345,17 +447,37 @@ async fn execute(
     let bar = tokio::spawn(progress_bar(receiver, started));
     let result = run.execute(cancel, Some(sender)).await;
     let _ = bar.await;
-    let view: ReplayView = result?;
+    let view: ReplayView = match result {
+        Ok(view) => view,
+        Err(error) => {
+            // The record counts what the broker confirmed before the failure.
+            if let Ok(view) = service.get(&id).await {
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&view)?);
+                }
+                for line in accounting_lines(&view) {
+                    eprintln!("{line}");
+                }
+            }
+            return Err(error.into());
+        }
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&view)?);
+    }
+    for line in accounting_lines(&view) {
+        status_line(json, &line);
     }
     let progress = view.progress;
     let seconds = started.elapsed().as_secs_f64().max(0.001);
     match view.status {
         ReplayStatus::Completed if progress.failed == 0 => {
-            println!(
-                "replay {id} completed: {} published, {} bytes, in {seconds:.1} s",
-                progress.published, progress.bytes
+            status_line(
+                json,
+                &format!(
+                    "replay {id} completed: {} published, {} bytes, in {seconds:.1} s",
+                    progress.published, progress.bytes
+                ),
             );
             Ok(())
         }
@@ -366,7 +488,10 @@ async fn execute(
             view.error.as_deref().unwrap_or("see the log")
         ),
         ReplayStatus::Cancelled => {
-            println!("replay {id} cancelled after {} events", progress.published);
+            status_line(
+                json,
+                &format!("replay {id} cancelled after {} events", progress.published),
+            );
             Ok(())
         }
         ReplayStatus::Interrupted => bail!(

@@ -222,7 +222,7 @@ async fn archived_events(directory: &Path, store: &ArchiveStore) -> Vec<Event> {
     catalog.close().await;
     let mut events = Vec::new();
     for record in segments {
-        let path = object_store::path::Path::from(record.segment.uri.as_str());
+        let path = object_store::path::Path::parse(&record.segment.uri).unwrap();
         let bytes = store.get(&path).await.unwrap();
         events.extend(decode_segment(bytes).unwrap());
     }

@@ -998,3 +998,416 @@ async fn http_replays_dry_run_run_pause_resume_and_cancel() {
     let (status, _) = http_json(&address, "POST", &format!("{path}/resume"), "");
     assert_eq!(status, 400, "a cancelled replay does not resume");
 }
+
+// ---- names, sizes, damage and accounting ------------------------------------
+
+/// Waits until `queue` holds `expected` messages (or the time runs out) and
+/// returns how many it holds.
+async fn queue_depth(channel: &Channel, queue: &str, expected: u32) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let declared = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        if declared.message_count() >= expected || Instant::now() > deadline {
+            return declared.message_count();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// RabbitMQ events of `exchange` as the ingester archives them from an
+/// archive queue, each with `properties(seq)`.
+fn amqp_events(
+    exchange: &str,
+    total: u64,
+    properties: impl Fn(u64) -> BasicProperties,
+) -> PartitionBatch {
+    PartitionBatch {
+        topic: exchange.to_owned(),
+        partition: 0,
+        events: (0..total)
+            .map(|seq| {
+                hindsight_ingest::source::amqp::delivery_to_event(
+                    "rabbit",
+                    hindsight_ingest::source::amqp::AmqpMode::ArchiveQueue,
+                    "hindsight.archive",
+                    1 << 20,
+                    exchange,
+                    "order.created",
+                    false,
+                    &properties(seq),
+                    format!(r#"{{"seq":{seq}}}"#).as_bytes(),
+                )
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_reads_topics_and_exchanges_whose_names_the_layout_encodes() {
+    const EACH: u64 = 40;
+    let directory = tempfile::tempdir().unwrap();
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    // A leading '_' or '.' is percent-encoded (Hive readers hide such files).
+    let kafka_topics = [format!("_orders-{suffix}"), format!(".orders-{suffix}")];
+    let batches = kafka_topics
+        .iter()
+        .flat_map(|topic| kafka_events("kafka-src", topic, 1, EACH))
+        .collect();
+    write_archive(directory.path(), "kafka-src", Bus::Kafka, batches).await;
+    // Every other byte outside [A-Za-z0-9._-] is encoded too.
+    let exchanges = [
+        format!("billing:eu-{suffix}"),
+        format!("a/b-{suffix}"),
+        format!("with space-{suffix}"),
+        format!("zürich-ü-{suffix}"),
+        format!("_audit-{suffix}"),
+    ];
+    let batches = exchanges
+        .iter()
+        .map(|exchange| amqp_events(exchange, EACH, amqp_properties))
+        .collect();
+    write_archive(directory.path(), "rabbit", Bus::Amqp, batches).await;
+    for topic in &kafka_topics {
+        let target = create_topic(1);
+        let output = run_ok(replay_command(directory.path()).args([
+            "run",
+            "--topic",
+            topic,
+            "--kafka",
+            &brokers(),
+            "--to-topic",
+            &target,
+        ]));
+        let id = replay_id(&output.stdout);
+        assert_eq!(
+            consume_kafka(&target, EACH, 10).len() as u64,
+            EACH,
+            "{topic}"
+        );
+        let record = replay_record(directory.path(), &id).await;
+        assert_eq!(record.status, ReplayStatus::Completed, "{topic}");
+        assert_eq!(record.progress.published, EACH as i64, "{topic}");
+    }
+    let (_connection, channel) = connect().await;
+    for source_exchange in &exchanges {
+        let (exchange, queue) = exchange_and_queue(&channel).await;
+        let output = run_ok(replay_command(directory.path()).args([
+            "run",
+            "--topic",
+            source_exchange,
+            "--amqp",
+            &amqp_url(),
+            "--to-exchange",
+            &exchange,
+        ]));
+        let id = replay_id(&output.stdout);
+        assert_eq!(
+            u64::from(queue_depth(&channel, &queue, EACH as u32).await),
+            EACH,
+            "{source_exchange}"
+        );
+        let record = replay_record(directory.path(), &id).await;
+        assert_eq!(record.progress.published, EACH as i64, "{source_exchange}");
+    }
+}
+
+/// Archives `total` events of a fresh topic whose event `big` carries a
+/// payload of `big_bytes`; returns the topic and that event's id.
+async fn archive_with_one_big_event(
+    directory: &Path,
+    total: u64,
+    big: u64,
+    big_bytes: usize,
+) -> (String, String) {
+    let topic = unique("_big");
+    let mut batches = kafka_events("kafka-src", &topic, 1, total);
+    let event = &mut batches[0].events[big as usize];
+    event.payload = vec![b'x'; big_bytes];
+    event.payload_size = big_bytes as i64;
+    let big_id = event.event_id.clone();
+    write_archive(directory, "kafka-src", Bus::Kafka, batches).await;
+    (topic, big_id)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_three_mib_event_replays_where_the_topic_takes_it_and_is_named_stopped_at_or_skipped_where_not(
+) {
+    const TOTAL: u64 = 221;
+    const BIG: u64 = 158;
+    const BIG_BYTES: usize = 3 << 20;
+    let directory = tempfile::tempdir().unwrap();
+    let (source_topic, big_id) =
+        archive_with_one_big_event(directory.path(), TOTAL, BIG, BIG_BYTES).await;
+    let run = |target: &str, extra: &[&str]| {
+        let mut command = replay_command(directory.path());
+        command.args([
+            "run",
+            "--topic",
+            &source_topic,
+            "--kafka",
+            &brokers(),
+            "--to-topic",
+            target,
+        ]);
+        command.args(extra);
+        command
+    };
+
+    // A topic whose max.message.bytes (answered by DescribeConfigs) takes it:
+    // everything, with the default options. --json: stdout is the JSON alone.
+    let roomy = crate::util::create_kafka_topic_with_config(
+        &unique("hs-replay-roomy"),
+        1,
+        &["max.message.bytes=8388608"],
+    );
+    let output = run_ok(&mut run(&roomy, &["--json"]));
+    let view: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON alone ({e}): {:?}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    });
+    assert_eq!(view["status"], "completed", "{view}");
+    assert_eq!(view["progress"]["published"], TOTAL, "{view}");
+    let consumed = consume_kafka(&roomy, TOTAL, 10);
+    assert_eq!(consumed.len() as u64, TOTAL);
+    assert_eq!(
+        consumed
+            .iter()
+            .filter(|message| message.value.len() == BIG_BYTES)
+            .count(),
+        1
+    );
+
+    // A topic with Kafka's default limit: the dry-run names the event...
+    let strict = create_topic(1);
+    let output = run_ok(replay_command(directory.path()).args([
+        "dry-run",
+        "--topic",
+        &source_topic,
+        "--kafka",
+        &brokers(),
+        "--to-topic",
+        &strict,
+        "--json",
+    ]));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["oversized_count"], 1, "{report}");
+    assert_eq!(
+        report["oversized"][0]["event_id"],
+        big_id.as_str(),
+        "{report}"
+    );
+    assert_eq!(report["oversized"][0]["offset"], BIG, "{report}");
+    assert_eq!(report["totals"]["events"], TOTAL - 1, "{report}");
+    assert!(
+        report["problems"][0].as_str().unwrap().contains(&big_id),
+        "{report}"
+    );
+    assert!(
+        consume_kafka(&strict, 1, 3).is_empty(),
+        "a dry-run published"
+    );
+    // ...and a default run stops right before it, saying so, with every
+    // event before it published and counted.
+    let output = run(&strict, &[]).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&big_id) && stderr.contains("--oversized skip"),
+        "{stderr}"
+    );
+    let id = replay_id(&output.stdout);
+    let consumed = consume_kafka(&strict, TOTAL, 5);
+    assert_eq!(consumed.len() as u64, BIG);
+    let record = replay_record(directory.path(), &id).await;
+    assert_eq!(record.status, ReplayStatus::Failed);
+    assert_eq!(record.progress.published, consumed.len() as i64);
+    assert_eq!(record.progress.failed, 0);
+    assert_eq!(record.progress.resend_on_resume, 0);
+    assert_eq!(record.progress.position_row, BIG as i64);
+    let resume_at = record.details.resume_at.unwrap();
+    assert_eq!(resume_at.offset, Some(BIG as i64));
+    assert_eq!(resume_at.event_id.as_deref(), Some(big_id.as_str()));
+
+    // --oversized skip: the rest goes, and the record lists the event.
+    let skipping = create_topic(1);
+    let output = run_ok(&mut run(&skipping, &["--oversized", "skip"]));
+    let id = replay_id(&output.stdout);
+    let consumed = consume_kafka(&skipping, TOTAL, 5);
+    assert_eq!(consumed.len() as u64, TOTAL - 1);
+    let record = replay_record(directory.path(), &id).await;
+    assert_eq!(record.status, ReplayStatus::Completed);
+    assert_eq!(record.progress.published, consumed.len() as i64);
+    assert_eq!(record.progress.oversized_skipped, 1);
+    assert_eq!(record.details.oversized[0].event_id, big_id);
+    assert!(String::from_utf8_lossy(&output.stdout).contains(&big_id));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_truncated_segment_stops_the_replay_unless_skipped_and_the_record_matches_the_consumer() {
+    const TOTAL: u64 = 1000;
+    let directory = tempfile::tempdir().unwrap();
+    let source_topic = archive_kafka_topic(directory.path(), 2, TOTAL).await;
+    // Cut partition 1's segment (the second group of the plan) in half.
+    let catalog = Catalog::connect(&catalog_url(directory.path()))
+        .await
+        .unwrap();
+    let segments = catalog
+        .segments(&hindsight_archive::catalog::SegmentFilter {
+            topic: Some(source_topic.clone()),
+            partition: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    catalog.close().await;
+    assert_eq!(segments.len(), 1);
+    let uri = segments[0].segment.uri.clone();
+    let file = directory.path().join("data").join(&uri);
+    let length = std::fs::metadata(&file).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_len(length / 2)
+        .unwrap();
+    let run = |target: &str, extra: &[&str]| {
+        let mut command = replay_command(directory.path());
+        command.args([
+            "run",
+            "--topic",
+            &source_topic,
+            "--kafka",
+            &brokers(),
+            "--to-topic",
+            target,
+        ]);
+        command.args(extra);
+        command
+    };
+
+    // By default the replay stops at the damaged segment, naming it, and
+    // the record counts what partition 0 put on the target.
+    let stopped = create_topic(2);
+    let output = run(&stopped, &[]).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&uri) && stderr.contains("--skip-damaged"),
+        "{stderr}"
+    );
+    let id = replay_id(&output.stdout);
+    let consumed = consume_kafka(&stopped, TOTAL, 5);
+    assert_eq!(consumed.len() as u64, TOTAL / 2);
+    let record = replay_record(directory.path(), &id).await;
+    assert_eq!(record.status, ReplayStatus::Failed);
+    assert_eq!(record.progress.published, consumed.len() as i64);
+    assert_eq!(record.progress.failed, 0);
+    assert_eq!(record.progress.resend_on_resume, 0);
+    assert_eq!(
+        (record.progress.position_group, record.progress.position_row),
+        (1, 0)
+    );
+    assert_eq!(record.details.resume_at.unwrap().partition, 1);
+
+    // With --skip-damaged the rest is replayed and the segment is listed.
+    let skipped = create_topic(2);
+    let output = run_ok(&mut run(&skipped, &["--skip-damaged", "--json"]));
+    let view: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let consumed = consume_kafka(&skipped, TOTAL, 5);
+    assert_eq!(consumed.len() as u64, TOTAL / 2);
+    assert_eq!(view["status"], "completed", "{view}");
+    assert_eq!(view["progress"]["published"], consumed.len(), "{view}");
+    assert_eq!(view["progress"]["damaged_segments_skipped"], 1, "{view}");
+    assert_eq!(
+        view["progress"]["damaged_rows_skipped"],
+        TOTAL / 2,
+        "{view}"
+    );
+    assert_eq!(
+        view["details"]["damaged_segments"][0]["uri"],
+        uri.as_str(),
+        "{view}"
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains(&uri));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_amqp_message_without_a_headers_table_is_replayed_without_one() {
+    let directory = tempfile::tempdir().unwrap();
+    let source_exchange = unique("hs-plain");
+    // Event 0 had no headers table, event 1 an empty one.
+    let batch = amqp_events(&source_exchange, 2, |seq| {
+        let properties =
+            BasicProperties::default().with_message_id(format!("m-{seq}").as_str().into());
+        if seq == 1 {
+            properties.with_headers(FieldTable::default())
+        } else {
+            properties
+        }
+    });
+    write_archive(directory.path(), "rabbit", Bus::Amqp, vec![batch]).await;
+    let (_connection, channel) = connect().await;
+    let replay_and_read = |extra: &'static [&'static str]| {
+        let directory = directory.path().to_owned();
+        let channel = channel.clone();
+        let source_exchange = source_exchange.clone();
+        async move {
+            let (exchange, queue) = exchange_and_queue(&channel).await;
+            run_ok(
+                replay_command(&directory)
+                    .args(["run", "--topic", &source_exchange, "--amqp", &amqp_url()])
+                    .args(["--to-exchange", &exchange])
+                    .args(extra),
+            );
+            let mut consumer = channel
+                .basic_consume(
+                    queue.as_str().into(),
+                    "plain-check".into(),
+                    BasicConsumeOptions {
+                        no_ack: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .unwrap();
+            let mut headers = Vec::new();
+            for _ in 0..2 {
+                let delivery = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .unwrap();
+                headers.push(delivery.properties.headers().clone());
+            }
+            headers
+        }
+    };
+    let plain = replay_and_read(&["--no-provenance"]).await;
+    assert_eq!(plain[0], None, "no table was there, none is published");
+    assert_eq!(
+        plain[1],
+        Some(FieldTable::default()),
+        "an empty table is kept"
+    );
+    // Provenance headers need a table: it holds them alone.
+    let with_provenance = replay_and_read(&[]).await;
+    let table = with_provenance[0].clone().unwrap();
+    assert!(!table.inner().is_empty());
+    assert!(table
+        .inner()
+        .keys()
+        .all(|name| name.as_str().starts_with("hindsight-")));
+}

@@ -257,6 +257,12 @@ pub fn kafka_brokers() -> String {
 
 /// Creates the Kafka topic `topic` with `partitions` partitions on the test broker.
 pub fn create_kafka_topic(topic: &str, partitions: u32) -> String {
+    create_kafka_topic_with_config(topic, partitions, &[])
+}
+
+/// Creates a Kafka topic with topic configs (`name=value`, e.g.
+/// `max.message.bytes=8388608`) on the test broker.
+pub fn create_kafka_topic_with_config(topic: &str, partitions: u32, configs: &[&str]) -> String {
     let brokers = kafka_brokers();
     let output = Command::new("tansu")
         .args([
@@ -266,6 +272,7 @@ pub fn create_kafka_topic(topic: &str, partitions: u32) -> String {
             "--partitions",
             &partitions.to_string(),
         ])
+        .args(configs.iter().flat_map(|config| ["--config", config]))
         .args(["--broker", &format!("tcp://{brokers}")])
         .output()
         .unwrap_or_else(|e| {

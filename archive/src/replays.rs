@@ -108,6 +108,74 @@ pub struct ReplayProgress {
     /// The next group of segments to read, and the row inside it.
     pub position_group: i64,
     pub position_row: i64,
+    /// Events a resume would send again: past the checkpoint, yet confirmed
+    /// (or of unknown fate) on the target. Exact once a run has ended; while
+    /// it runs (or after a crash), an upper bound: two windows.
+    pub resend_on_resume: i64,
+    /// Events left out because the target does not accept their size.
+    pub oversized_skipped: i64,
+    /// Unreadable segments left out, and the rows the catalog says they held.
+    pub damaged_segments_skipped: i64,
+    pub damaged_rows_skipped: i64,
+}
+
+/// The most events [`ReplayDetails::oversized`] lists; the count goes on.
+pub const MAX_LISTED_OVERSIZED: usize = 1000;
+
+/// What the counts of a replay refer to: where a resume starts, and what
+/// was skipped. Kept as JSON in the `details` column.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReplayDetails {
+    /// The first event a resume would send (`None` when nothing is left,
+    /// or before the first checkpoint: then a resume starts at the beginning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_at: Option<ResumePoint>,
+    /// Events skipped for their size (the first [`MAX_LISTED_OVERSIZED`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub oversized: Vec<SkippedEvent>,
+    /// Unreadable segments skipped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub damaged_segments: Vec<SkippedSegment>,
+}
+
+/// Where a resumed replay starts: an archived event, or the start of a
+/// segment group when the event is not known.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ResumePoint {
+    pub source: String,
+    pub topic: String,
+    pub partition: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+}
+
+/// An event a replay left out.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SkippedEvent {
+    pub event_id: String,
+    pub source: String,
+    pub topic: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+    pub destination: String,
+    /// Its size as the target would receive it, what the target accepts,
+    /// and who said so.
+    pub size: u64,
+    pub limit: u64,
+    pub limit_from: String,
+}
+
+/// A segment a replay could not read and left out.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SkippedSegment {
+    pub uri: String,
+    /// Rows the catalog says it holds.
+    pub rows: i64,
+    pub error: String,
 }
 
 /// A new replay, as it is recorded.
@@ -143,12 +211,14 @@ pub struct ReplayRecord {
     pub snapshot_at: i64,
     pub planned: i64,
     pub progress: ReplayProgress,
+    pub details: ReplayDetails,
     pub error: Option<String>,
 }
 
 const REPLAY_COLUMNS: &str = "id, created_at, updated_at, finished_at, status, requested, owner, \
      dry_run, selection, target, options, snapshot_at, planned, selected, published, failed, \
-     duplicates_skipped, bytes, position_group, position_row, error";
+     duplicates_skipped, bytes, position_group, position_row, error, resend_on_resume, \
+     oversized_skipped, damaged_segments_skipped, damaged_rows_skipped, details";
 
 /// Rows per multi-row INSERT of selected event ids.
 const SELECTION_CHUNK: usize = 400;
@@ -283,6 +353,7 @@ impl Catalog {
         owner: &str,
         status: ReplayStatus,
         progress: &ReplayProgress,
+        details: &ReplayDetails,
         error: Option<&str>,
     ) -> Result<ReplayRequest> {
         let now = now_micros();
@@ -297,7 +368,9 @@ impl Catalog {
         let changed = sqlx::query(
             "UPDATE replays SET status = $1, selected = $2, published = $3, failed = $4, \
              duplicates_skipped = $5, bytes = $6, position_group = $7, position_row = $8, \
-             error = $9, updated_at = $10, finished_at = $11 WHERE id = $12 AND owner = $13",
+             error = $9, updated_at = $10, finished_at = $11, resend_on_resume = $12, \
+             oversized_skipped = $13, damaged_segments_skipped = $14, damaged_rows_skipped = $15, \
+             details = $16 WHERE id = $17 AND owner = $18",
         )
         .bind(status.as_str())
         .bind(progress.selected)
@@ -310,6 +383,11 @@ impl Catalog {
         .bind(error.map(str::to_owned))
         .bind(now)
         .bind(finished_at)
+        .bind(progress.resend_on_resume)
+        .bind(progress.oversized_skipped)
+        .bind(progress.damaged_segments_skipped)
+        .bind(progress.damaged_rows_skipped)
+        .bind(details_json(details)?)
         .bind(id)
         .bind(owner)
         .execute(self.pool())
@@ -328,17 +406,26 @@ impl Catalog {
         ReplayRequest::parse(&requested)
     }
 
-    /// Records the counts of a dry-run.
-    pub async fn finish_dry_run(&self, id: &str, progress: &ReplayProgress) -> Result<()> {
+    /// Records the counts of a dry-run (and the events too large for the target).
+    pub async fn finish_dry_run(
+        &self,
+        id: &str,
+        progress: &ReplayProgress,
+        details: &ReplayDetails,
+    ) -> Result<()> {
         let now = now_micros();
         sqlx::query(
-            "UPDATE replays SET selected = $1, bytes = $2, updated_at = $3, finished_at = $4 \
-             WHERE id = $5 AND status = 'dry_run'",
+            "UPDATE replays SET selected = $1, bytes = $2, updated_at = $3, finished_at = $4, \
+             duplicates_skipped = $5, oversized_skipped = $6, details = $7 \
+             WHERE id = $8 AND status = 'dry_run'",
         )
         .bind(progress.selected)
         .bind(progress.bytes)
         .bind(now)
         .bind(now)
+        .bind(progress.duplicates_skipped)
+        .bind(progress.oversized_skipped)
+        .bind(details_json(details)?)
         .bind(id)
         .execute(self.pool())
         .await?;
@@ -391,7 +478,22 @@ impl Catalog {
     }
 }
 
+fn details_json(details: &ReplayDetails) -> Result<Option<String>> {
+    if *details == ReplayDetails::default() {
+        return Ok(None);
+    }
+    serde_json::to_string(details)
+        .map(Some)
+        .map_err(|error| Error::internal(format!("cannot encode replay details: {error}")))
+}
+
 fn replay_from_row(row: &AnyRow) -> Result<ReplayRecord> {
+    let details = match row.try_get::<Option<String>, _>("details")? {
+        Some(text) => serde_json::from_str(&text).map_err(|error| {
+            Error::internal(format!("the details of a replay are unreadable: {error}"))
+        })?,
+        None => ReplayDetails::default(),
+    };
     Ok(ReplayRecord {
         id: row.try_get("id")?,
         created_at: row.try_get("created_at")?,
@@ -414,7 +516,12 @@ fn replay_from_row(row: &AnyRow) -> Result<ReplayRecord> {
             bytes: row.try_get("bytes")?,
             position_group: row.try_get("position_group")?,
             position_row: row.try_get("position_row")?,
+            resend_on_resume: row.try_get("resend_on_resume")?,
+            oversized_skipped: row.try_get("oversized_skipped")?,
+            damaged_segments_skipped: row.try_get("damaged_segments_skipped")?,
+            damaged_rows_skipped: row.try_get("damaged_rows_skipped")?,
         },
+        details,
         error: row.try_get("error")?,
     })
 }
@@ -447,16 +554,34 @@ mod tests {
             published: 3,
             position_group: 0,
             position_row: 3,
+            resend_on_resume: 2,
+            damaged_segments_skipped: 1,
+            damaged_rows_skipped: 40,
             ..Default::default()
         };
+        let details = ReplayDetails {
+            resume_at: Some(ResumePoint {
+                source: "s".to_owned(),
+                topic: "_orders".to_owned(),
+                partition: 0,
+                offset: Some(3),
+                event_id: None,
+            }),
+            oversized: Vec::new(),
+            damaged_segments: vec![SkippedSegment {
+                uri: "source=s/x.parquet".to_owned(),
+                rows: 40,
+                error: "truncated".to_owned(),
+            }],
+        };
         let request = catalog
-            .checkpoint_replay("r1", "a", ReplayStatus::Running, &progress, None)
+            .checkpoint_replay("r1", "a", ReplayStatus::Running, &progress, &details, None)
             .await
             .unwrap();
         assert_eq!(request, ReplayRequest::Run);
         catalog.claim_replay("r1", Some("a"), "b").await.unwrap();
         let fenced = catalog
-            .checkpoint_replay("r1", "a", ReplayStatus::Running, &progress, None)
+            .checkpoint_replay("r1", "a", ReplayStatus::Running, &progress, &details, None)
             .await
             .unwrap_err();
         assert_eq!(fenced.kind(), ErrorKind::Conflict);
@@ -471,15 +596,23 @@ mod tests {
             .await
             .unwrap();
         let request = catalog
-            .checkpoint_replay("r1", "b", ReplayStatus::Running, &progress, None)
+            .checkpoint_replay("r1", "b", ReplayStatus::Running, &progress, &details, None)
             .await
             .unwrap();
         assert_eq!(request, ReplayRequest::Pause);
         let record = catalog.replay("r1").await.unwrap().unwrap();
         assert_eq!(record.progress, progress);
+        assert_eq!(record.details, details);
         assert_eq!(record.owner.as_deref(), Some("b"));
         catalog
-            .checkpoint_replay("r1", "b", ReplayStatus::Completed, &progress, None)
+            .checkpoint_replay(
+                "r1",
+                "b",
+                ReplayStatus::Completed,
+                &progress,
+                &details,
+                None,
+            )
             .await
             .unwrap();
         let refused = catalog

@@ -167,7 +167,7 @@ fn replay_schemas() -> serde_json::Map<String, Value> {
         "properties": {
             "selection": { "type": "object", "description": "{\"type\": \"filter\", topic, from, to, key, headers, contains, json, …} or {\"type\": \"sql\", \"sql\": …}" },
             "target": { "type": "object", "description": "{\"type\": \"kafka\", brokers, topic, topic_map, partitioning, …} or {\"type\": \"amqp\", url, exchange, exchange_map, routing_key}" },
-            "options": { "type": "object", "description": "rate, bytes_rate, pace, provenance, strip_headers, set_headers, allow_loop, dedup, window, sample" },
+            "options": { "type": "object", "description": "rate, bytes_rate, pace, provenance, strip_headers, set_headers, allow_loop, dedup, window, sample, oversized (\"stop\" or \"skip\"), skip_damaged" },
             "dry_run": { "type": "boolean" }
         }
     }));
@@ -181,6 +181,10 @@ fn replay_schemas() -> serde_json::Map<String, Value> {
             "duplicates_skipped": { "type": "integer" },
             "segments": { "type": "integer" },
             "problems": { "type": "array", "items": { "type": "string" } },
+            "oversized": { "type": "array", "items": { "$ref": "#/components/schemas/SkippedEvent" } },
+            "oversized_count": { "type": "integer" },
+            "size_limits": { "type": "object", "additionalProperties": { "type": "object", "properties": { "bytes": { "type": "integer" }, "from": { "type": "string" } } } },
+            "damaged_segments": { "type": "array", "items": { "$ref": "#/components/schemas/SkippedSegment" } },
             "sample": { "type": "array", "items": { "type": "object", "properties": { "destination": nullable("string"), "event": { "$ref": "#/components/schemas/Event" } } } }
         }
     }));
@@ -198,10 +202,32 @@ fn replay_schemas() -> serde_json::Map<String, Value> {
             "progress": { "type": "object", "properties": {
                 "selected": { "type": "integer" }, "published": { "type": "integer" }, "failed": { "type": "integer" },
                 "duplicates_skipped": { "type": "integer" }, "bytes": { "type": "integer" },
-                "position_group": { "type": "integer" }, "position_row": { "type": "integer" }
+                "position_group": { "type": "integer" }, "position_row": { "type": "integer" },
+                "resend_on_resume": { "type": "integer" }, "oversized_skipped": { "type": "integer" },
+                "damaged_segments_skipped": { "type": "integer" }, "damaged_rows_skipped": { "type": "integer" }
+            }},
+            "details": { "type": "object", "properties": {
+                "resume_at": { "type": "object", "properties": {
+                    "source": { "type": "string" }, "topic": { "type": "string" }, "partition": { "type": "integer" },
+                    "offset": { "type": "integer" }, "event_id": { "type": "string" }
+                }},
+                "oversized": { "type": "array", "items": { "$ref": "#/components/schemas/SkippedEvent" } },
+                "damaged_segments": { "type": "array", "items": { "$ref": "#/components/schemas/SkippedSegment" } }
             }},
             "error": nullable("string")
         }
+    }));
+    schemas.insert("SkippedEvent".to_owned(), json!({
+        "type": "object",
+        "properties": {
+            "event_id": { "type": "string" }, "source": { "type": "string" }, "topic": { "type": "string" },
+            "partition": { "type": "integer" }, "offset": { "type": "integer" }, "destination": { "type": "string" },
+            "size": { "type": "integer" }, "limit": { "type": "integer" }, "limit_from": { "type": "string" }
+        }
+    }));
+    schemas.insert("SkippedSegment".to_owned(), json!({
+        "type": "object",
+        "properties": { "uri": { "type": "string" }, "rows": { "type": "integer" }, "error": { "type": "string" } }
     }));
     schemas
 }

@@ -6,7 +6,10 @@
 //! Mapping: RabbitMQ events get back every basic property and their exact
 //! headers table, rebuilt from the typed JSON the ingester archived
 //! (`amqp_headers_table`), nested tables, arrays and types included. The
-//! timestamp is kept when the original message had one.
+//! timestamp is kept when the original message had one. A message that had
+//! no headers table is published without one, unless header rules or
+//! provenance headers (on by default) give it entries; a table that was
+//! there, even empty, is kept.
 //!
 //! Kafka events: the routing key is the override, else the Kafka key as
 //! UTF-8, else empty. Each header becomes a long string (a null value becomes
@@ -136,9 +139,13 @@ fn long_string(bytes: &[u8]) -> AMQPValue {
     AMQPValue::LongString(LongString::from(bytes.to_vec()))
 }
 
-/// The headers table of a replayed message, after the rules and provenance.
-pub fn headers_table(event: &Event, rules: &HeaderRules) -> Result<FieldTable> {
+/// The headers table of a replayed message, after the rules and provenance:
+/// `None` when the original had none and nothing is added.
+pub fn headers_table(event: &Event, rules: &HeaderRules) -> Result<Option<FieldTable>> {
     let mut entries: Vec<(String, AMQPValue)> = Vec::new();
+    // An AMQP message's table, even empty, is kept; a Kafka event's headers
+    // become a table only when there are some.
+    let had_table = event.bus == Bus::Amqp && event.amqp.headers_table.is_some();
     match (&event.bus, &event.amqp.headers_table) {
         (Bus::Amqp, Some(json)) => {
             let parsed: serde_json::Value = serde_json::from_str(json).map_err(|error| {
@@ -190,13 +197,19 @@ pub fn headers_table(event: &Event, rules: &HeaderRules) -> Result<FieldTable> {
     for (name, value) in rules.provenance_headers(event) {
         table.insert(ShortString::from(name), long_string(value.as_bytes()));
     }
-    Ok(table)
+    if table.inner().is_empty() && !had_table {
+        return Ok(None);
+    }
+    Ok(Some(table))
 }
 
 /// The basic properties of a replayed message.
-pub fn properties(event: &Event, table: FieldTable) -> BasicProperties {
+pub fn properties(event: &Event, table: Option<FieldTable>) -> BasicProperties {
     let short = |text: &Option<String>| text.as_deref().map(ShortString::from);
-    let mut properties = BasicProperties::default().with_headers(table);
+    let mut properties = BasicProperties::default();
+    if let Some(table) = table {
+        properties = properties.with_headers(table);
+    }
     if let Some(value) = short(&event.content_type) {
         properties = properties.with_content_type(value);
     }
@@ -418,5 +431,32 @@ mod tests {
         assert_eq!(nested.inner().get("depth"), Some(&AMQPValue::LongInt(2)));
         assert!(json_to_table(&serde_json::json!({"x": {"t": "?", "v": 1}})).is_err());
         assert!(json_to_table(&serde_json::json!({"x": {"t": "I", "v": 1e12}})).is_err());
+    }
+
+    #[test]
+    fn a_table_is_sent_only_when_there_was_one_or_headers_are_added() {
+        let no_rules = HeaderRules::default();
+        let provenance = HeaderRules {
+            provenance: Some("r".repeat(32)),
+            ..Default::default()
+        };
+        let mut event = Event {
+            bus: Bus::Amqp,
+            event_id: "e".repeat(32),
+            ..Default::default()
+        };
+        assert_eq!(headers_table(&event, &no_rules).unwrap(), None);
+        assert!(headers_table(&event, &provenance).unwrap().is_some());
+        event.amqp.headers_table = Some("{}".to_owned());
+        assert_eq!(
+            headers_table(&event, &no_rules).unwrap(),
+            Some(FieldTable::default())
+        );
+        let kafka = Event {
+            event_id: "e".repeat(32),
+            ..Default::default()
+        };
+        assert_eq!(headers_table(&kafka, &no_rules).unwrap(), None);
+        assert!(properties(&kafka, None).headers().is_none());
     }
 }

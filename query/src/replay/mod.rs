@@ -37,12 +37,14 @@ pub mod rate;
 pub mod selection;
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hindsight_archive::catalog::Catalog;
 use hindsight_archive::event::{now_micros, rfc3339};
 use hindsight_archive::replays::{
-    NewReplay, ReplayProgress, ReplayRecord, ReplayRequest, ReplayStatus,
+    NewReplay, ReplayDetails, ReplayProgress, ReplayRecord, ReplayRequest, ReplayStatus,
+    ResumePoint, SkippedEvent, SkippedSegment, MAX_LISTED_OVERSIZED,
 };
 use hindsight_archive::store::ArchiveStore;
 use hindsight_archive::{Bus, ErrorKind as ArchiveErrorKind, Event};
@@ -56,9 +58,9 @@ use tracing::Instrument;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::EventView;
 use crate::sql::QueryEngine;
-use publisher::{HeaderRules, PendingWindow, Publisher, Target};
+use publisher::{HeaderRules, PendingWindow, Publisher, SizeExcess, Target};
 use rate::{Limiter, Pace};
-use selection::{Plan, SegmentGroup, Selection, SqlResult};
+use selection::{LoadedGroup, Plan, SegmentGroup, Selection, SqlResult};
 
 /// The longest a window stays open before it is sealed and checkpointed.
 pub const WINDOW_TIME: Duration = Duration::from_secs(1);
@@ -111,6 +113,25 @@ pub struct ReplayOptions {
     /// Events a dry-run shows.
     #[serde(default = "default_sample")]
     pub sample: usize,
+    /// An event larger than its target accepts: stop the replay before it
+    /// (the default), or skip it and list it in the record.
+    #[serde(default)]
+    pub oversized: OversizedPolicy,
+    /// Leave out segments that cannot be read, and list them in the record,
+    /// instead of failing the replay.
+    #[serde(default)]
+    pub skip_damaged: bool,
+}
+
+/// What a replay does with an event larger than its target accepts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OversizedPolicy {
+    /// Fail the replay before the event; everything before it is published.
+    #[default]
+    Stop,
+    /// Leave it out, count it and list it.
+    Skip,
 }
 
 impl Default for ReplayOptions {
@@ -126,6 +147,8 @@ impl Default for ReplayOptions {
             dedup: true,
             window: default_window(),
             sample: default_sample(),
+            oversized: OversizedPolicy::Stop,
+            skip_damaged: false,
         }
     }
 }
@@ -302,8 +325,19 @@ pub struct DryRunReport {
     pub by_target: BTreeMap<String, Totals>,
     pub duplicates_skipped: i64,
     pub segments: usize,
-    /// Why a run would be refused (loop guard, events without a target).
+    /// Why a run would be refused or stop (loop guard, events without a
+    /// target, events too large for their target).
     pub problems: Vec<String>,
+    /// Events larger than their target accepts (the first 1000), and how
+    /// many there are. Not counted in the totals: a run stops before the
+    /// first, or skips them all.
+    pub oversized: Vec<SkippedEvent>,
+    pub oversized_count: i64,
+    /// What each Kafka target topic accepts, and who said so.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub size_limits: BTreeMap<String, kafka::SizeLimit>,
+    /// Unreadable segments left out (`skip_damaged`).
+    pub damaged_segments: Vec<SkippedSegment>,
     pub sample: Vec<SampleEvent>,
 }
 
@@ -323,6 +357,8 @@ pub struct ReplayView {
     pub options: serde_json::Value,
     pub planned: i64,
     pub progress: ReplayProgress,
+    /// Where a resume starts, and what was skipped.
+    pub details: ReplayDetails,
     pub error: Option<String>,
 }
 
@@ -347,6 +383,7 @@ impl From<ReplayRecord> for ReplayView {
             options: json(&record.options),
             planned: record.planned,
             progress: record.progress,
+            details: record.details,
             error: record.error,
         }
     }
@@ -446,8 +483,10 @@ impl ReplayService {
         problems
     }
 
-    /// Counts what a replay would publish, per target, with a sample.
-    /// Publishes nothing and connects to no broker. Recorded in the audit.
+    /// Counts what a replay would publish, per target, with a sample, and
+    /// names the events too large for their target. Publishes nothing; of
+    /// a Kafka target it only asks the topics' size limits. Recorded in the
+    /// audit.
     pub async fn dry_run(&self, spec: &ReplaySpec) -> Result<DryRunReport> {
         let mut service = self.clone();
         service.refresh_guard().await?;
@@ -477,10 +516,16 @@ impl ReplayService {
         let mut sample = Vec::new();
         let mut dedup = Dedup::default();
         let mut duplicates = 0;
+        let mut sizes = SizeCheck::new(spec, &plan, &id).await?;
+        let mut damaged_segments = Vec::new();
         for group in &plan.groups {
-            let events = group.load(self.engine.store()).await?;
+            let loaded = group
+                .load_with(self.engine.store(), spec.options.skip_damaged)
+                .await
+                .map_err(with_skip_damaged_hint)?;
+            damaged_segments.extend(loaded.damaged);
             dedup.enter(group);
-            for event in events {
+            for event in loaded.events {
                 if !plan.selects(&event) {
                     continue;
                 }
@@ -488,9 +533,11 @@ impl ReplayService {
                     duplicates += 1;
                     continue;
                 }
-                totals.add(&event);
                 let destination = match spec.target.destination(&event) {
                     Ok(destination) => {
+                        if sizes.oversized(&event, &destination).await {
+                            continue;
+                        }
                         if !spec.options.allow_loop {
                             if let Err(error) = self.guard.check(spec.target.bus(), &destination) {
                                 problems.push(error.message().to_owned());
@@ -507,6 +554,7 @@ impl ReplayService {
                         None
                     }
                 };
+                totals.add(&event);
                 if sample.len() < spec.options.sample {
                     sample.push(SampleEvent {
                         destination,
@@ -515,18 +563,36 @@ impl ReplayService {
                 }
             }
         }
+        if let Some(first) = sizes.listed.first() {
+            if spec.options.oversized == OversizedPolicy::Stop {
+                problems.push(format!(
+                    "{} event(s) are larger than their target accepts: a run would stop before \
+                     the first, {}; pass --oversized skip (\"oversized\": \"skip\") to leave \
+                     them out, or raise the topic's max.message.bytes",
+                    sizes.count,
+                    describe_oversized(first)
+                ));
+            }
+        }
         problems.sort();
         problems.dedup();
+        let details = ReplayDetails {
+            resume_at: None,
+            oversized: sizes.listed.clone(),
+            damaged_segments: damaged_segments.clone(),
+        };
         self.engine
             .catalog()
             .finish_dry_run(
                 &id,
                 &ReplayProgress {
-                    selected: totals.events,
+                    selected: totals.events + sizes.count,
                     bytes: totals.bytes,
                     duplicates_skipped: duplicates,
+                    oversized_skipped: sizes.count,
                     ..Default::default()
                 },
+                &details,
             )
             .await?;
         Ok(DryRunReport {
@@ -536,6 +602,10 @@ impl ReplayService {
             duplicates_skipped: duplicates,
             segments: plan.groups.iter().map(|g| g.segments.len()).sum(),
             problems,
+            oversized: sizes.listed,
+            oversized_count: sizes.count,
+            size_limits: sizes.sizes.map(|sizes| sizes.limits).unwrap_or_default(),
+            damaged_segments,
             sample,
         })
     }
@@ -583,6 +653,7 @@ impl ReplayService {
             spec,
             plan,
             progress: ReplayProgress::default(),
+            details: ReplayDetails::default(),
         })
     }
 
@@ -640,6 +711,7 @@ impl ReplayService {
             spec,
             plan,
             progress: record.progress,
+            details: record.details,
         })
     }
 
@@ -670,6 +742,105 @@ impl ReplayService {
             self.engine.catalog().request_replay(id, request).await?,
         ))
     }
+}
+
+/// The topics (or exchanges) the plan sends to.
+fn plan_destinations(target: &Target, plan: &Plan) -> Vec<String> {
+    let mut destinations: Vec<String> = plan
+        .topics()
+        .into_iter()
+        .filter_map(|(bus, topic)| target.destination_of(bus, &topic, None).ok())
+        .collect();
+    destinations.sort();
+    destinations.dedup();
+    destinations
+}
+
+/// The dry-run's size check: what a Kafka target accepts, against each
+/// event, judged as the publisher will judge it.
+struct SizeCheck {
+    sizes: Option<kafka::TopicSizes>,
+    listed: Vec<SkippedEvent>,
+    count: i64,
+}
+
+impl SizeCheck {
+    async fn new(spec: &ReplaySpec, plan: &Plan, replay_id: &str) -> Result<Self> {
+        let sizes = match &spec.target {
+            Target::Kafka(target) => Some(
+                kafka::TopicSizes::ask(
+                    target,
+                    spec.options.header_rules(Some(replay_id))?,
+                    &plan_destinations(&spec.target, plan),
+                )
+                .await?,
+            ),
+            Target::Amqp(_) => None,
+        };
+        Ok(SizeCheck {
+            sizes,
+            listed: Vec::new(),
+            count: 0,
+        })
+    }
+
+    /// True, and counted, when `event` is larger than `destination` accepts.
+    async fn oversized(&mut self, event: &Event, destination: &str) -> bool {
+        let Some(sizes) = &mut self.sizes else {
+            return false;
+        };
+        let Some(excess) = sizes.excess(event, destination).await else {
+            return false;
+        };
+        self.count += 1;
+        if self.listed.len() < MAX_LISTED_OVERSIZED {
+            self.listed.push(skipped_event(event, destination, excess));
+        }
+        true
+    }
+}
+
+fn skipped_event(event: &Event, destination: &str, excess: SizeExcess) -> SkippedEvent {
+    SkippedEvent {
+        event_id: event.event_id.clone(),
+        source: event.source.clone(),
+        topic: event.topic.clone(),
+        partition: event.partition,
+        offset: event.offset,
+        destination: destination.to_owned(),
+        size: excess.size,
+        limit: excess.limit,
+        limit_from: excess.limit_from,
+    }
+}
+
+/// "event … (source s, topic t, partition p, offset o) is N bytes, and … accepts at most M bytes (…)".
+fn describe_oversized(skipped: &SkippedEvent) -> String {
+    let mut place = format!("source {:?}, topic {:?}", skipped.source, skipped.topic);
+    if let Some(partition) = skipped.partition {
+        place.push_str(&format!(", partition {partition}"));
+    }
+    if let Some(offset) = skipped.offset {
+        place.push_str(&format!(", offset {offset}"));
+    }
+    format!(
+        "event {} ({place}) is {} bytes as a record, and {:?} accepts at most {} bytes ({})",
+        skipped.event_id, skipped.size, skipped.destination, skipped.limit, skipped.limit_from
+    )
+}
+
+/// Adds to an unreadable-segment error how to replay without the segment.
+fn with_skip_damaged_hint(error: Error) -> Error {
+    if error.kind() != ErrorKind::SegmentUnreadable {
+        return error;
+    }
+    Error::new(
+        ErrorKind::SegmentUnreadable,
+        format!(
+            "{}: pass --skip-damaged (\"skip_damaged\": true) to replay the rest without it",
+            error.message()
+        ),
+    )
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
@@ -724,7 +895,9 @@ pub struct ReplayRun {
     owner: String,
     spec: ReplaySpec,
     plan: Plan,
+    /// What the last checkpoint recorded.
     progress: ReplayProgress,
+    details: ReplayDetails,
 }
 
 impl std::fmt::Debug for ReplayRun {
@@ -751,17 +924,33 @@ impl Window {
 /// What a checkpoint recorded, and what the user asked for at that moment.
 struct Checkpointed {
     progress: ReplayProgress,
+    details: ReplayDetails,
     request: ReplayRequest,
 }
 
-/// The sending side of a run. `sent` runs ahead of the checkpoints: it counts
-/// what was sent (selected, bytes, duplicates skipped), while the run's
-/// `progress` is what the last checkpoint recorded. `sealed` is the one window
-/// whose confirms and checkpoint may still be pending while `window` is sent.
+/// The sending side of a run. `sent` and `details` run ahead of the
+/// checkpoints: they count what was sent or skipped, while the run's
+/// `progress` is what the last checkpoint recorded. `sealed` is the one
+/// window whose confirms and checkpoint may still be pending while `window`
+/// is sent. `position` is the row being handled: everything before it was
+/// sent or skipped.
 struct Pipeline {
     window: Window,
     sent: ReplayProgress,
+    details: ReplayDetails,
     sealed: Option<JoinHandle<Result<Checkpointed>>>,
+    position: (i64, i64),
+    /// The group being sent, for describing positions inside it.
+    current: Option<(usize, Arc<Vec<Event>>)>,
+    /// A window's confirms ended in an error: its events' fate is unknown.
+    confirms_lost: bool,
+}
+
+impl Pipeline {
+    /// Events handed to the publisher so far (skipped ones are not).
+    fn handed_over(progress: &ReplayProgress) -> i64 {
+        progress.selected - progress.oversized_skipped
+    }
 }
 
 /// Records `status` and `progress` under the run's lease (`owner`); returns
@@ -772,9 +961,10 @@ async fn record_progress(
     owner: &str,
     status: ReplayStatus,
     progress: &ReplayProgress,
+    details: &ReplayDetails,
 ) -> Result<ReplayRequest> {
     catalog
-        .checkpoint_replay(id, owner, status, progress, None)
+        .checkpoint_replay(id, owner, status, progress, details, None)
         .await
         .map_err(conflict_or)
 }
@@ -787,7 +977,8 @@ fn read_ahead(
     store: ArchiveStore,
     groups: Vec<SegmentGroup>,
     first: usize,
-) -> mpsc::Receiver<(usize, Result<Vec<Event>>)> {
+    skip_damaged: bool,
+) -> mpsc::Receiver<(usize, Result<LoadedGroup>)> {
     let (sender, receiver) = mpsc::channel(1);
     let span = tracing::info_span!("replay_read_ahead");
     tokio::spawn(
@@ -798,7 +989,7 @@ fn read_ahead(
                 let Ok(slot) = sender.reserve().await else {
                     return;
                 };
-                let loaded = group.load(&store).await;
+                let loaded = group.load_with(&store, skip_damaged).await;
                 let failed = loaded.is_err();
                 slot.send((index, loaded));
                 if failed {
@@ -809,6 +1000,45 @@ fn read_ahead(
         .instrument(span),
     );
     receiver
+}
+
+/// Where a resume at `position` starts: the event there when it is in
+/// `current`, else the start of the group there; `None` past the end.
+fn resume_point(
+    groups: &[SegmentGroup],
+    current: Option<&(usize, Arc<Vec<Event>>)>,
+    position: (i64, i64),
+) -> Option<ResumePoint> {
+    let group_index = usize::try_from(position.0).ok()?;
+    let row = usize::try_from(position.1).unwrap_or(0);
+    if let Some((current_index, events)) = current {
+        if *current_index == group_index {
+            if let Some(event) = events.get(row) {
+                return Some(ResumePoint {
+                    source: event.source.clone(),
+                    topic: event.topic.clone(),
+                    partition: event.partition.unwrap_or(0),
+                    offset: event.offset,
+                    event_id: Some(event.event_id.clone()),
+                });
+            }
+            return resume_point(groups, None, (position.0 + 1, 0));
+        }
+    }
+    let group = groups.get(group_index)?;
+    Some(ResumePoint {
+        source: group.source.clone(),
+        topic: group.topic.clone(),
+        partition: group.partition,
+        offset: match group.bus {
+            Bus::Kafka => group
+                .segments
+                .first()
+                .map(|record| record.segment.first_offset),
+            Bus::Amqp => None,
+        },
+        event_id: None,
+    })
 }
 
 impl ReplayRun {
@@ -830,8 +1060,12 @@ impl ReplayRun {
     ) -> Result<ReplayView> {
         let rules = self.spec.options.header_rules(Some(&self.id))?;
         let connected: Result<Box<dyn Publisher>> = match &self.spec.target {
-            Target::Kafka(kafka) => kafka::KafkaPublisher::connect(kafka, rules)
-                .map(|p| Box::new(p) as Box<dyn Publisher>),
+            Target::Kafka(kafka) => {
+                let destinations = plan_destinations(&self.spec.target, &self.plan);
+                kafka::KafkaPublisher::connect(kafka, rules, &destinations)
+                    .await
+                    .map(|p| Box::new(p) as Box<dyn Publisher>)
+            }
             Target::Amqp(target) => amqp::AmqpPublisher::connect(target, rules)
                 .await
                 .map(|p| Box::new(p) as Box<dyn Publisher>),
@@ -859,14 +1093,14 @@ impl ReplayRun {
                 tracing::info!(replay = %self.id, status = status.as_str(), published = self.progress.published, failed = self.progress.failed, "replay finished");
             }
             Err(error) => {
-                tracing::error!(replay = %self.id, error = %error.message(), "replay failed");
-                // The windows in doubt are not checkpointed: resume sends them again.
+                tracing::error!(replay = %self.id, error = %error.message(), published = self.progress.published, resend_on_resume = self.progress.resend_on_resume, "replay failed");
                 let _ = catalog
                     .checkpoint_replay(
                         &self.id,
                         &self.owner,
                         ReplayStatus::Failed,
                         &self.progress,
+                        &self.details,
                         Some(error.message()),
                     )
                     .await;
@@ -879,15 +1113,17 @@ impl ReplayRun {
 
     /// Records `status` and the progress of the last checkpoint under this
     /// run's lease; returns what the user asks for now (run, pause or cancel).
-    /// Only called while no sealed window is pending, so it never races a
-    /// checkpoint.
-    async fn record(&self, status: ReplayStatus) -> Result<ReplayRequest> {
+    /// Only called while no window is pending or open, so it never races a
+    /// checkpoint, and nothing was sent past the checkpoint.
+    async fn record(&mut self, status: ReplayStatus) -> Result<ReplayRequest> {
+        self.progress.resend_on_resume = 0;
         record_progress(
             self.service.engine.catalog(),
             &self.id,
             &self.owner,
             status,
             &self.progress,
+            &self.details,
         )
         .await
     }
@@ -913,10 +1149,19 @@ impl ReplayRun {
         let Some(task) = pipeline.sealed.take() else {
             return Ok(ReplayRequest::Run);
         };
-        let checkpointed = task.await.map_err(|error| {
-            Error::internal(format!("a replay checkpoint task panicked: {error}"))
-        })??;
+        let checkpointed = task
+            .await
+            .map_err(|error| Error::internal(format!("a replay checkpoint task panicked: {error}")))
+            .and_then(|checkpointed| checkpointed);
+        let checkpointed = match checkpointed {
+            Ok(checkpointed) => checkpointed,
+            Err(error) => {
+                pipeline.confirms_lost = true;
+                return Err(error);
+            }
+        };
         self.progress = checkpointed.progress;
+        self.details = checkpointed.details;
         self.report(live, ReplayStatus::Running);
         Ok(checkpointed.request)
     }
@@ -928,6 +1173,7 @@ impl ReplayRun {
         &self,
         confirms: PendingWindow,
         mut progress: ReplayProgress,
+        details: ReplayDetails,
     ) -> JoinHandle<Result<Checkpointed>> {
         let catalog = self.service.engine.catalog().clone();
         let id = self.id.clone();
@@ -941,10 +1187,20 @@ impl ReplayRun {
                 if let Some(failure) = &outcome.first_failure {
                     tracing::warn!(failed = outcome.failed, first = %failure, "events were not delivered");
                 }
-                let request =
-                    record_progress(&catalog, &id, &owner, ReplayStatus::Running, &progress)
-                        .await?;
-                Ok(Checkpointed { progress, request })
+                let request = record_progress(
+                    &catalog,
+                    &id,
+                    &owner,
+                    ReplayStatus::Running,
+                    &progress,
+                    &details,
+                )
+                .await?;
+                Ok(Checkpointed {
+                    progress,
+                    details,
+                    request,
+                })
             }
             .instrument(span),
         )
@@ -969,12 +1225,16 @@ impl ReplayRun {
         let mut progress = pipeline.sent;
         progress.position_group = position.0;
         progress.position_row = position.1;
+        // While the run goes on, two windows at most are past a checkpoint.
+        progress.resend_on_resume = 2 * self.spec.options.window as i64;
+        let mut details = pipeline.details.clone();
+        details.resume_at = resume_point(&self.plan.groups, pipeline.current.as_ref(), position);
         pipeline.window = Window::open();
         let request = self.settle(pipeline, live).await?;
         // Counts from the checkpoint just settled; this window's are added to them.
         progress.published = self.progress.published;
         progress.failed = self.progress.failed;
-        pipeline.sealed = Some(self.checkpoint_when_confirmed(confirms, progress));
+        pipeline.sealed = Some(self.checkpoint_when_confirmed(confirms, progress, details));
         if request == ReplayRequest::Run && !cancel.is_cancelled() {
             return Ok(None);
         }
@@ -1007,7 +1267,9 @@ impl ReplayRun {
     }
 
     /// Publishes from the checkpoint on. Whatever ends it, no checkpoint is
-    /// still being written when it returns.
+    /// still being written when it returns. When it fails, what the broker
+    /// confirmed is still counted, and `progress` says where a resume starts
+    /// and how many events it would send again.
     async fn publish_all(
         &mut self,
         publisher: &mut dyn Publisher,
@@ -1017,18 +1279,65 @@ impl ReplayRun {
         let mut pipeline = Pipeline {
             window: Window::open(),
             sent: self.progress,
+            details: self.details.clone(),
             sealed: None,
+            position: (self.progress.position_group, self.progress.position_row),
+            current: None,
+            confirms_lost: false,
         };
         let result = self
             .publish_windows(publisher, &mut pipeline, cancel, live)
             .await;
         if result.is_err() {
-            // The sealed window before the failure still gets its checkpoint
-            // if the broker confirms it; either way nothing writes the record
-            // after the failure is recorded.
-            let _ = self.settle(&mut pipeline, live).await;
+            self.account_after_failure(publisher, &mut pipeline, live)
+                .await;
         }
         result
+    }
+
+    /// After a failure: waits for the confirms of the windows still open or
+    /// sealed, and counts them. When every event sent has its answer, the
+    /// resume position moves to the failure, and nothing would be sent
+    /// twice; otherwise it stays at the last checkpoint, and the events sent
+    /// past it that were not refused may be sent twice.
+    async fn account_after_failure(
+        &mut self,
+        publisher: &mut dyn Publisher,
+        pipeline: &mut Pipeline,
+        live: Option<&watch::Sender<LiveProgress>>,
+    ) {
+        let open_window = publisher.seal();
+        // The sealed window gets its checkpoint if the broker confirms it.
+        let _ = self.settle(pipeline, live).await;
+        let past_checkpoint =
+            Pipeline::handed_over(&pipeline.sent) - Pipeline::handed_over(&self.progress);
+        match open_window.await {
+            Ok(outcome) if !pipeline.confirms_lost => {
+                let published = self.progress.published + outcome.delivered as i64;
+                let failed = self.progress.failed + outcome.failed as i64;
+                self.progress = pipeline.sent;
+                self.progress.published = published;
+                self.progress.failed = failed;
+                self.progress.position_group = pipeline.position.0;
+                self.progress.position_row = pipeline.position.1;
+                self.progress.resend_on_resume = 0;
+                self.details = pipeline.details.clone();
+                self.details.resume_at = resume_point(
+                    &self.plan.groups,
+                    pipeline.current.as_ref(),
+                    pipeline.position,
+                );
+            }
+            Ok(outcome) => {
+                self.progress.published += outcome.delivered as i64;
+                self.progress.failed += outcome.failed as i64;
+                self.progress.resend_on_resume = past_checkpoint - outcome.failed as i64;
+            }
+            Err(error) => {
+                tracing::warn!(error = %error.message(), "the confirms of the last window were lost");
+                self.progress.resend_on_resume = past_checkpoint;
+            }
+        }
     }
 
     async fn publish_windows(
@@ -1044,11 +1353,20 @@ impl ReplayRun {
         let start_group = usize::try_from(self.progress.position_group).unwrap_or(usize::MAX);
         let start_row = usize::try_from(self.progress.position_row).unwrap_or(0);
         let mut dedup = Dedup::default();
-        let groups = std::mem::take(&mut self.plan.groups);
-        let mut loaded_groups = read_ahead(store.clone(), groups.clone(), start_group);
+        let groups = self.plan.groups.clone();
+        let mut loaded_groups = read_ahead(
+            store.clone(),
+            groups.clone(),
+            start_group,
+            options.skip_damaged,
+        );
         let mut next_group = start_group;
         while let Some((group_index, loaded)) = loaded_groups.recv().await {
-            let events = loaded?;
+            pipeline.position = (group_index as i64, 0);
+            let loaded = loaded.map_err(with_skip_damaged_hint)?;
+            self.note_damaged(pipeline, loaded.damaged);
+            let events = Arc::new(loaded.events);
+            pipeline.current = Some((group_index, Arc::clone(&events)));
             next_group = group_index + 1;
             let group = &groups[group_index];
             let first_row = if group_index == start_group {
@@ -1064,7 +1382,12 @@ impl ReplayRun {
                     {
                         break;
                     }
-                    for event in earlier.load(&store).await? {
+                    let earlier_events = earlier
+                        .load_with(&store, options.skip_damaged)
+                        .await
+                        .map_err(with_skip_damaged_hint)?
+                        .events;
+                    for event in earlier_events {
                         if self.plan.selects(&event) {
                             dedup.first_copy(group.bus, &event);
                         }
@@ -1077,6 +1400,7 @@ impl ReplayRun {
                 }
             }
             for (row, event) in events.iter().enumerate().skip(first_row) {
+                pipeline.position = (group_index as i64, row as i64);
                 if !self.plan.selects(event) {
                     continue;
                 }
@@ -1090,11 +1414,25 @@ impl ReplayRun {
                         .guard
                         .check(self.spec.target.bus(), &destination)?;
                 }
-                let delay = limiter.delay(
-                    Instant::now(),
-                    event.payload_bytes().len(),
-                    event.event_time,
-                );
+                if let Some(excess) = publisher.oversized(event, &destination).await? {
+                    let skipped = skipped_event(event, &destination, excess);
+                    if options.oversized == OversizedPolicy::Stop {
+                        return Err(Error::invalid_input(format!(
+                            "replay stopped before {}: pass --oversized skip (\"oversized\": \
+                             \"skip\") to leave such events out, or raise the topic's \
+                             max.message.bytes, then run it again",
+                            describe_oversized(&skipped)
+                        )));
+                    }
+                    tracing::warn!(event = %skipped.event_id, size = skipped.size, limit = skipped.limit, "skipping an event too large for its target");
+                    pipeline.sent.selected += 1;
+                    pipeline.sent.oversized_skipped += 1;
+                    if pipeline.details.oversized.len() < MAX_LISTED_OVERSIZED {
+                        pipeline.details.oversized.push(skipped);
+                    }
+                    continue;
+                }
+                let delay = limiter.delay(Instant::now(), event.payload_bytes().len(), event.event_time);
                 if !delay.is_zero() {
                     tokio::select! {
                         _ = cancel.cancelled() => {}
@@ -1124,6 +1462,7 @@ impl ReplayRun {
                     }
                 }
             }
+            pipeline.position = (group_index as i64 + 1, 0);
             // The group is done: the next checkpoint may point past it.
             if pipeline.window.opened.elapsed() >= WINDOW_TIME || cancel.is_cancelled() {
                 let position = (group_index as i64 + 1, 0);
@@ -1154,5 +1493,22 @@ impl ReplayRun {
         }
         self.settle(pipeline, live).await?;
         Ok(Stop::Completed)
+    }
+
+    /// Counts the damaged segments a group left out, each once (a resume
+    /// reads the group again).
+    fn note_damaged(&self, pipeline: &mut Pipeline, damaged: Vec<SkippedSegment>) {
+        for segment in damaged {
+            let known = pipeline
+                .details
+                .damaged_segments
+                .iter()
+                .any(|listed| listed.uri == segment.uri);
+            if !known {
+                pipeline.sent.damaged_segments_skipped += 1;
+                pipeline.sent.damaged_rows_skipped += segment.rows;
+                pipeline.details.damaged_segments.push(segment);
+            }
+        }
     }
 }

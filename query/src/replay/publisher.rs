@@ -254,9 +254,28 @@ pub struct WindowOutcome {
 /// window's fate is unknown, so it must not be checkpointed.
 pub type PendingWindow = BoxFuture<'static, Result<WindowOutcome>>;
 
+/// An event larger than its destination accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SizeExcess {
+    /// The event's size as the target would receive it.
+    pub size: u64,
+    /// The most the destination accepts, and who said so.
+    pub limit: u64,
+    pub limit_from: String,
+}
+
 /// Publishes replayed events onto one bus.
 #[async_trait]
 pub trait Publisher: Send {
+    /// Says, before `send`, when `event` is larger than `destination`
+    /// accepts. `None`: it fits, or the bus has no limit this side knows.
+    async fn oversized(
+        &mut self,
+        _event: &Event,
+        _destination: &str,
+    ) -> Result<Option<SizeExcess>> {
+        Ok(None)
+    }
     /// Hands one event over, mapped for the target with `destination` and the
     /// header rules. May wait for room in the client; never for the broker.
     async fn send(&mut self, event: &Event, destination: &str) -> Result<()>;

@@ -15,11 +15,13 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::DataType;
 use futures::StreamExt;
 use hindsight_archive::catalog::{SegmentFilter, SegmentRecord};
+use hindsight_archive::replays::SkippedSegment;
 use hindsight_archive::segment::decode_segment;
+use hindsight_archive::store::ArchiveStore;
 use hindsight_archive::{Bus, Event};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::sql::QueryEngine;
 
 /// The largest SQL selection: its event ids are kept in memory and in the catalog.
@@ -235,38 +237,65 @@ impl SegmentGroup {
     }
 
     /// Reads every segment of the group; Kafka groups are merged by offset.
-    pub async fn load(&self, store: &hindsight_archive::store::ArchiveStore) -> Result<Vec<Event>> {
-        let mut events = Vec::new();
+    pub async fn load(&self, store: &ArchiveStore) -> Result<Vec<Event>> {
+        Ok(self.load_with(store, false).await?.events)
+    }
+
+    /// Reads the group like [`SegmentGroup::load`]; with `skip_damaged`, a
+    /// segment that cannot be read is left out and listed instead of
+    /// failing the whole group.
+    pub async fn load_with(&self, store: &ArchiveStore, skip_damaged: bool) -> Result<LoadedGroup> {
+        let mut loaded = LoadedGroup::default();
         for record in &self.segments {
-            let path = object_store::path::Path::from(record.segment.uri.as_str());
-            let bytes = store.get(&path).await.map_err(|error| {
-                Error::new(
-                    crate::ErrorKind::SegmentUnreadable,
-                    format!(
-                        "segment {} is unreadable: {}",
-                        record.segment.uri,
-                        error.full_message()
-                    ),
-                )
-            })?;
-            let uri = record.segment.uri.clone();
-            let decoded = tokio::task::spawn_blocking(move || decode_segment(bytes))
-                .await
-                .map_err(|error| Error::internal(format!("segment decoding panicked: {error}")))?
-                .map_err(|error| {
-                    Error::new(
-                        crate::ErrorKind::SegmentUnreadable,
-                        format!("segment {uri} is unreadable: {}", error.full_message()),
-                    )
-                })?;
-            events.extend(decoded);
+            match read_segment(store, record).await {
+                Ok(events) => loaded.events.extend(events),
+                Err(error) if skip_damaged && error.kind() == ErrorKind::SegmentUnreadable => {
+                    tracing::warn!(segment = %record.segment.uri, error = %error.message(), "skipping a damaged segment");
+                    loaded.damaged.push(SkippedSegment {
+                        uri: record.segment.uri.clone(),
+                        rows: record.segment.rows,
+                        error: error.message().to_owned(),
+                    });
+                }
+                Err(error) => return Err(error),
+            }
         }
         if self.segments.len() > 1 && self.bus == Bus::Kafka {
             // Stable: equal offsets (none in a sound archive) keep file order.
-            events.sort_by_key(|event| event.offset);
+            loaded.events.sort_by_key(|event| event.offset);
         }
-        Ok(events)
+        Ok(loaded)
     }
+}
+
+/// The events of a segment group, and the damaged segments left out.
+#[derive(Debug, Default)]
+pub struct LoadedGroup {
+    pub events: Vec<Event>,
+    pub damaged: Vec<SkippedSegment>,
+}
+
+/// Reads and decodes one segment.
+async fn read_segment(store: &ArchiveStore, record: &SegmentRecord) -> Result<Vec<Event>> {
+    let uri = &record.segment.uri;
+    let unreadable = |reason: String| {
+        Error::new(
+            ErrorKind::SegmentUnreadable,
+            format!("segment {uri} is unreadable: {reason}"),
+        )
+    };
+    // The catalog holds the key as the layout built it (already
+    // percent-encoded): parse it, never encode it a second time.
+    let path = object_store::path::Path::parse(uri)
+        .map_err(|error| unreadable(format!("its object key is invalid: {error}")))?;
+    let bytes = store
+        .get(&path)
+        .await
+        .map_err(|error| unreadable(error.full_message()))?;
+    tokio::task::spawn_blocking(move || decode_segment(bytes))
+        .await
+        .map_err(|error| Error::internal(format!("segment decoding panicked: {error}")))?
+        .map_err(|error| unreadable(error.full_message()))
 }
 
 /// A selection resolved against the catalog.
