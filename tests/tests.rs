@@ -8,7 +8,9 @@
 mod amqp;
 mod catalog;
 mod crash;
+mod dataset;
 mod demo;
+mod integrity;
 mod kafka;
 mod query;
 mod replay;
