@@ -61,12 +61,12 @@ pub fn parse_since(text: &str) -> Result<i64, String> {
             .checked_sub(back)
             .ok_or_else(|| format!("{text:?} reaches before 1970"))?,
         Err(_) => humantime::parse_rfc3339_weak(text).map_err(|_| {
-            format!("{text:?} is neither an RFC 3339 time (2026-11-21T09:00:00Z) nor a duration (24h)")
+            format!(
+                "{text:?} is neither an RFC 3339 time (2026-11-21T09:00:00Z) nor a duration (24h)"
+            )
         })?,
     };
-    let since_epoch = instant
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
+    let since_epoch = instant.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
     Ok(i64::try_from(since_epoch.as_micros()).unwrap_or(i64::MAX))
 }
 
@@ -94,7 +94,11 @@ pub async fn run(
         for problem in &report.problems {
             println!(
                 "{:?} {} (source {}, topic {}, partition {}): {}",
-                problem.problem, problem.uri, problem.source, problem.topic, problem.partition,
+                problem.problem,
+                problem.uri,
+                problem.source,
+                problem.topic,
+                problem.partition,
                 problem.detail
             );
         }
@@ -154,14 +158,17 @@ async fn check_segment(
     record: &SegmentRecord,
 ) -> Result<u64, (Problem, String)> {
     let segment = &record.segment;
-    let bytes = store.get_key(&segment.uri).await.map_err(|error| match error.kind() {
-        ErrorKind::NotFound => (
-            Problem::Missing,
-            "the object is missing from the store".to_owned(),
-        ),
-        ErrorKind::InvalidInput => (Problem::Damaged, error.full_message()),
-        _ => (Problem::Unreadable, error.full_message()),
-    })?;
+    let bytes = store
+        .get_key(&segment.uri)
+        .await
+        .map_err(|error| match error.kind() {
+            ErrorKind::NotFound => (
+                Problem::Missing,
+                "the object is missing from the store".to_owned(),
+            ),
+            ErrorKind::InvalidInput => (Problem::Damaged, error.full_message()),
+            _ => (Problem::Unreadable, error.full_message()),
+        })?;
     let size = bytes.len() as u64;
     if i64::try_from(size).ok() != Some(segment.bytes) {
         return Err((

@@ -44,8 +44,7 @@ fn read_with_outside_readers(root: &Path) -> HashMap<String, (u64, String)> {
         root.display(),
         String::from_utf8_lossy(&output.stderr)
     );
-    let parsed: HashMap<String, (u64, String)> =
-        serde_json::from_slice(&output.stdout).unwrap();
+    let parsed: HashMap<String, (u64, String)> = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(parsed.len(), 3, "{parsed:?}");
     parsed
 }
@@ -67,7 +66,10 @@ fn outside_readers_take_the_segments_root_in_one_line() {
     let ours = hindsight_count(data.path());
     assert_eq!(ours, 5000);
     for (reader, (count, _)) in &counted {
-        assert_eq!(*count, ours, "{reader} counts differently from hindsight query");
+        assert_eq!(
+            *count, ours,
+            "{reader} counts differently from hindsight query"
+        );
     }
 }
 

@@ -85,14 +85,20 @@ fn a_bit_flipped_in_a_data_page_fails_sql_and_verify_naming_the_segment() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&failing.stderr);
-    assert!(!failing.status.success(), "a damaged page must fail the query");
+    assert!(
+        !failing.status.success(),
+        "a damaged page must fail the query"
+    );
     assert!(stderr.contains(&flipped), "must name {flipped}: {stderr}");
     assert!(stderr.contains("damaged"), "{stderr}");
 
     let missing = hindsight()
         .arg("--data-dir")
         .arg(data.path())
-        .args(["query", "SELECT count(*) FROM events WHERE topic = 'payments'"])
+        .args([
+            "query",
+            "SELECT count(*) FROM events WHERE topic = 'payments'",
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&missing.stderr);
@@ -118,8 +124,14 @@ fn a_bit_flipped_in_a_data_page_fails_sql_and_verify_naming_the_segment() {
         2,
         "exactly the two damaged segments: {report:#}"
     );
-    assert!(problems.contains(&(flipped.as_str(), "damaged")), "{report:#}");
-    assert!(problems.contains(&(removed.as_str(), "missing")), "{report:#}");
+    assert!(
+        problems.contains(&(flipped.as_str(), "damaged")),
+        "{report:#}"
+    );
+    assert!(
+        problems.contains(&(removed.as_str(), "missing")),
+        "{report:#}"
+    );
     // --source narrows the scrub: the demo's only source, then none.
     let none = verify(data.path(), &["--source", "nobody"]);
     assert!(none.status.success());

@@ -296,12 +296,11 @@ pub fn query_rows(data: &Path, sql: &str) -> Vec<serde_json::Value> {
 
 /// `hindsight serve` on a free port over DATA; returns the child and its address.
 pub fn serve_data_dir(data: &Path) -> (Child, String) {
-    let (child, mut stdout) = spawn_with_stdout(
-        hindsight()
-            .arg("--data-dir")
-            .arg(data)
-            .args(["serve", "--listen", "127.0.0.1:0"]),
-    );
+    let (child, mut stdout) = spawn_with_stdout(hindsight().arg("--data-dir").arg(data).args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+    ]));
     let lines = read_until(&mut stdout, "serving the API", Duration::from_secs(60));
     let address = lines
         .last()

@@ -263,7 +263,9 @@ mod tests {
             Some("segments/source=demo/topic=orders/date=2026-11-21/hour=7")
         );
         assert!(is_segment_key("segments/source=a/x.parquet"));
-        assert!(is_segment_key("source=a/topic=b/date=2026-01-01/hour=00/x.parquet"));
+        assert!(is_segment_key(
+            "source=a/topic=b/date=2026-01-01/hour=00/x.parquet"
+        ));
         assert!(!is_segment_key("catalog.db"));
     }
 

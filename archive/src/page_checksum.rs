@@ -29,7 +29,7 @@ use bytes::Bytes;
 use parquet::column::writer::ColumnCloseResult;
 use parquet::file::metadata::{ColumnChunkMetaData, ParquetMetaData};
 use parquet::file::properties::{ReaderProperties, WriterProperties};
-use parquet::file::reader::{FileReader, RowGroupReader};
+use parquet::file::reader::FileReader;
 use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
 use parquet::file::writer::SerializedFileWriter;
 
@@ -100,9 +100,7 @@ pub(crate) fn add_page_checksums(encoded: Bytes, properties: WriterProperties) -
                 .set_total_compressed_size(framed.bytes.len() as i64)
                 .set_total_uncompressed_size(column.uncompressed_size() + added_total)
                 .set_data_page_offset(moved(column.data_page_offset())?)
-                .set_dictionary_page_offset(
-                    column.dictionary_page_offset().map(moved).transpose()?,
-                )
+                .set_dictionary_page_offset(column.dictionary_page_offset().map(moved).transpose()?)
                 .build()?;
             let close = ColumnCloseResult {
                 bytes_written: framed.bytes.len() as u64,
@@ -413,7 +411,8 @@ pub fn verify_pages_in_range(
                 }
             }
             for location in locations.page_locations() {
-                let (start, length) = (location.offset as u64, location.compressed_page_size as u64);
+                let (start, length) =
+                    (location.offset as u64, location.compressed_page_size as u64);
                 if inside(start, length) {
                     verify_page(&bytes[local(start)..local(start + length)], column)?;
                 }
@@ -451,7 +450,13 @@ fn verify_page(bytes: &[u8], column: &ColumnChunkMetaData) -> Result<usize> {
         .fields
         .iter()
         .find(|(id, field_type, _)| *id == FIELD_CRC && *field_type == THRIFT_I32)
-        .map(|(_, _, value)| ThriftCursor { bytes: value, position: 0 }.varint())
+        .map(|(_, _, value)| {
+            ThriftCursor {
+                bytes: value,
+                position: 0,
+            }
+            .varint()
+        })
         .transpose()?;
     if let Some(stored) = stored {
         let expected = zigzag_decode(stored) as i32 as u32;

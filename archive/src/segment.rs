@@ -14,8 +14,8 @@ use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::file::metadata::{KeyValue, ParquetMetaDataReader};
 use parquet::file::metadata::SortingColumn;
+use parquet::file::metadata::{KeyValue, ParquetMetaDataReader};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
@@ -124,8 +124,7 @@ pub fn encode_segment<E: Borrow<Event>>(
             / 2,
     );
     let properties = writer_properties(format, events.len())?;
-    let mut writer =
-        ArrowWriter::try_new(&mut buffer, event_schema(), Some(properties.clone()))?;
+    let mut writer = ArrowWriter::try_new(&mut buffer, event_schema(), Some(properties.clone()))?;
     // Small Arrow batches: the writer fills each row group from several, and
     // only one small copy of the events exists at a time.
     for chunk in events.chunks(ARROW_BATCH_ROWS.min(format.row_group_rows).max(1)) {
@@ -391,7 +390,9 @@ mod tests {
         damaged[(data_start + data_end) / 2] ^= 0x10;
         let error = decode_segment(Bytes::from(damaged)).unwrap_err();
         assert!(
-            error.full_message().contains("page checksum mismatch in column payload"),
+            error
+                .full_message()
+                .contains("page checksum mismatch in column payload"),
             "{}",
             error.full_message()
         );

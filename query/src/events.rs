@@ -438,8 +438,8 @@ async fn segments_that_may_hold(
     let object_store = engine.store().object_store();
     let probes = records.into_iter().map(|record| {
         let object_store = Arc::clone(&object_store);
-        let location = Path::parse(&record.segment.uri)
-            .map(|relative| engine.store().full_path(&relative));
+        let location =
+            Path::parse(&record.segment.uri).map(|relative| engine.store().full_path(&relative));
         async move {
             let may_hold = match location {
                 Ok(location) => {
