@@ -85,10 +85,10 @@ pub async fn run(
         );
     }
     println!("catalog: {}", config.catalog_url());
-    if store.local_root().is_some() {
+    if let Some(root) = store.local_root() {
         println!(
             "try: duckdb -c \"SELECT topic, count(*) FROM read_parquet('{}/**/*.parquet', hive_partitioning=true) GROUP BY topic\"",
-            config.data_dir.display()
+            root.join(hindsight_archive::layout::SEGMENTS_ROOT).display()
         );
     }
     if !options.serve || cancel.is_cancelled() {

@@ -7,6 +7,7 @@ mod config;
 mod demo;
 mod query;
 mod replay;
+mod verify;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -117,6 +118,21 @@ enum Command {
         #[arg(long, value_parser = humantime::parse_duration)]
         grace: Option<Duration>,
     },
+    /// Check every committed segment in the store against the catalog (size,
+    /// checksum, pages) and report each damaged or missing one. Exits non-zero
+    /// when any is found.
+    Verify {
+        /// Only this source's segments.
+        #[arg(long)]
+        source: Option<String>,
+        /// Only segments holding events at or after this time: RFC 3339, or a
+        /// duration back from now (`24h`).
+        #[arg(long, value_parser = verify::parse_since)]
+        since: Option<i64>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate the configuration and print it as resolved.
     CheckConfig,
     /// Replay archived events to Kafka or RabbitMQ: run, dry-run, resume, list, show, pause, cancel.
@@ -218,6 +234,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Replay(command) => replay::run(&config, command, cancel).await,
+        Command::Verify {
+            source,
+            since,
+            json,
+        } => verify::run(&config, source, since, json).await,
         Command::CheckConfig => {
             println!("{}", serde_json::to_string_pretty(&config)?);
             Ok(())

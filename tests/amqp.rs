@@ -490,7 +490,7 @@ async fn amqp_sigkill_loses_nothing_and_the_dedup_view_shows_each_message_once()
         assert_intact(event, &exchange, seq_of(event), true);
     }
     // The dedup view (one row per event_id) over the same files, in DuckDB.
-    let files = format!("{}/data/source=*/**/*.parquet", directory.path().display());
+    let files = format!("{}/data/segments/**/*.parquet", directory.path().display());
     let raw = duckdb_scalar(&format!(
         "SELECT count(*) FROM read_parquet('{files}', hive_partitioning = false)"
     ));

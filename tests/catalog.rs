@@ -43,6 +43,8 @@ fn segment(id: &str, topic: &str, partition: i32, first: i64, last: i64, time: i
         max_event_time: time + 1000,
         rows: last - first + 1,
         bytes: 4096,
+        // Rows from before the checksum column have none: "b" stands for them.
+        checksum: (id != "b").then(|| format!("blake3:{id}")),
     }
 }
 
@@ -108,6 +110,9 @@ async fn commit_makes_staged_segments_visible(database: TestDatabase) {
         ["a", "b"]
     );
     assert_eq!(all[0].segment, segment("a", "orders", 0, 0, 9, 1_000));
+    // The checksum round-trips, and a row without one reads back as none.
+    assert_eq!(all[1].segment, segment("b", "orders", 0, 10, 19, 5_000));
+    assert_eq!(all[1].segment.checksum, None);
     let late = catalog
         .segments(&SegmentFilter {
             time_from: Some(4_000),

@@ -8,8 +8,10 @@
 mod amqp;
 mod catalog;
 mod crash;
+mod dataset;
 mod demo;
 mod http_guard;
+mod integrity;
 mod kafka;
 mod query;
 mod replay;

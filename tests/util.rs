@@ -285,3 +285,37 @@ pub fn create_kafka_topic_with_config(topic: &str, partitions: u32, configs: &[&
     );
     topic.to_owned()
 }
+
+/// Runs `hindsight --data-dir DATA query --format ndjson SQL`; returns the rows.
+pub fn query_rows(data: &Path, sql: &str) -> Vec<serde_json::Value> {
+    let output = run_ok(
+        hindsight()
+            .arg("--data-dir")
+            .arg(data)
+            .args(["query", "--format", "ndjson", sql]),
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
+        .collect()
+}
+
+/// `hindsight serve` on a free port over DATA; returns the child and its address.
+pub fn serve_data_dir(data: &Path) -> (Child, String) {
+    let (child, mut stdout) = spawn_with_stdout(hindsight().arg("--data-dir").arg(data).args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+    let lines = read_until(&mut stdout, "serving the API", Duration::from_secs(60));
+    let address = lines
+        .last()
+        .and_then(|line| line.split("http://").nth(1))
+        .and_then(|rest| rest.split('/').next())
+        .expect("address in the serving line")
+        .to_owned();
+    // Keep the pipe open: a closed stdout would kill the server on its next print.
+    std::mem::forget(stdout);
+    (child, address)
+}

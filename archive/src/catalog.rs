@@ -48,6 +48,9 @@ pub struct NewSegment {
     pub max_event_time: i64,
     pub rows: i64,
     pub bytes: i64,
+    /// `blake3:<hex>` of the object's bytes; `None` for segments written
+    /// before checksums were recorded.
+    pub checksum: Option<String>,
 }
 
 /// A segment as the catalog records it.
@@ -135,7 +138,7 @@ enum Bind {
 }
 
 const SEGMENT_COLUMNS: &str = "id, uri, source, topic, partition_id, first_offset, last_offset, \
-     min_event_time, max_event_time, row_count, byte_size, created_at, committed_at, state";
+     min_event_time, max_event_time, row_count, byte_size, created_at, committed_at, state, checksum";
 
 impl Catalog {
     /// Connects without migrating. `sqlite://path` (created when missing) or
@@ -332,8 +335,8 @@ impl Catalog {
             sqlx::query(
                 "INSERT INTO segments (id, uri, source, topic, partition_id, first_offset, \
                  last_offset, min_event_time, max_event_time, row_count, byte_size, created_at, \
-                 committed_at, state) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, 'pending')",
+                 committed_at, state, checksum) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, 'pending', $13)",
             )
             .bind(&segment.id)
             .bind(&segment.uri)
@@ -347,6 +350,7 @@ impl Catalog {
             .bind(segment.rows)
             .bind(segment.bytes)
             .bind(created_at)
+            .bind(segment.checksum.clone())
             .execute(&mut *transaction)
             .await?;
         }
@@ -554,6 +558,7 @@ fn segment_from_row(row: &AnyRow) -> Result<SegmentRecord> {
             max_event_time: row.try_get("max_event_time")?,
             rows: row.try_get("row_count")?,
             bytes: row.try_get("byte_size")?,
+            checksum: row.try_get("checksum")?,
         },
         created_at: row.try_get("created_at")?,
         committed_at: row.try_get("committed_at")?,

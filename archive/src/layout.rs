@@ -1,11 +1,21 @@
 //! How objects are named and laid out. Only this module builds object keys.
 //!
-//! Segments are laid out Hive-style so that DuckDB, pyarrow and Spark read the
-//! tree directly:
+//! Segments are laid out Hive-style under a root of their own, so that
+//! DuckDB, pyarrow, polars and Spark read `<store>/segments` as a dataset as
+//! it is (the SQLite catalog and the staging directory stay outside it):
 //!
 //! ```text
-//! source=<source>/topic=<topic>/date=YYYY-MM-DD/hour=HH/<partition>-<first>-<last>-<unique>.parquet
+//! segments/source=<source>/topic=<topic>/date=YYYY-MM-DD/hour=H/<partition>-<first>-<last>-<unique>.parquet
 //! ```
+//!
+//! The hour is not zero-padded: readers infer partition types from the
+//! values, and DuckDB types `hour=00` as text but `hour=21` as a number, so
+//! one archive read as BIGINT and another as VARCHAR. `hour=0` to `hour=23`
+//! read as integers everywhere.
+//!
+//! Archives written before the `segments/` root hold keys that start at
+//! `source=` with a padded hour. Catalog rows store whole keys, so those keep
+//! working; nothing moves them.
 //!
 //! Keys are built only from [`NamePart`]s. A name part percent-encodes every
 //! byte outside `[A-Za-z0-9._-]`, and a leading `.` or `_` (which Hive readers
@@ -15,13 +25,24 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use object_store::path::Path;
 
 use crate::error::{Error, Result};
 
-/// Every segment key starts with this: the first Hive level.
-pub const SEGMENT_KEY_PREFIX: &str = "source=";
+/// The directory, under the store root, that holds every segment.
+pub const SEGMENTS_ROOT: &str = "segments";
+
+/// Every segment key starts with this: the root, then the first Hive level.
+pub const SEGMENT_KEY_PREFIX: &str = "segments/source=";
+
+/// Segment keys written before the `segments/` root start with this.
+pub const LEGACY_SEGMENT_KEY_PREFIX: &str = "source=";
+
+/// Whether an object key names a segment (of either layout).
+pub fn is_segment_key(key: &str) -> bool {
+    key.starts_with(SEGMENT_KEY_PREFIX) || key.starts_with(LEGACY_SEGMENT_KEY_PREFIX)
+}
 
 /// The longest name (source, topic or exchange) accepted, in bytes.
 pub const MAX_NAME_BYTES: usize = 255;
@@ -127,7 +148,7 @@ pub fn hour_start(micros: i64) -> i64 {
 }
 
 impl SegmentLocation {
-    /// The Hive directory of the segment, `source=…/topic=…/date=…/hour=…`.
+    /// The Hive directory of the segment, `segments/source=…/topic=…/date=…/hour=…`.
     pub fn directory(&self) -> Result<String> {
         let time: DateTime<Utc> = DateTime::from_timestamp_micros(self.hour_micros)
             .ok_or_else(|| Error::invalid_input("event time is out of range"))?;
@@ -136,7 +157,7 @@ impl SegmentLocation {
             self.source,
             self.topic,
             time.format("%Y-%m-%d"),
-            time.format("%H"),
+            time.hour(),
         ))
     }
 
@@ -212,9 +233,40 @@ mod tests {
         let path = location.object_path("01abc").map(|p| p.to_string()).ok();
         assert_eq!(
             path.as_deref(),
-            Some("source=demo/topic=orders/date=2026-11-21/hour=21/2-10-19-01abc.parquet")
+            Some("segments/source=demo/topic=orders/date=2026-11-21/hour=21/2-10-19-01abc.parquet")
         );
         assert!(location.object_path("../x").is_err());
+    }
+
+    #[test]
+    fn hours_are_not_zero_padded() {
+        let location = SegmentLocation {
+            source: NamePart::encode("source", "demo").unwrap(),
+            topic: NamePart::encode("topic", "orders").unwrap(),
+            partition: 0,
+            first_offset: 0,
+            last_offset: 0,
+            // 2026-11-21T00:15:00Z and 2026-11-21T07:15:00Z
+            hour_micros: 1_795_220_100_000_000,
+        };
+        let directory = location.directory().ok();
+        assert_eq!(
+            directory.as_deref(),
+            Some("segments/source=demo/topic=orders/date=2026-11-21/hour=0")
+        );
+        let later = SegmentLocation {
+            hour_micros: location.hour_micros + 7 * 3_600_000_000,
+            ..location
+        };
+        assert_eq!(
+            later.directory().ok().as_deref(),
+            Some("segments/source=demo/topic=orders/date=2026-11-21/hour=7")
+        );
+        assert!(is_segment_key("segments/source=a/x.parquet"));
+        assert!(is_segment_key(
+            "source=a/topic=b/date=2026-01-01/hour=00/x.parquet"
+        ));
+        assert!(!is_segment_key("catalog.db"));
     }
 
     proptest! {

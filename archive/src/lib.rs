@@ -8,6 +8,7 @@ pub mod error;
 pub mod event;
 pub mod layout;
 pub mod metrics;
+pub mod page_checksum;
 pub mod replays;
 pub mod schema;
 pub mod segment;

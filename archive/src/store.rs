@@ -21,7 +21,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::layout::SEGMENT_KEY_PREFIX;
+use crate::layout::is_segment_key;
 
 /// The staging directory under a local root; hidden, so Hive readers skip it.
 pub const STAGING_DIR: &str = ".staging";
@@ -183,6 +183,18 @@ impl ArchiveStore {
         Ok(result.bytes().await?)
     }
 
+    /// The bytes of the object a catalog row names by its key.
+    pub async fn get_key(&self, key: &str) -> Result<Bytes> {
+        let relative = Path::parse(key).map_err(|error| {
+            Error::with_source(
+                ErrorKind::InvalidInput,
+                format!("the catalog holds an invalid object key {key:?}"),
+                error,
+            )
+        })?;
+        self.get(&relative).await
+    }
+
     pub async fn delete(&self, relative: &Path) -> Result<()> {
         let path = self.full_path(relative);
         match self.inner.delete(&path).await {
@@ -192,7 +204,8 @@ impl ArchiveStore {
         }
     }
 
-    /// Every segment object key (the Hive tree, `source=…/…`) under
+    /// Every segment object key (the Hive tree, `segments/source=…/…`, or
+    /// `source=…/…` in archives written before the `segments/` root) under
     /// `relative_prefix`, relative to the store root. Other files that share
     /// the root (the SQLite catalog, staging files) are not listed.
     pub async fn list(&self, relative_prefix: Option<&Path>) -> Result<Vec<Path>> {
@@ -204,7 +217,7 @@ impl ArchiveStore {
         Ok(objects
             .into_iter()
             .map(|meta| meta.location.parts().skip(strip).collect())
-            .filter(|path: &Path| path.as_ref().starts_with(SEGMENT_KEY_PREFIX))
+            .filter(|path: &Path| is_segment_key(path.as_ref()))
             .collect())
     }
 

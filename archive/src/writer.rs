@@ -19,7 +19,7 @@ use crate::catalog::{Catalog, CheckpointAdvance, Commit, NewSegment};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{now_micros, Event};
 use crate::layout::{hour_start, NamePart, SegmentLocation};
-use crate::segment::{encode_segment, SegmentFormat};
+use crate::segment::{encode_segment, segment_checksum, SegmentFormat};
 use crate::store::ArchiveStore;
 
 /// When a batch is flushed: whichever limit is reached first.
@@ -456,6 +456,7 @@ impl ArchiveWriter {
                             max_event_time: encoded.max_event_time,
                             rows: encoded.rows as i64,
                             bytes: encoded.bytes.len() as i64,
+                            checksum: Some(segment_checksum(&encoded.bytes)),
                         },
                         path,
                         bytes: encoded.bytes,
@@ -723,6 +724,7 @@ mod tests {
                 max_event_time: 0,
                 rows: 1,
                 bytes: 5,
+                checksum: None,
             }])
             .await
             .unwrap();

@@ -7,6 +7,7 @@
 //! descending, with an opaque cursor that resumes strictly after the last event
 //! of a page.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -16,13 +17,22 @@ use datafusion::common::ScalarValue;
 use datafusion::execution::FunctionRegistry;
 use datafusion::functions::string::expr_fn::contains;
 use datafusion::logical_expr::{col, lit, Expr, SortExpr};
+use futures::StreamExt;
+use hindsight_archive::catalog::SegmentFilter;
 use hindsight_archive::event::rfc3339;
 use hindsight_archive::schema::{batch_to_events, event_schema};
 use hindsight_archive::Event;
+use object_store::path::Path;
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
+#[allow(deprecated)] // see `bloom_filters_may_hold`
+use parquet::arrow::async_reader::ParquetObjectReader;
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::file::metadata::PageIndexPolicy;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::sql::QueryEngine;
+use crate::tables::EventsTable;
 
 /// Default and largest page sizes.
 pub const DEFAULT_PAGE: usize = 50;
@@ -374,11 +384,23 @@ pub async fn fetch(engine: &QueryEngine, event_id: &str) -> Result<Option<EventD
             "{event_id:?} is not an event id: ids are 32 lowercase hex characters"
         )));
     }
+    let (candidates, unreadable) = segments_that_may_hold(engine, event_id).await?;
     let session = engine.session().await?;
     let columns = raw_columns();
+    // Only the segments whose bloom filters may hold the id: a damaged
+    // segment elsewhere in the archive plays no part.
+    session.context.register_table(
+        "events_for_id",
+        Arc::new(EventsTable::for_segments(
+            engine.store().clone(),
+            engine.catalog().clone(),
+            session.scan_counter(),
+            candidates,
+        )),
+    )?;
     let dataframe = session
         .context
-        .table("events")
+        .table("events_for_id")
         .await?
         .filter(col("event_id").eq(lit(event_id.to_owned())))?
         .sort(vec![
@@ -394,11 +416,107 @@ pub async fn fetch(engine: &QueryEngine, event_id: &str) -> Result<Option<EventD
         ])?
         .select_columns(&columns.iter().map(String::as_str).collect::<Vec<_>>())?;
     let events = events_of(&session.run(dataframe).await?.collect().await?)?;
+    if events.is_empty() && !unreadable.is_empty() {
+        return Err(Error::new(
+            ErrorKind::SegmentUnreadable,
+            format!(
+                "event {event_id} is in none of the readable segments, and {} segment(s) \
+                 could not be read: {} (run hindsight verify)",
+                unreadable.len(),
+                unreadable.join(", ")
+            ),
+        ));
+    }
     let copies = events.len();
     Ok(events.into_iter().next().map(|event| EventDetail {
         event: EventView::from(event),
         copies,
     }))
+}
+
+/// The ids of the committed segments whose `event_id` bloom filters may hold
+/// `event_id`, and the object keys of those whose footer or filter could not
+/// be read. Footers and filters are read concurrently, a few at a time.
+async fn segments_that_may_hold(
+    engine: &QueryEngine,
+    event_id: &str,
+) -> Result<(HashSet<String>, Vec<String>)> {
+    const CONCURRENT_PROBES: usize = 16;
+    let records = engine.catalog().segments(&SegmentFilter::default()).await?;
+    let object_store = engine.store().object_store();
+    let probes = records.into_iter().map(|record| {
+        let object_store = Arc::clone(&object_store);
+        let location =
+            Path::parse(&record.segment.uri).map(|relative| engine.store().full_path(&relative));
+        async move {
+            let may_hold = match location {
+                Ok(location) => {
+                    let size = u64::try_from(record.segment.bytes).unwrap_or_default();
+                    #[allow(deprecated)]
+                    let reader =
+                        ParquetObjectReader::new(object_store, location).with_file_size(size);
+                    bloom_filters_may_hold(reader, event_id)
+                        .await
+                        .map_err(|error| error.to_string())
+                }
+                Err(error) => Err(error.to_string()),
+            };
+            (record.segment, may_hold)
+        }
+    });
+    let probed: Vec<_> = futures::stream::iter(probes)
+        .buffer_unordered(CONCURRENT_PROBES)
+        .collect()
+        .await;
+    let mut candidates = HashSet::new();
+    let mut unreadable = Vec::new();
+    for (segment, may_hold) in probed {
+        match may_hold {
+            Ok(true) => {
+                candidates.insert(segment.id);
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(segment = %segment.uri, %error, "cannot read a segment's bloom filters");
+                unreadable.push(segment.uri);
+            }
+        }
+    }
+    unreadable.sort();
+    Ok((candidates, unreadable))
+}
+
+/// Whether any row group's `event_id` bloom filter may hold `event_id` (a
+/// row group without one may). `ParquetObjectReader` is deprecated in parquet
+/// 59 in favour of a hand-written `AsyncFileReader`; it still works, and
+/// replacing it is left for a later change.
+#[allow(deprecated)]
+async fn bloom_filters_may_hold(
+    reader: ParquetObjectReader,
+    event_id: &str,
+) -> parquet::errors::Result<bool> {
+    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Skip);
+    let mut builder = ParquetRecordBatchStreamBuilder::new_with_options(reader, options).await?;
+    let Some(column) = builder
+        .metadata()
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|column| column.path().string() == "event_id")
+    else {
+        return Ok(true);
+    };
+    for row_group in 0..builder.metadata().num_row_groups() {
+        match builder
+            .get_row_group_column_bloom_filter(row_group, column)
+            .await?
+        {
+            Some(filter) if !filter.check(event_id) => {}
+            _ => return Ok(true),
+        }
+    }
+    Ok(false)
 }
 
 #[cfg(test)]

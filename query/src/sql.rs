@@ -275,6 +275,11 @@ impl QuerySession {
         })
     }
 
+    /// The counter the session's tables report their scans to.
+    pub fn scan_counter(&self) -> ScanCounter {
+        Arc::clone(&self.counter)
+    }
+
     pub fn scan_stats(&self) -> ScanStats {
         self.counter.lock().map(|stats| *stats).unwrap_or_default()
     }

@@ -49,6 +49,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use hindsight_archive::catalog::{Catalog, SegmentFilter, SegmentRecord};
+use hindsight_archive::page_checksum::verify_pages_in_range;
 use hindsight_archive::schema::event_schema;
 use hindsight_archive::store::ArchiveStore;
 use object_store::path::Path;
@@ -91,6 +92,8 @@ pub struct EventsTable {
     store: ArchiveStore,
     catalog: Catalog,
     counter: ScanCounter,
+    /// When set, only these segments (by id) are read.
+    only_segments: Option<HashSet<String>>,
 }
 
 impl EventsTable {
@@ -99,6 +102,20 @@ impl EventsTable {
             store,
             catalog,
             counter,
+            only_segments: None,
+        }
+    }
+
+    /// The events of the given committed segments only (fetch by id).
+    pub fn for_segments(
+        store: ArchiveStore,
+        catalog: Catalog,
+        counter: ScanCounter,
+        segment_ids: HashSet<String>,
+    ) -> Self {
+        EventsTable {
+            only_segments: Some(segment_ids),
+            ..EventsTable::new(store, catalog, counter)
         }
     }
 
@@ -151,9 +168,12 @@ impl TableProvider for EventsTable {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let schema = self.schema();
         let filter = segment_filter(filters);
-        let candidates = self.catalog.segments(&filter).await.map_err(|error| {
+        let mut candidates = self.catalog.segments(&filter).await.map_err(|error| {
             DataFusionError::External(Box::new(crate::error::Error::from(error)))
         })?;
+        if let Some(only) = &self.only_segments {
+            candidates.retain(|record| only.contains(&record.segment.id));
+        }
         // The bus of a segment is its source's, which the catalog records.
         let buses = if filters.iter().any(|filter| mentions_column(filter, "bus")) {
             let sources = self.catalog.sources().await.map_err(|error| {
@@ -467,13 +487,19 @@ impl ParquetFileReaderFactory for NamedSegmentReaderFactory {
         Ok(Box::new(NamedSegmentReader {
             inner,
             path: path.to_string(),
+            metadata: None,
         }))
     }
 }
 
+/// Names every error after its segment's object key, and checks the page
+/// checksums of every fetched byte range before the decoder sees it.
 struct NamedSegmentReader {
     inner: Box<dyn AsyncFileReader + Send>,
+    /// The object key, relative to the store root: never a filesystem path.
     path: String,
+    /// The footer, once read: it locates the pages in fetched ranges.
+    metadata: Option<Arc<ParquetMetaData>>,
 }
 
 impl fmt::Debug for NamedSegmentReader {
@@ -486,12 +512,50 @@ impl fmt::Debug for NamedSegmentReader {
 
 impl NamedSegmentReader {
     fn name_error(path: &str, error: ParquetError) -> ParquetError {
+        tracing::warn!(segment = path, error = %error, "cannot read segment");
         ParquetError::External(Box::new(SegmentReadError {
             path: path.to_owned(),
-            cause: error.to_string(),
+            cause: cause_without_paths(&error),
             store_unavailable: store_unavailable(&error),
         }))
     }
+
+    fn verify(
+        path: &str,
+        metadata: Option<&ParquetMetaData>,
+        range_start: u64,
+        bytes: &Bytes,
+    ) -> parquet::errors::Result<()> {
+        let Some(metadata) = metadata else {
+            return Ok(());
+        };
+        verify_pages_in_range(metadata, range_start, bytes).map_err(|error| {
+            tracing::warn!(segment = path, error = %error.full_message(), "damaged segment");
+            ParquetError::External(Box::new(SegmentReadError {
+                path: path.to_owned(),
+                cause: error.to_string(),
+                store_unavailable: false,
+            }))
+        })
+    }
+}
+
+/// Why a read failed, in words fit for a client: the store's own messages
+/// hold the server's filesystem path (local stores), so they are replaced.
+fn cause_without_paths(error: &ParquetError) -> String {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if let Some(store_error) = current.downcast_ref::<object_store::Error>() {
+            return match store_error {
+                object_store::Error::NotFound { .. } => {
+                    "the object is missing from the store".to_owned()
+                }
+                _ => "the store failed to read the object (see the server log)".to_owned(),
+            };
+        }
+        cause = current.source();
+    }
+    error.to_string()
 }
 
 /// Whether a read failed because the store did (anything but a missing
@@ -513,9 +577,15 @@ fn store_unavailable(error: &ParquetError) -> bool {
 impl AsyncFileReader for NamedSegmentReader {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
         let path = self.path.as_str();
+        let metadata = self.metadata.as_deref();
+        let start = range.start;
         self.inner
             .get_bytes(range)
-            .map(move |result| result.map_err(|error| Self::name_error(path, error)))
+            .map(move |result| {
+                let bytes = result.map_err(|error| Self::name_error(path, error))?;
+                Self::verify(path, metadata, start, &bytes)?;
+                Ok(bytes)
+            })
             .boxed()
     }
 
@@ -524,9 +594,17 @@ impl AsyncFileReader for NamedSegmentReader {
         ranges: Vec<Range<u64>>,
     ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
         let path = self.path.as_str();
+        let metadata = self.metadata.as_deref();
+        let starts: Vec<u64> = ranges.iter().map(|range| range.start).collect();
         self.inner
             .get_byte_ranges(ranges)
-            .map(move |result| result.map_err(|error| Self::name_error(path, error)))
+            .map(move |result| {
+                let fetched = result.map_err(|error| Self::name_error(path, error))?;
+                for (start, bytes) in starts.iter().zip(&fetched) {
+                    Self::verify(path, metadata, *start, bytes)?;
+                }
+                Ok(fetched)
+            })
             .boxed()
     }
 
@@ -535,9 +613,14 @@ impl AsyncFileReader for NamedSegmentReader {
         options: Option<&'a ArrowReaderOptions>,
     ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
         let path = self.path.as_str();
+        let slot = &mut self.metadata;
         self.inner
             .get_metadata(options)
-            .map(move |result| result.map_err(|error| Self::name_error(path, error)))
+            .map(move |result| {
+                let metadata = result.map_err(|error| Self::name_error(path, error))?;
+                *slot = Some(Arc::clone(&metadata));
+                Ok(metadata)
+            })
             .boxed()
     }
 }

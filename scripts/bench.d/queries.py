@@ -23,7 +23,7 @@ def main():
     duck = duckdb.connect()
     duck.execute("SET TimeZone = 'UTC'")
     duck.execute("CREATE VIEW events AS SELECT *, try(decode(payload)) AS payload_text "
-                 f"FROM read_parquet('{archive}/source=*/**/*.parquet', hive_partitioning = false)")
+                 f"FROM read_parquet('{archive}/segments/**/*.parquet', hive_partitioning = false)")
     low, high = duck.execute("SELECT epoch_us(min(event_time)), epoch_us(max(event_time)) FROM events").fetchall()[0]
     hour = datetime.datetime.fromtimestamp((low + high) // 2 // 1_000_000, datetime.timezone.utc) \
         .replace(minute=0, second=0, microsecond=0)

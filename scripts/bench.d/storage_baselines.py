@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 def main():
     archive, work = sys.argv[1], sys.argv[2]
     os.makedirs(work, exist_ok=True)
-    glob = f"{archive}/source=*/**/*.parquet"
+    glob = f"{archive}/segments/**/*.parquet"
     table = duckdb.connect().sql(
         "SELECT topic, partition, \"offset\", epoch_ms(event_time) AS timestamp_ms, key, headers, payload "
         f"FROM read_parquet('{glob}', hive_partitioning = false) ORDER BY topic, partition, \"offset\"").to_arrow_table()
