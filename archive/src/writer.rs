@@ -19,6 +19,7 @@ use crate::catalog::{Catalog, CheckpointAdvance, Commit, NewSegment};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{now_micros, Event};
 use crate::layout::{hour_start, NamePart, SegmentLocation};
+use crate::lease::WriterLease;
 use crate::segment::{encode_segment, SegmentFormat};
 use crate::store::ArchiveStore;
 
@@ -271,6 +272,22 @@ pub struct ArchiveWriter {
     catalog: Catalog,
     format: SegmentFormat,
     publish_concurrency: usize,
+    /// The lease this writer stages and commits under (`crate::lease`).
+    lease: Option<WriterLease>,
+    /// Published segments whose commit failed in a way that left them pending
+    /// (a full disk, a lost catalog connection), and whose clean-up failed
+    /// too: retried before the next write, so that readers of the directory
+    /// do not see them next to the segments written again.
+    uncommitted: Arc<std::sync::Mutex<Vec<UncommittedSegment>>>,
+}
+
+/// A published segment whose commit failed with an unknown outcome.
+#[derive(Debug, Clone)]
+struct UncommittedSegment {
+    id: String,
+    path: Path,
+    /// Its pending row is removed: it can never commit, its object may go.
+    row_removed: bool,
 }
 
 struct PlannedSegment {
@@ -286,7 +303,16 @@ impl ArchiveWriter {
             catalog,
             format,
             publish_concurrency: 8,
+            lease: None,
+            uncommitted: Arc::default(),
         }
+    }
+
+    /// Stages, publishes and commits under `lease`: what this writer leaves
+    /// behind when it dies is removed at once by the next recovery.
+    pub fn with_lease(mut self, lease: WriterLease) -> Self {
+        self.lease = Some(lease);
+        self
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -340,10 +366,14 @@ impl ArchiveWriter {
             });
         }
 
+        self.clean_up_uncommitted().await;
         let planned = self.encode(&batch).await?;
         let records: Vec<NewSegment> = planned.iter().map(|p| p.record.clone()).collect();
         let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
-        self.catalog.stage_segments(&records).await?;
+        let writer = self.lease.as_ref().map(WriterLease::id);
+        self.catalog
+            .stage_segments_as(writer.as_deref(), &records)
+            .await?;
 
         // Owned arguments: a closure over `&PlannedSegment` makes the future
         // lose `Send` for `tokio::spawn` (higher-ranked lifetime inference).
@@ -354,7 +384,8 @@ impl ArchiveWriter {
         let published = futures::stream::iter(uploads)
             .map(|(path, bytes)| {
                 let store = self.store.clone();
-                async move { store.publish(&path, bytes).await }
+                let writer = writer.clone();
+                async move { store.publish_for(writer.as_deref(), &path, bytes).await }
             })
             .buffer_unordered(self.publish_concurrency)
             .try_collect::<Vec<()>>()
@@ -364,6 +395,8 @@ impl ArchiveWriter {
             return Err(error);
         }
 
+        crash_point_after_publish();
+
         let commit = Commit {
             segment_ids: ids,
             checkpoints: advances.clone(),
@@ -371,9 +404,21 @@ impl ArchiveWriter {
         if let Err(error) = self.catalog.commit(&commit).await {
             if error.kind() == ErrorKind::Conflict {
                 self.abandon(&planned).await;
+            } else {
+                // The outcome is unknown (the commit may have gone through):
+                // remove what is still pending, which can then never commit.
+                // The checkpoint compare-and-set decides the retry.
+                let published = planned
+                    .iter()
+                    .map(|p| UncommittedSegment {
+                        id: p.record.id.clone(),
+                        path: p.path.clone(),
+                        row_removed: false,
+                    })
+                    .collect();
+                self.remember_uncommitted(published);
+                self.clean_up_uncommitted().await;
             }
-            // Otherwise the outcome is unknown: the pending rows stay for
-            // recovery, and the checkpoint compare-and-set decides any retry.
             return Err(error);
         }
         Ok(WriteSummary {
@@ -476,6 +521,57 @@ impl ArchiveWriter {
         Ok(planned)
     }
 
+    fn remember_uncommitted(&self, segments: Vec<UncommittedSegment>) {
+        // A poisoned lock still holds a valid list (it is only ever extended or taken whole).
+        self.uncommitted
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .extend(segments);
+    }
+
+    /// Best effort: for the segments whose commit failed with an unknown
+    /// outcome, removes the rows still pending (they can then never commit),
+    /// then their objects. A row found committed keeps its object. Whatever
+    /// fails (the disk is still full) is kept for the next write.
+    async fn clean_up_uncommitted(&self) {
+        let mut segments = std::mem::take(
+            &mut *self
+                .uncommitted
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        if segments.is_empty() {
+            return;
+        }
+        let ids: Vec<String> = segments
+            .iter()
+            .filter(|s| !s.row_removed)
+            .map(|s| s.id.clone())
+            .collect();
+        match self.catalog.discard_if_pending(&ids).await {
+            Ok(discarded) => segments.retain_mut(|segment| {
+                if !segment.row_removed && discarded.contains(&segment.id) {
+                    segment.row_removed = true;
+                }
+                // A row not discarded was committed after all: it stays.
+                segment.row_removed
+            }),
+            Err(error) => {
+                tracing::debug!(error = %error.full_message(), "cannot discard uncommitted segments yet");
+                self.remember_uncommitted(segments);
+                return;
+            }
+        }
+        let mut left = Vec::new();
+        for segment in segments {
+            if let Err(error) = self.store.delete(&segment.path).await {
+                tracing::debug!(path = %segment.path, error = %error.full_message(), "cannot delete an uncommitted segment yet");
+                left.push(segment);
+            }
+        }
+        self.remember_uncommitted(left);
+    }
+
     /// Best effort: removes published objects and pending rows of a failed write.
     /// Whatever is left is found later by [`recover_abandoned`].
     async fn abandon(&self, planned: &[PlannedSegment]) {
@@ -491,8 +587,37 @@ impl ArchiveWriter {
     }
 }
 
-/// Removes what crashed writers left: pending segments staged more than
-/// `grace` ago (their objects, then their rows), and local staging files.
+/// Fault injection for the crash tests: with `HINDSIGHT_CRASH_AFTER_PUBLISH=N`
+/// the process kills itself (SIGKILL) right after its Nth batch is published,
+/// before the commit: complete files under their final names, rows pending.
+fn crash_point_after_publish() {
+    static CRASH_AFTER: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    static PUBLISHED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let crash_after = CRASH_AFTER.get_or_init(|| {
+        std::env::var("HINDSIGHT_CRASH_AFTER_PUBLISH")
+            .ok()
+            .and_then(|n| n.parse().ok())
+    });
+    let Some(crash_after) = *crash_after else {
+        return;
+    };
+    let published = PUBLISHED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+    if published == crash_after {
+        tracing::error!(published, "HINDSIGHT_CRASH_AFTER_PUBLISH: killing this process before the commit");
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::SIGKILL);
+        std::process::abort();
+    }
+}
+
+/// Removes what crashed writers left, in this order:
+/// 1. releases the leases of dead writers (expired, or their process on this
+///    machine is gone), which fences them: they can no longer commit;
+/// 2. removes pending segments (objects, then rows) of every released lease
+///    at once, and those of no known writer staged more than `grace` ago;
+///    a live writer's are left alone;
+/// 3. removes local staging files of released writers, and any other last
+///    modified more than `grace` ago.
+///
 /// Returns the number of pending segments removed.
 pub async fn recover_abandoned(
     store: &ArchiveStore,
@@ -500,9 +625,11 @@ pub async fn recover_abandoned(
     source: Option<&str>,
     grace: Duration,
 ) -> Result<usize> {
+    let released: std::collections::HashSet<String> =
+        catalog.release_dead_writers().await?.into_iter().collect();
     let grace_micros = i64::try_from(grace.as_micros()).unwrap_or(i64::MAX);
     let abandoned = catalog
-        .abandoned_segments(source, now_micros().saturating_sub(grace_micros))
+        .recoverable_segments(source, now_micros().saturating_sub(grace_micros))
         .await?;
     for record in &abandoned {
         let path = Path::parse(&record.segment.uri)?;
@@ -510,13 +637,12 @@ pub async fn recover_abandoned(
     }
     let ids: Vec<String> = abandoned.iter().map(|r| r.segment.id.clone()).collect();
     catalog.discard_pending(&ids).await?;
-    if grace.is_zero() {
-        store.clean_staging()?;
-    }
-    if !abandoned.is_empty() {
+    let staging_files = store.clean_staging_left_behind(grace, &released)?;
+    if !abandoned.is_empty() || staging_files > 0 {
         tracing::info!(
             segments = abandoned.len(),
-            "removed segments abandoned by a crashed writer"
+            staging_files,
+            "removed what crashed writers left"
         );
     }
     Ok(abandoned.len())
