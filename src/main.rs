@@ -51,7 +51,7 @@ fn tune_allocator_for_ingest() {
         .map(|argument| text(argument.as_bytes()))
         .collect();
     let environment: Option<Vec<CString>> = std::env::vars_os()
-        .map(|(name, value)| text(&[name.as_bytes(), b"=", value.as_bytes()].concat()))
+        .map(|(name, value)| text(&[name.as_bytes(), &b"="[..], value.as_bytes()].concat()))
         .chain(std::iter::once(text(
             format!("GLIBC_TUNABLES={INGEST_MALLOC_TUNABLES}").as_bytes(),
         )))

@@ -427,21 +427,9 @@ impl Catalog {
         }
         // Renew the lease of the segments' writer in this transaction: a
         // released lease (recovery judged the writer dead) fails the commit.
-        let mut renewed_writers = std::collections::HashSet::new();
         for id in &commit.segment_ids {
-            let writer: Option<Option<String>> =
-                sqlx::query_scalar("SELECT writer_id FROM segments WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&mut *transaction)
-                    .await?;
-            let Some(writer) = writer.flatten() else {
-                continue;
-            };
-            if !renewed_writers.insert(writer.clone()) {
-                continue;
-            }
             if let Err(error) =
-                crate::lease::renew_within_commit(&mut *transaction, &writer, now).await
+                crate::lease::renew_for_segment(&mut *transaction, id, now).await
             {
                 transaction.rollback().await?;
                 return Err(error);

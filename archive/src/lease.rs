@@ -146,8 +146,15 @@ impl WriterLease {
                 _ = &mut stop => return,
                 _ = tokio::time::sleep(LEASE_RENEWAL) => {}
             }
-            if let Err(error) = self.renew().await {
-                tracing::warn!(error = %error.full_message(), "cannot renew the writer lease; retrying");
+            match self.renew().await {
+                Ok(()) => {}
+                // The pipeline reports a full disk once.
+                Err(error) if error.is_storage_full() => {
+                    tracing::debug!(error = %error.full_message(), "cannot renew the writer lease; retrying");
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error.full_message(), "cannot renew the writer lease; retrying");
+                }
             }
         }
     }
@@ -184,31 +191,44 @@ async fn insert_lease(catalog: &Catalog) -> Result<String> {
     Ok(id)
 }
 
-/// Inside a commit's transaction: renews `writer`'s lease, or fails with
-/// [`ErrorKind::Conflict`] when it was released (the row lock orders this
-/// against [`Catalog::release_dead_writers`]).
-pub(crate) async fn renew_within_commit(
+/// Inside a commit's transaction: renews the lease of the writer that staged
+/// `segment`, or fails with [`ErrorKind::Conflict`] when that lease was
+/// released. The update comes first, so the row lock orders it against
+/// [`Catalog::release_dead_writers`] (and SQLite takes its write lock at once).
+pub(crate) async fn renew_for_segment(
     connection: &mut sqlx::AnyConnection,
-    writer: &str,
+    segment: &str,
     now: i64,
 ) -> Result<()> {
     let renewed = sqlx::query(
         "UPDATE writers SET heartbeat_at = $1, expires_at = $2 \
-         WHERE id = $3 AND released_at IS NULL",
+         WHERE released_at IS NULL AND id IN (SELECT writer_id FROM segments WHERE id = $3)",
     )
     .bind(now)
     .bind(now.saturating_add(ttl_micros()))
-    .bind(writer)
+    .bind(segment)
     .execute(&mut *connection)
     .await?
     .rows_affected();
     if renewed == 1 {
         return Ok(());
     }
-    Err(Error::new(
-        ErrorKind::Conflict,
-        format!("writer lease {writer} was released (judged dead by recovery): the batch is written again under a new lease"),
-    ))
+    let writer: Option<Option<String>> =
+        sqlx::query_scalar("SELECT writer_id FROM segments WHERE id = $1")
+            .bind(segment)
+            .fetch_optional(&mut *connection)
+            .await?;
+    match writer.flatten() {
+        // Staged without a lease (or gone: the segment update reports that).
+        None => Ok(()),
+        Some(writer) => Err(Error::new(
+            ErrorKind::Conflict,
+            format!(
+                "writer lease {writer} was released (recovery judged the writer dead): \
+                 the batch is written again under a new lease"
+            ),
+        )),
+    }
 }
 
 impl Catalog {

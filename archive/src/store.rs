@@ -231,17 +231,18 @@ impl ArchiveStore {
     /// Removes every staging file (local stores; a no-op on S3). Only safe
     /// when no writer runs.
     pub fn clean_staging(&self) -> Result<usize> {
-        self.clean_staging_left_behind(Duration::ZERO, &HashSet::new())
+        self.clean_staging_left_behind(Duration::ZERO, &HashSet::new(), &HashSet::new())
     }
 
     /// Removes staging files left by crashed writers (local stores; a no-op
-    /// on S3): those of a writer whose lease is in `released_writers`, and
-    /// any other last modified more than `grace` ago. Younger files of
-    /// other writers stay: a live writer may be filling them.
+    /// on S3). A file named for a writer in `live_writers` stays; one named
+    /// for a writer in `released_writers` goes at once; any other goes once
+    /// last modified more than `grace` ago.
     pub fn clean_staging_left_behind(
         &self,
         grace: Duration,
         released_writers: &HashSet<String>,
+        live_writers: &HashSet<String>,
     ) -> Result<usize> {
         let Backend::Local { root } = &self.backend else {
             return Ok(0);
@@ -257,9 +258,11 @@ impl ArchiveStore {
         for entry in entries {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let of_released_writer = name
-                .split_once('-')
-                .is_some_and(|(writer, _)| released_writers.contains(writer));
+            let writer = name.split_once('-').map(|(writer, _)| writer);
+            if writer.is_some_and(|writer| live_writers.contains(writer)) {
+                continue;
+            }
+            let of_released_writer = writer.is_some_and(|writer| released_writers.contains(writer));
             let age = entry
                 .metadata()?
                 .modified()

@@ -404,6 +404,10 @@ impl ArchiveWriter {
         if let Err(error) = self.catalog.commit(&commit).await {
             if error.kind() == ErrorKind::Conflict {
                 self.abandon(&planned).await;
+                if let Some(lease) = &self.lease {
+                    // When recovery released the lease, the retry needs a new one.
+                    lease.renew().await?;
+                }
             } else {
                 // The outcome is unknown (the commit may have gone through):
                 // remove what is still pending, which can then never commit.
@@ -582,7 +586,13 @@ impl ArchiveWriter {
         }
         let ids: Vec<String> = planned.iter().map(|p| p.record.id.clone()).collect();
         if let Err(error) = self.catalog.discard_pending(&ids).await {
-            tracing::warn!(error = %error.full_message(), "cannot discard pending segments");
+            if error.is_storage_full() {
+                // The pipeline reports the full disk once; the rows are harmless
+                // (their objects are gone) and recovery removes them.
+                tracing::debug!(error = %error.full_message(), "cannot discard pending segments");
+            } else {
+                tracing::warn!(error = %error.full_message(), "cannot discard pending segments");
+            }
         }
     }
 }
@@ -637,7 +647,9 @@ pub async fn recover_abandoned(
     }
     let ids: Vec<String> = abandoned.iter().map(|r| r.segment.id.clone()).collect();
     catalog.discard_pending(&ids).await?;
-    let staging_files = store.clean_staging_left_behind(grace, &released)?;
+    let live: std::collections::HashSet<String> =
+        catalog.live_writers().await?.into_iter().collect();
+    let staging_files = store.clean_staging_left_behind(grace, &released, &live)?;
     if !abandoned.is_empty() || staging_files > 0 {
         tracing::info!(
             segments = abandoned.len(),
@@ -886,5 +898,95 @@ mod tests {
             .await
             .unwrap()
             .is_empty());
+    }
+
+    #[tokio::test]
+    async fn recovery_removes_a_released_writers_segments_at_once_and_leaves_a_live_writers() {
+        let directory = tempfile::tempdir().unwrap();
+        let (store, catalog) = open(directory.path()).await;
+        let live = WriterLease::acquire(&catalog).await.unwrap();
+        let dead = WriterLease::acquire(&catalog).await.unwrap();
+        let stage = |lease: &WriterLease, name: &str| {
+            let (catalog, store, writer) = (catalog.clone(), store.clone(), lease.id());
+            let name = name.to_owned();
+            async move {
+                let path = Path::parse(format!(
+                    "source=s/topic=t/date=2026-01-01/hour=00/0-0-0-{name}.parquet"
+                ))
+                .unwrap();
+                let segment = NewSegment {
+                    id: name.clone(),
+                    uri: path.to_string(),
+                    source: "s".into(),
+                    topic: "t".into(),
+                    partition: 0,
+                    first_offset: 0,
+                    last_offset: 0,
+                    min_event_time: 0,
+                    max_event_time: 0,
+                    rows: 1,
+                    bytes: 5,
+                };
+                catalog
+                    .stage_segments_as(Some(&writer), &[segment])
+                    .await
+                    .unwrap();
+                store
+                    .publish_for(Some(&writer), &path, bytes::Bytes::from_static(b"whole"))
+                    .await
+                    .unwrap();
+                path
+            }
+        };
+        let live_path = stage(&live, "live").await;
+        let dead_path = stage(&dead, "dead").await;
+        let dead_staging = directory
+            .path()
+            .join(format!(".staging/{}-left.tmp", dead.id()));
+        let live_staging = directory
+            .path()
+            .join(format!(".staging/{}-filling.tmp", live.id()));
+        std::fs::write(&dead_staging, b"par").unwrap();
+        std::fs::write(&live_staging, b"par").unwrap();
+
+        // The dead writer's lease is released: its leftovers go at once,
+        // with the default grace; even grace 0 leaves the live writer's alone.
+        dead.release().await.unwrap();
+        let removed = recover_abandoned(&store, &catalog, None, Duration::from_secs(900))
+            .await
+            .unwrap();
+        assert_eq!(removed, 1);
+        assert_eq!(recover_abandoned(&store, &catalog, None, Duration::ZERO).await.unwrap(), 0);
+        assert_eq!(store.list(None).await.unwrap(), vec![live_path.clone()]);
+        assert!(!dead_staging.exists());
+        let pending = catalog.abandoned_segments(None, i64::MAX).await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].segment.id, "live");
+        assert!(!store.list(None).await.unwrap().contains(&dead_path));
+
+        // A released writer can no longer commit what it staged.
+        let late = stage(&dead, "late").await;
+        let refused = catalog
+            .commit(&Commit {
+                segment_ids: vec!["late".into()],
+                checkpoints: vec![],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::Conflict);
+        recover_abandoned(&store, &catalog, None, Duration::from_secs(900))
+            .await
+            .unwrap();
+        assert!(!store.list(None).await.unwrap().contains(&late));
+
+        // The live writer commits as usual.
+        catalog
+            .commit(&Commit {
+                segment_ids: vec!["live".into()],
+                checkpoints: vec![],
+            })
+            .await
+            .unwrap();
+        assert!(live_staging.exists());
     }
 }
