@@ -4,9 +4,10 @@
 
 -- One row per writing process (`hindsight archive`, `hindsight demo`). The
 -- writer renews `expires_at` while it runs (and with every commit) and sets
--- `released_at` when it exits cleanly. A lease is dead when it is released,
--- when it expired, or when `machine` is this machine and the process
--- (`pid`, started at `process_start` clock ticks after boot) is gone.
+-- `released_at` when it exits cleanly. A lease is dead when it is released;
+-- when `machine` is this machine and the process (`pid`, started at
+-- `process_start` clock ticks after boot) is gone; or, for a lease of
+-- another machine, when it expired.
 -- Recovery releases a dead lease first: a commit renews its writer's lease
 -- in the same transaction and fails once it is released, so the pending
 -- segments of a released writer can be removed at once.

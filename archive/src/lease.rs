@@ -4,9 +4,10 @@
 //! Every writer takes a lease ([`WriterLease::acquire`]), tags the segments it
 //! stages and its staging files with the lease id, renews the lease while it
 //! runs ([`WriterLease::keep_alive`], and with every commit), and releases it
-//! when it exits cleanly. A lease is dead when it was released, when it
-//! expired, or when it names this machine and its process is gone (a
-//! SIGKILL: known at once, without waiting for the expiry).
+//! when it exits cleanly. A lease is dead when it was released; when it
+//! names this machine and its process is gone (a SIGKILL: known at once,
+//! without waiting for the expiry); or, for another machine's lease, when it
+//! expired.
 //!
 //! Recovery first releases the dead leases ([`Catalog::release_dead_writers`]).
 //! [`Catalog::commit`] renews the lease of the segments' writer in its own
@@ -232,8 +233,8 @@ pub(crate) async fn renew_for_segment(
 }
 
 impl Catalog {
-    /// Releases every lease whose writer is dead: expired, or held by a
-    /// process of this machine that is gone. Returns the ids of every
+    /// Releases every lease whose writer is dead: held by a process of this
+    /// machine that is gone, or, for another machine's, expired. Returns the ids of every
     /// released lease (those released now and earlier).
     pub async fn release_dead_writers(&self) -> Result<Vec<String>> {
         let now = now_micros();
@@ -251,13 +252,16 @@ impl Catalog {
             let process_start: Option<i64> = row.try_get("process_start")?;
             let heartbeat_at: i64 = row.try_get("heartbeat_at")?;
             let expires_at: i64 = row.try_get("expires_at")?;
-            let process_gone = match (&machine, &here, pid) {
+            // On this machine the process table answers for sure (a writer
+            // paused on a full disk may miss renewals and still be alive);
+            // elsewhere only the expiry can.
+            let dead = match (&machine, &here, pid) {
                 (Some(machine), Some(here), Some(pid)) if machine == here => {
                     process_start_ticks(pid) != process_start
                 }
-                _ => false,
+                _ => expires_at < now,
             };
-            if expires_at >= now && !process_gone {
+            if !dead {
                 continue;
             }
             // Compare-and-set on the heartbeat: a writer that renewed meanwhile lives.
@@ -272,7 +276,7 @@ impl Catalog {
             .await?
             .rows_affected();
             if released == 1 {
-                tracing::info!(writer = %id, process_gone, "released the lease of a dead writer");
+                tracing::info!(writer = %id, "released the lease of a dead writer");
             }
         }
         Ok(
@@ -323,6 +327,21 @@ mod tests {
         assert_eq!(catalog.release_dead_writers().await.unwrap(), vec![first.clone()]);
         lease.renew().await.unwrap();
         assert_ne!(lease.id(), first);
+        assert_eq!(catalog.live_writers().await.unwrap(), vec![lease.id()]);
+
+        // On this machine, a process that is gone (a SIGKILL) is dead at once,
+        // long before its lease expires.
+        let killed = WriterLease::acquire(&catalog).await.unwrap();
+        sqlx::query("UPDATE writers SET pid = 2147483647 WHERE id = $1")
+            .bind(killed.id())
+            .execute(catalog.pool())
+            .await
+            .unwrap();
+        assert!(catalog
+            .release_dead_writers()
+            .await
+            .unwrap()
+            .contains(&killed.id()));
         assert_eq!(catalog.live_writers().await.unwrap(), vec![lease.id()]);
 
         lease.release().await.unwrap();
