@@ -64,9 +64,8 @@ fn tune_allocator_for_ingest() {
         return;
     };
     // `execve` returns only when it failed.
-    if let Err(error) = nix::unistd::execve(&path, &arguments, &environment) {
-        eprintln!("warning: running with the default malloc settings: {error}");
-    }
+    let Err(error) = nix::unistd::execve(&path, &arguments, &environment);
+    eprintln!("warning: running with the default malloc settings: {error}");
 }
 
 /// SIGTERM and SIGINT, blocked from the first instruction of `main` until

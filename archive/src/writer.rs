@@ -620,13 +620,14 @@ fn crash_point_after_publish() {
 }
 
 /// Removes what crashed writers left, in this order:
-/// 1. releases the leases of dead writers (expired, or their process on this
-///    machine is gone), which fences them: they can no longer commit;
+/// 1. releases the leases of dead writers (their process on this machine is
+///    gone, or another machine's lease expired), which fences them: they can
+///    no longer commit;
 /// 2. removes pending segments (objects, then rows) of every released lease
 ///    at once, and those of no known writer staged more than `grace` ago;
 ///    a live writer's are left alone;
-/// 3. removes local staging files of released writers, and any other last
-///    modified more than `grace` ago.
+/// 3. removes local staging files of released writers at once, and those of
+///    no live writer last modified more than `grace` ago.
 ///
 /// Returns the number of pending segments removed.
 pub async fn recover_abandoned(
