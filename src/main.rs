@@ -280,7 +280,10 @@ pub async fn open_archive(config: &Config) -> anyhow::Result<(ArchiveStore, Cata
 /// [`release_writer_lease`] (the renewal task stops with it).
 pub async fn take_writer_lease(
     catalog: &Catalog,
-) -> anyhow::Result<(WriterLease, (CancellationToken, tokio::task::JoinHandle<()>))> {
+) -> anyhow::Result<(
+    WriterLease,
+    (CancellationToken, tokio::task::JoinHandle<()>),
+)> {
     let lease = WriterLease::acquire(catalog)
         .await
         .context("cannot take a writer lease in the catalog")?;

@@ -831,7 +831,10 @@ impl SmallFilesystem {
             .arg(directory)
             .status()
             .unwrap();
-        assert!(status.success(), "cannot mount a tmpfs (this test runs as root)");
+        assert!(
+            status.success(),
+            "cannot mount a tmpfs (this test runs as root)"
+        );
         SmallFilesystem(directory.to_owned())
     }
 
@@ -912,8 +915,14 @@ async fn a_full_disk_pauses_the_embedded_default_which_resumes_when_space_return
     publish(&channel, &exchange, FIRST..TOTAL, 0).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while metric(&metrics_address, paused).as_deref() != Some("1") {
-        assert!(Instant::now() < deadline, "the source never reported the full disk");
-        assert!(archive.0.try_wait().unwrap().is_none(), "the archiver stopped");
+        assert!(
+            Instant::now() < deadline,
+            "the source never reported the full disk"
+        );
+        assert!(
+            archive.0.try_wait().unwrap().is_none(),
+            "the archiver stopped"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -922,7 +931,10 @@ async fn a_full_disk_pauses_the_embedded_default_which_resumes_when_space_return
         "the archiver stopped on a full disk instead of pausing"
     );
     let archived_while_full = archived_count(directory.path()).await;
-    assert!(archived_while_full < TOTAL as i64, "the disk filled too late");
+    assert!(
+        archived_while_full < TOTAL as i64,
+        "the disk filled too late"
+    );
 
     std::fs::remove_file(ballast).unwrap();
     println!("space back");
@@ -941,7 +953,11 @@ async fn a_full_disk_pauses_the_embedded_default_which_resumes_when_space_return
     assert!(status.success(), "{status:?}");
 
     let events = archived_events(directory.path(), &local_store(directory.path())).await;
-    assert_eq!(copies_by_message(&events).len() as u64, TOTAL, "messages lost");
+    assert_eq!(
+        copies_by_message(&events).len() as u64,
+        TOTAL,
+        "messages lost"
+    );
     assert_eq!(events.len() as u64, TOTAL, "messages archived twice");
     let data = directory.path().join("data");
     let glob = format!("{}/**/*.parquet", data.display());

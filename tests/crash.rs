@@ -209,11 +209,15 @@ async fn twenty_kills_between_publish_and_commit_leave_directory_readers_no_dupl
     // The restart after the last kill, with default settings, runs to the end.
     archive_demo(data.path(), 5000);
     let committed = committed_events(data.path()).await;
-    let read_by_duckdb: i64 = duckdb_scalar(&format!("SELECT count(*) FROM read_parquet('{glob}')"))
-        .parse()
-        .unwrap();
+    let read_by_duckdb: i64 =
+        duckdb_scalar(&format!("SELECT count(*) FROM read_parquet('{glob}')"))
+            .parse()
+            .unwrap();
     println!("committed {committed} events; DuckDB over the directory reads {read_by_duckdb}");
-    assert_eq!(read_by_duckdb, committed, "directory readers see uncommitted copies");
+    assert_eq!(
+        read_by_duckdb, committed,
+        "directory readers see uncommitted copies"
+    );
     assert_eq!(pending_rows(data.path()).await, 0);
     let repeated_offsets = duckdb_scalar(&format!(
         "SELECT count(*) FROM (SELECT topic, \"partition\", \"offset\" FROM read_parquet('{glob}') \
@@ -241,6 +245,12 @@ async fn repair_with_the_default_grace_removes_old_staging_files_and_keeps_young
         .set_modified(SystemTime::now() - Duration::from_secs(20 * 60))
         .unwrap();
     run_ok(hindsight().args(["repair", "--data-dir"]).arg(data.path()));
-    assert!(!old.exists(), "repair left a staging file older than the grace");
-    assert!(young.exists(), "repair removed a staging file a writer may be filling");
+    assert!(
+        !old.exists(),
+        "repair left a staging file older than the grace"
+    );
+    assert!(
+        young.exists(),
+        "repair removed a staging file a writer may be filling"
+    );
 }

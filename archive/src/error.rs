@@ -157,7 +157,10 @@ const SQLITE_FULL: i64 = 13;
 const POSTGRES_DISK_FULL: &str = "53100";
 
 fn sqlite_primary_code(error: &dyn sqlx::error::DatabaseError) -> Option<i64> {
-    if error.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_none() {
+    if error
+        .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+        .is_none()
+    {
         return None;
     }
     let code: i64 = error.code()?.parse().ok()?;

@@ -58,7 +58,11 @@ impl ProcessIdentity {
 }
 
 fn this_machine() -> Option<String> {
-    let read = |path: &str| std::fs::read_to_string(path).ok().map(|t| t.trim().to_owned());
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|t| t.trim().to_owned())
+    };
     let host = read("/proc/sys/kernel/hostname")?;
     let boot = read("/proc/sys/kernel/random/boot_id")?;
     let namespace = std::fs::read_link("/proc/self/ns/pid").ok()?;
@@ -310,9 +314,12 @@ mod tests {
     #[tokio::test]
     async fn a_lease_released_by_recovery_is_replaced_on_renewal_and_never_revived() {
         let directory = tempfile::tempdir().unwrap();
-        let catalog = Catalog::open(&format!("sqlite://{}/catalog.db", directory.path().display()))
-            .await
-            .unwrap();
+        let catalog = Catalog::open(&format!(
+            "sqlite://{}/catalog.db",
+            directory.path().display()
+        ))
+        .await
+        .unwrap();
         let lease = WriterLease::acquire(&catalog).await.unwrap();
         let first = lease.id();
         // Alive: this process runs on this machine and the lease is fresh.
@@ -324,7 +331,10 @@ mod tests {
             .execute(catalog.pool())
             .await
             .unwrap();
-        assert_eq!(catalog.release_dead_writers().await.unwrap(), vec![first.clone()]);
+        assert_eq!(
+            catalog.release_dead_writers().await.unwrap(),
+            vec![first.clone()]
+        );
         lease.renew().await.unwrap();
         assert_ne!(lease.id(), first);
         assert_eq!(catalog.live_writers().await.unwrap(), vec![lease.id()]);

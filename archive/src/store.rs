@@ -182,14 +182,10 @@ impl ArchiveStore {
                 tokio::task::spawn_blocking(move || {
                     publish_local(&root, &relative, &staging_name, &bytes)
                 })
-                    .await
-                    .map_err(|error| {
-                        Error::with_source(
-                            ErrorKind::Internal,
-                            "segment publish task failed",
-                            error,
-                        )
-                    })?
+                .await
+                .map_err(|error| {
+                    Error::with_source(ErrorKind::Internal, "segment publish task failed", error)
+                })?
             }
         }
     }

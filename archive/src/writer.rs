@@ -613,7 +613,10 @@ fn crash_point_after_publish() {
     };
     let published = PUBLISHED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
     if published == crash_after {
-        tracing::error!(published, "HINDSIGHT_CRASH_AFTER_PUBLISH: killing this process before the commit");
+        tracing::error!(
+            published,
+            "HINDSIGHT_CRASH_AFTER_PUBLISH: killing this process before the commit"
+        );
         let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::SIGKILL);
         std::process::abort();
     }
@@ -957,7 +960,12 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(removed, 1);
-        assert_eq!(recover_abandoned(&store, &catalog, None, Duration::ZERO).await.unwrap(), 0);
+        assert_eq!(
+            recover_abandoned(&store, &catalog, None, Duration::ZERO)
+                .await
+                .unwrap(),
+            0
+        );
         assert_eq!(store.list(None).await.unwrap(), vec![live_path.clone()]);
         assert!(!dead_staging.exists());
         let pending = catalog.abandoned_segments(None, i64::MAX).await.unwrap();

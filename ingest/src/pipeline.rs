@@ -434,7 +434,10 @@ impl StorageFullPause {
         );
         let metrics = metrics::global();
         metrics.storage_full.get_or_create(&self.labels).set(1);
-        metrics.storage_full_pauses.get_or_create(&self.labels).inc();
+        metrics
+            .storage_full_pauses
+            .get_or_create(&self.labels)
+            .inc();
     }
 
     fn resume(&mut self) {
