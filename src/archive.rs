@@ -26,7 +26,9 @@ pub async fn run(
         serve_metrics(address, cancel.clone()).await?;
     }
     let (store, catalog) = crate::open_archive(config).await?;
-    let writer = ArchiveWriter::new(store.clone(), catalog.clone(), config.segment_format());
+    let (lease, renewal) = crate::take_writer_lease(&catalog).await?;
+    let writer = ArchiveWriter::new(store.clone(), catalog.clone(), config.segment_format())
+        .with_lease(lease.clone());
     let defaults = config.flush.policy();
     let mut tasks = JoinSet::new();
     for source in &config.sources {
@@ -92,6 +94,7 @@ pub async fn run(
             }
         }
     }
+    crate::release_writer_lease(&lease, renewal).await;
     catalog.close().await;
     match failure {
         Some(error) => Err(error.context("archiving stopped")),

@@ -25,6 +25,7 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let (store, catalog) = crate::open_archive(config).await?;
+    let (lease, renewal) = crate::take_writer_lease(&catalog).await?;
     let source_name = "demo";
     let recovered = recover_abandoned(
         &store,
@@ -52,7 +53,8 @@ pub async fn run(
         },
         next_offsets,
     );
-    let writer = ArchiveWriter::new(store.clone(), catalog.clone(), config.segment_format());
+    let writer = ArchiveWriter::new(store.clone(), catalog.clone(), config.segment_format())
+        .with_lease(lease.clone());
     println!(
         "archiving {} demo events (orders, payments, shipments) into {}",
         options.events,
@@ -62,6 +64,7 @@ pub async fn run(
     let summary = run_pipeline(&mut source, &writer, config.flush.policy(), cancel.clone())
         .await
         .context("demo archive failed")?;
+    crate::release_writer_lease(&lease, renewal).await;
     let elapsed = started.elapsed().as_secs_f64();
     println!(
         "archived {} events in {} segments ({:.1} MiB of Parquet) in {:.2} s, {:.0} events/s",

@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use hindsight_archive::catalog::Catalog;
+use hindsight_archive::lease::WriterLease;
 use hindsight_archive::store::ArchiveStore;
 use hindsight_archive::writer::recover_abandoned;
 use tokio_util::sync::CancellationToken;
@@ -33,21 +34,60 @@ const INGEST_MALLOC_TUNABLES: &str =
 
 /// glibc reads its tunables from the environment once, at start-up, so the
 /// process sets them and executes itself again (same pid, same arguments).
-/// When the re-execution fails, Hindsight runs with the defaults.
+/// `execve` keeps the signal mask and pending signals, so a SIGTERM that
+/// arrives meanwhile waits for the handlers (see [`hold_shutdown_signals`]);
+/// `std::process::Command` would reset the mask and let it kill the process.
+/// When the re-execution fails, Hindsight runs with the default settings.
 fn tune_allocator_for_ingest() {
-    use std::os::unix::process::CommandExt as _;
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt as _;
     if std::env::var_os("GLIBC_TUNABLES").is_some() {
         return;
     }
     let Ok(executable) = std::env::current_exe() else {
         return;
     };
-    let error = std::process::Command::new(executable)
-        .args(std::env::args_os().skip(1))
-        .env("GLIBC_TUNABLES", INGEST_MALLOC_TUNABLES)
-        .exec();
-    // `exec` returns only when it failed.
+    let text = |bytes: &[u8]| CString::new(bytes).ok();
+    let arguments: Option<Vec<CString>> = std::env::args_os()
+        .map(|argument| text(argument.as_bytes()))
+        .collect();
+    let environment: Option<Vec<CString>> = std::env::vars_os()
+        .map(|(name, value)| text(&[name.as_bytes(), &b"="[..], value.as_bytes()].concat()))
+        .chain(std::iter::once(text(
+            format!("GLIBC_TUNABLES={INGEST_MALLOC_TUNABLES}").as_bytes(),
+        )))
+        .collect();
+    let (Some(path), Some(arguments), Some(environment)) = (
+        text(executable.as_os_str().as_bytes()),
+        arguments,
+        environment,
+    ) else {
+        return;
+    };
+    // `execve` returns only when it failed.
+    let Err(error) = nix::unistd::execve(&path, &arguments, &environment);
     eprintln!("warning: running with the default malloc settings: {error}");
+}
+
+/// SIGTERM and SIGINT, blocked from the first instruction of `main` until
+/// [`shutdown_token`] has installed their handlers: one that arrives during
+/// start-up (or the allocator's re-execution) stays pending and then cancels
+/// cleanly, instead of killing the process with the default action.
+fn shutdown_signals() -> nix::sys::signal::SigSet {
+    let mut signals = nix::sys::signal::SigSet::empty();
+    signals.add(nix::sys::signal::Signal::SIGTERM);
+    signals.add(nix::sys::signal::Signal::SIGINT);
+    signals
+}
+
+/// Blocks the shutdown signals in the main thread before any other thread
+/// exists, so every thread inherits the mask; only the main thread unblocks
+/// them, once the handlers exist. Child processes start with a clean mask
+/// (`std::process::Command` resets it).
+fn hold_shutdown_signals() {
+    if let Err(error) = shutdown_signals().thread_block() {
+        eprintln!("warning: cannot hold SIGTERM during start-up: {error}");
+    }
 }
 
 #[derive(Debug, Parser)]
@@ -141,6 +181,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    hold_shutdown_signals();
     let cli = Cli::parse();
     if matches!(cli.command, Command::Archive { .. }) {
         tune_allocator_for_ingest();
@@ -256,6 +297,41 @@ pub async fn open_archive(config: &Config) -> anyhow::Result<(ArchiveStore, Cata
     Ok((store, catalog))
 }
 
+/// Takes a writer lease in the catalog and keeps it renewed until
+/// [`release_writer_lease`] (the renewal task stops with it).
+pub async fn take_writer_lease(
+    catalog: &Catalog,
+) -> anyhow::Result<(
+    WriterLease,
+    (CancellationToken, tokio::task::JoinHandle<()>),
+)> {
+    let lease = WriterLease::acquire(catalog)
+        .await
+        .context("cannot take a writer lease in the catalog")?;
+    let stop = CancellationToken::new();
+    let renewing = lease.clone();
+    let stopped = stop.clone();
+    let task = tokio::spawn(async move {
+        renewing
+            .keep_alive(async move { stopped.cancelled().await })
+            .await;
+    });
+    Ok((lease, (stop, task)))
+}
+
+/// Stops renewing and releases the lease: the next recovery may remove at
+/// once anything this writer left pending.
+pub async fn release_writer_lease(
+    lease: &WriterLease,
+    (stop, task): (CancellationToken, tokio::task::JoinHandle<()>),
+) {
+    stop.cancel();
+    let _ = task.await;
+    if let Err(error) = lease.release().await {
+        tracing::warn!(error = %error.full_message(), "cannot release the writer lease; it expires on its own");
+    }
+}
+
 /// Serves the HTTP API until `cancel` fires.
 pub async fn serve(
     config: &Config,
@@ -283,33 +359,30 @@ pub async fn serve(
     Ok(())
 }
 
-/// A token cancelled on Ctrl-C or SIGTERM.
+/// A token cancelled on Ctrl-C or SIGTERM. The handlers are installed before
+/// it returns, and only then are the signals held since `main` let through:
+/// one that arrived during start-up cancels the token at once.
 fn shutdown_token() -> CancellationToken {
+    use tokio::signal::unix::{signal, SignalKind};
     let token = CancellationToken::new();
     let cancel = token.clone();
-    tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut terminate =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(signal) => signal,
-                    Err(error) => {
-                        tracing::error!(%error, "cannot listen for SIGTERM");
-                        let _ = ctrl_c.await;
-                        cancel.cancel();
-                        return;
-                    }
-                };
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = terminate.recv() => {}
-            }
+    let handlers = signal(SignalKind::interrupt())
+        .and_then(|interrupt| Ok((interrupt, signal(SignalKind::terminate())?)));
+    match handlers {
+        Ok((mut interrupt, mut terminate)) => {
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
+                tracing::info!("shutting down");
+                cancel.cancel();
+            });
         }
-        #[cfg(not(unix))]
-        let _ = ctrl_c.await;
-        tracing::info!("shutting down");
-        cancel.cancel();
-    });
+        Err(error) => tracing::error!(%error, "cannot listen for SIGTERM and Ctrl-C"),
+    }
+    if let Err(error) = shutdown_signals().thread_unblock() {
+        tracing::error!(%error, "cannot let SIGTERM and Ctrl-C through");
+    }
     token
 }

@@ -818,3 +818,192 @@ async fn amqp_existing_queue_mode_consumes_without_declaring() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("does not exist"), "{stderr}");
 }
+
+/// A small tmpfs mounted on a directory, unmounted when dropped (also when
+/// the test fails), so a real full disk leaks nothing.
+struct SmallFilesystem(PathBuf);
+
+impl SmallFilesystem {
+    fn mount(directory: &Path, size: &str) -> SmallFilesystem {
+        std::fs::create_dir_all(directory).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(directory)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "cannot mount a tmpfs (this test runs as root)"
+        );
+        SmallFilesystem(directory.to_owned())
+    }
+
+    /// Fills the filesystem with a ballast file until the disk is full.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let ballast = self.0.join("ballast");
+        let mut file = std::fs::File::create(&ballast).unwrap();
+        let chunk = vec![0x5a_u8; 64 * 1024];
+        loop {
+            match file.write(&chunk) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(error) if error.raw_os_error() == Some(28) => break, // ENOSPC
+                Err(error) => panic!("cannot fill the disk: {error}"),
+            }
+        }
+        // The last partial page, byte by byte.
+        while file.write(&[0]).is_ok_and(|written| written == 1) {}
+        ballast
+    }
+}
+
+impl Drop for SmallFilesystem {
+    fn drop(&mut self) {
+        // Lazy, so that a process still holding files cannot keep it mounted.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+fn metric(metrics_address: &str, line_start: &str) -> Option<String> {
+    let (status, body) = http_get(metrics_address, "/metrics");
+    assert_eq!(status, 200);
+    body.lines()
+        .find(|line| line.starts_with(line_start))
+        .map(|line| line[line_start.len()..].trim().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_pauses_the_embedded_default_which_resumes_when_space_returns_losing_nothing() {
+    const FIRST: u64 = 3_000;
+    const TOTAL: u64 = 8_000;
+    let directory = tempfile::tempdir().unwrap();
+    // The local store and the SQLite catalog share one small filesystem.
+    let filesystem = SmallFilesystem::mount(&directory.path().join("data"), "16m");
+    let (_connection, channel) = connect().await;
+    let exchange = declare_topic_exchange(&channel).await;
+    let queue = unique("hs-full");
+    let config = write_config(
+        directory.path(),
+        &AmqpTestConfig {
+            mode: "archive_queue",
+            queue: &queue,
+            exchange: &exchange,
+            max_rows: 500,
+            storage: "",
+        },
+    );
+    let metrics_address = free_port();
+    let mut command = crate::util::hindsight();
+    command
+        .arg("--config")
+        .arg(&config)
+        .args(["archive", "--metrics-listen", &metrics_address])
+        .env("HINDSIGHT_LOG", "warn,hindsight_ingest=info");
+    let (child, mut stdout) = crate::util::spawn_with_stdout(&mut command);
+    let mut archive = ChildGuard(child);
+    crate::util::read_until(&mut stdout, "archiving", Duration::from_secs(60));
+    let paused = "hindsight_storage_full{source=\"amqp-test\"}";
+
+    publish(&channel, &exchange, 0..FIRST, 0).await;
+    wait_for_archived(directory.path(), FIRST as i64, Duration::from_secs(60)).await;
+    let ballast = filesystem.fill();
+    println!("disk full");
+    publish(&channel, &exchange, FIRST..TOTAL, 0).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&metrics_address, paused).as_deref() != Some("1") {
+        assert!(
+            Instant::now() < deadline,
+            "the source never reported the full disk"
+        );
+        assert!(
+            archive.0.try_wait().unwrap().is_none(),
+            "the archiver stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        archive.0.try_wait().unwrap().is_none(),
+        "the archiver stopped on a full disk instead of pausing"
+    );
+    let archived_while_full = archived_count(directory.path()).await;
+    assert!(
+        archived_while_full < TOTAL as i64,
+        "the disk filled too late"
+    );
+
+    std::fs::remove_file(ballast).unwrap();
+    println!("space back");
+    wait_for_archived(directory.path(), TOTAL as i64, Duration::from_secs(60)).await;
+    assert_eq!(metric(&metrics_address, paused).as_deref(), Some("0"));
+    assert_eq!(
+        metric(
+            &metrics_address,
+            "hindsight_storage_full_pauses_total{source=\"amqp-test\"}"
+        )
+        .as_deref(),
+        Some("1"),
+        "the pause was reported more than once"
+    );
+    let status = terminate(&mut archive.0);
+    assert!(status.success(), "{status:?}");
+
+    let events = archived_events(directory.path(), &local_store(directory.path())).await;
+    assert_eq!(
+        copies_by_message(&events).len() as u64,
+        TOTAL,
+        "messages lost"
+    );
+    assert_eq!(events.len() as u64, TOTAL, "messages archived twice");
+    let data = directory.path().join("data");
+    let glob = format!("{}/**/*.parquet", data.display());
+    assert_eq!(
+        duckdb_scalar(&format!("SELECT count(*) FROM read_parquet('{glob}')")),
+        TOTAL.to_string(),
+        "a file the catalog does not list is left"
+    );
+    let staging = std::fs::read_dir(data.join(".staging")).map_or(0, |d| d.count());
+    assert_eq!(staging, 0, "a partial staging file is left");
+    assert_eq!(queue_depth(&queue), (0, 0));
+    drop(archive);
+    drop(filesystem);
+    let _ = channel.close(200, "done".into()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_in_the_first_milliseconds_of_start_up_exits_cleanly() {
+    let directory = tempfile::tempdir().unwrap();
+    let (_connection, channel) = connect().await;
+    let exchange = declare_topic_exchange(&channel).await;
+    let config = write_config(
+        directory.path(),
+        &AmqpTestConfig {
+            mode: "archive_queue",
+            queue: &unique("hs-term"),
+            exchange: &exchange,
+            max_rows: 500,
+            storage: "",
+        },
+    );
+    for delay_ms in [2, 3, 4, 5, 6, 7, 8, 9, 10, 10] {
+        let mut child = crate::util::hindsight()
+            .arg("--config")
+            .arg(&config)
+            .arg("archive")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let status = terminate(&mut child);
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "SIGTERM {delay_ms} ms after start: {status:?}"
+        );
+    }
+    let _ = channel.close(200, "done".into()).await;
+}

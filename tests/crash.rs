@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime};
 use hindsight_archive::catalog::{Catalog, SegmentFilter};
 use hindsight_archive::segment::decode_segment;
 
-use crate::util::{archive_demo, hindsight, parquet_files, read_until, run_ok, spawn_with_stdout};
+use crate::util::{
+    archive_demo, duckdb_scalar, hindsight, parquet_files, read_until, run_ok, spawn_with_stdout,
+};
 
 fn pseudo_random_delays(count: usize) -> Vec<Duration> {
     let mut seed = SystemTime::now()
@@ -156,4 +158,99 @@ async fn sigkill_mid_write_leaves_no_partial_file_and_no_untracked_row() {
     archive_demo(data.path(), 1000);
     let (rows, _) = check_archive(data.path(), true).await;
     assert!(rows >= 1000);
+}
+
+/// Pending segment rows in the catalog under `data`.
+async fn pending_rows(data: &Path) -> usize {
+    let catalog = Catalog::connect(&format!("sqlite://{}/catalog.db", data.display()))
+        .await
+        .unwrap();
+    let pending = catalog.abandoned_segments(None, i64::MAX).await.unwrap();
+    catalog.close().await;
+    pending.len()
+}
+
+async fn committed_events(data: &Path) -> i64 {
+    let catalog = Catalog::connect(&format!("sqlite://{}/catalog.db", data.display()))
+        .await
+        .unwrap();
+    let stats = catalog.topic_stats().await.unwrap();
+    catalog.close().await;
+    stats.iter().map(|s| s.events).sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_kills_between_publish_and_commit_leave_directory_readers_no_duplicate() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let data = tempfile::tempdir().unwrap();
+    let glob = format!("{}/**/*.parquet", data.path().display());
+    for round in 0..20 {
+        // Each run appends up to 5,000 events in batches of 500 and is killed
+        // right after publishing its 1st, 2nd or 3rd batch, before the commit.
+        let crash_after = 1 + round % 3;
+        let output = hindsight()
+            .args(["demo", "--no-serve", "--events", "5000", "--data-dir"])
+            .arg(data.path())
+            .env("HINDSIGHT__FLUSH__MAX_ROWS", "500")
+            .env("HINDSIGHT_CRASH_AFTER_PUBLISH", crash_after.to_string())
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.signal(),
+            Some(9),
+            "round {round}: not killed by its crash point: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            pending_rows(data.path()).await > 0,
+            "round {round}: the kill left no published, uncommitted segment"
+        );
+    }
+    // The restart after the last kill, with default settings, runs to the end.
+    archive_demo(data.path(), 5000);
+    let committed = committed_events(data.path()).await;
+    let read_by_duckdb: i64 =
+        duckdb_scalar(&format!("SELECT count(*) FROM read_parquet('{glob}')"))
+            .parse()
+            .unwrap();
+    println!("committed {committed} events; DuckDB over the directory reads {read_by_duckdb}");
+    assert_eq!(
+        read_by_duckdb, committed,
+        "directory readers see uncommitted copies"
+    );
+    assert_eq!(pending_rows(data.path()).await, 0);
+    let repeated_offsets = duckdb_scalar(&format!(
+        "SELECT count(*) FROM (SELECT topic, \"partition\", \"offset\" FROM read_parquet('{glob}') \
+         GROUP BY ALL HAVING count(*) > 1)"
+    ));
+    assert_eq!(repeated_offsets, "0");
+    check_archive(data.path(), true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repair_with_the_default_grace_removes_old_staging_files_and_keeps_young_ones() {
+    let data = tempfile::tempdir().unwrap();
+    archive_demo(data.path(), 1000);
+    let staging = data.path().join(".staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    let old = staging.join("0190aaaaaaaaaaaaaaaaaaaaaaaaaaaa.tmp");
+    let young = staging.join("0190bbbbbbbbbbbbbbbbbbbbbbbbbbbb.tmp");
+    std::fs::write(&old, b"PAR1 half a segment").unwrap();
+    std::fs::write(&young, b"PAR1 a segment being written").unwrap();
+    // Older than the default grace (15 minutes), by modification time.
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_secs(20 * 60))
+        .unwrap();
+    run_ok(hindsight().args(["repair", "--data-dir"]).arg(data.path()));
+    assert!(
+        !old.exists(),
+        "repair left a staging file older than the grace"
+    );
+    assert!(
+        young.exists(),
+        "repair removed a staging file a writer may be filling"
+    );
 }

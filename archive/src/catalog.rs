@@ -329,14 +329,24 @@ impl Catalog {
 
     /// Step 1 of a write: records segments as `pending`, before their objects exist.
     pub async fn stage_segments(&self, segments: &[NewSegment]) -> Result<()> {
+        self.stage_segments_as(None, segments).await
+    }
+
+    /// [`Catalog::stage_segments`] under a writer's lease (`crate::lease`):
+    /// the commit then renews that lease, and fails once it is released.
+    pub async fn stage_segments_as(
+        &self,
+        writer: Option<&str>,
+        segments: &[NewSegment],
+    ) -> Result<()> {
         let mut transaction = self.pool.begin().await?;
         let created_at = now_micros();
         for segment in segments {
             sqlx::query(
                 "INSERT INTO segments (id, uri, source, topic, partition_id, first_offset, \
                  last_offset, min_event_time, max_event_time, row_count, byte_size, created_at, \
-                 committed_at, state, checksum) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, 'pending', $13)",
+                 committed_at, state, checksum, writer_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, 'pending', $13, $14)",
             )
             .bind(&segment.id)
             .bind(&segment.uri)
@@ -351,6 +361,7 @@ impl Catalog {
             .bind(segment.bytes)
             .bind(created_at)
             .bind(segment.checksum.clone())
+            .bind(writer.map(str::to_owned))
             .execute(&mut *transaction)
             .await?;
         }
@@ -418,6 +429,14 @@ impl Catalog {
                 ));
             }
         }
+        // Renew the lease of the segments' writer in this transaction: a
+        // released lease (recovery judged the writer dead) fails the commit.
+        for id in &commit.segment_ids {
+            if let Err(error) = crate::lease::renew_for_segment(&mut *transaction, id, now).await {
+                transaction.rollback().await?;
+                return Err(error);
+            }
+        }
         for id in &commit.segment_ids {
             let changed = sqlx::query(
                 "UPDATE segments SET state = 'committed', committed_at = $1 \
@@ -451,6 +470,49 @@ impl Catalog {
         }
         transaction.commit().await?;
         Ok(())
+    }
+
+    /// Removes the rows of `ids` that are still pending; returns those it
+    /// removed. A removed row can no longer be committed, so its object may
+    /// be deleted; a row not removed was committed (or was gone already).
+    pub async fn discard_if_pending(&self, ids: &[String]) -> Result<Vec<String>> {
+        let mut transaction = self.pool.begin().await?;
+        let mut discarded = Vec::new();
+        for id in ids {
+            let removed = sqlx::query("DELETE FROM segments WHERE id = $1 AND state = 'pending'")
+                .bind(id)
+                .execute(&mut *transaction)
+                .await?
+                .rows_affected();
+            if removed == 1 {
+                discarded.push(id.clone());
+            }
+        }
+        transaction.commit().await?;
+        Ok(discarded)
+    }
+
+    /// The pending segments recovery may remove: those of a released writer
+    /// lease (at once), and those staged before `created_before` by no known
+    /// writer (staged before leases existed). A live writer's are never listed.
+    pub async fn recoverable_segments(
+        &self,
+        source: Option<&str>,
+        created_before: i64,
+    ) -> Result<Vec<SegmentRecord>> {
+        let mut sql = format!(
+            "SELECT {SEGMENT_COLUMNS} FROM segments WHERE state = 'pending' AND (\
+             writer_id IN (SELECT id FROM writers WHERE released_at IS NOT NULL) \
+             OR (created_at < $1 AND (writer_id IS NULL \
+             OR writer_id NOT IN (SELECT id FROM writers))))"
+        );
+        let mut binds = vec![Bind::Int(created_before)];
+        if let Some(source) = source {
+            binds.push(Bind::Text(source.to_owned()));
+            sql.push_str(&format!(" AND source = ${}", binds.len()));
+        }
+        sql.push_str(" ORDER BY created_at");
+        self.fetch_segments(&sql, binds).await
     }
 
     /// Pending segments staged before `created_before`: left by a crashed writer.

@@ -90,6 +90,27 @@ impl Error {
         &self.message
     }
 
+    /// True when the cause is a full disk or an exhausted quota (ENOSPC,
+    /// EDQUOT, SQLite's `SQLITE_FULL`, PostgreSQL's `disk_full`): such an
+    /// error is [`ErrorKind::Retryable`], and it clears when space returns.
+    pub fn is_storage_full(&self) -> bool {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(inner) = cause {
+            if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+                if io_error_is_storage_full(io) {
+                    return true;
+                }
+            }
+            if let Some(sqlx::Error::Database(database)) = inner.downcast_ref::<sqlx::Error>() {
+                if database_error_is_storage_full(database.as_ref()) {
+                    return true;
+                }
+            }
+            cause = inner.source();
+        }
+        false
+    }
+
     /// The message followed by every cause, `a: b: c`, for logs and API answers.
     pub fn full_message(&self) -> String {
         let mut text = self.message.clone();
@@ -112,12 +133,50 @@ impl From<sqlx::Error> for Error {
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => ErrorKind::Retryable,
             sqlx::Error::Database(db) if db.is_unique_violation() => ErrorKind::Conflict,
+            // A full disk (SQLite `SQLITE_FULL`, PostgreSQL `disk_full`) or
+            // an I/O error (SQLite `SQLITE_IOERR`, e.g. an fsync on a full
+            // disk): the write did not happen, and may once space returns.
+            sqlx::Error::Database(db)
+                if database_error_is_storage_full(db.as_ref())
+                    || sqlite_primary_code(db.as_ref()) == Some(SQLITE_IOERR) =>
+            {
+                ErrorKind::Retryable
+            }
             // SQLite's "database is locked" is a busy writer: retry.
             sqlx::Error::Database(db) if db.message().contains("locked") => ErrorKind::Retryable,
             _ => ErrorKind::Internal,
         };
         Error::with_source(kind, "catalog operation failed", error)
     }
+}
+
+/// SQLite's primary result codes (the low byte of an extended code).
+const SQLITE_IOERR: i64 = 10;
+const SQLITE_FULL: i64 = 13;
+/// PostgreSQL's SQLSTATE for a full disk.
+const POSTGRES_DISK_FULL: &str = "53100";
+
+fn sqlite_primary_code(error: &dyn sqlx::error::DatabaseError) -> Option<i64> {
+    if error
+        .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+        .is_none()
+    {
+        return None;
+    }
+    let code: i64 = error.code()?.parse().ok()?;
+    Some(code & 0xff)
+}
+
+fn database_error_is_storage_full(error: &dyn sqlx::error::DatabaseError) -> bool {
+    sqlite_primary_code(error) == Some(SQLITE_FULL)
+        || error.code().as_deref() == Some(POSTGRES_DISK_FULL)
+}
+
+fn io_error_is_storage_full(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 impl From<object_store::Error> for Error {
@@ -156,5 +215,50 @@ impl From<std::io::Error> for Error {
             _ => ErrorKind::Retryable,
         };
         Error::with_source(kind, "filesystem operation failed", error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_space_and_exhausted_quota_are_retryable_and_storage_full() {
+        for code in [28, 122] {
+            // ENOSPC, EDQUOT
+            let error = Error::from(std::io::Error::from_raw_os_error(code));
+            assert_eq!(error.kind(), ErrorKind::Retryable, "errno {code}");
+            assert!(error.is_storage_full(), "errno {code}");
+        }
+        let denied = Error::from(std::io::Error::from_raw_os_error(13)); // EACCES
+        assert!(!denied.is_storage_full());
+    }
+
+    #[tokio::test]
+    async fn a_full_sqlite_database_is_retryable_and_storage_full() {
+        use sqlx::Connection;
+        let mut connection = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::raw_sql("CREATE TABLE filler (bytes BLOB); PRAGMA max_page_count = 4")
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        let full = sqlx::query("INSERT INTO filler VALUES (zeroblob(1000000))")
+            .execute(&mut connection)
+            .await
+            .unwrap_err();
+        assert!(full.to_string().contains("full"), "{full}");
+        let error = Error::from(full);
+        assert_eq!(error.kind(), ErrorKind::Retryable);
+        assert!(error.is_storage_full());
+
+        let syntax = sqlx::query("SELEKT 1")
+            .execute(&mut connection)
+            .await
+            .unwrap_err();
+        let error = Error::from(syntax);
+        assert_eq!(error.kind(), ErrorKind::Internal);
+        assert!(!error.is_storage_full());
     }
 }

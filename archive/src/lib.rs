@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod error;
 pub mod event;
 pub mod layout;
+pub mod lease;
 pub mod metrics;
 pub mod page_checksum;
 pub mod replays;

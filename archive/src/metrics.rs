@@ -65,6 +65,11 @@ pub struct Metrics {
     pub consumer_lag: Family<PartitionLabels, Gauge>,
     /// Events held in memory, not yet committed.
     pub events_buffered: Family<SourceLabels, Gauge>,
+    /// 1 while a source is paused because the disk (or quota) of the store
+    /// or the catalog is full, else 0.
+    pub storage_full: Family<SourceLabels, Gauge>,
+    /// How many times a source paused for a full disk.
+    pub storage_full_pauses: Family<SourceLabels, Counter>,
     pub http_requests: Family<RouteLabels, Counter>,
     registry: Registry,
 }
@@ -84,6 +89,8 @@ impl Metrics {
             redeliveries: Family::default(),
             consumer_lag: Family::default(),
             events_buffered: Family::default(),
+            storage_full: Family::default(),
+            storage_full_pauses: Family::default(),
             http_requests: Family::default(),
             registry: Registry::default(),
         };
@@ -141,6 +148,16 @@ impl Metrics {
             "events_buffered",
             "Events received and not yet committed",
             metrics.events_buffered.clone(),
+        );
+        registry.register(
+            "storage_full",
+            "1 while the source is paused because the disk or quota is full",
+            metrics.storage_full.clone(),
+        );
+        registry.register(
+            "storage_full_pauses",
+            "Times the source paused because the disk or quota was full",
+            metrics.storage_full_pauses.clone(),
         );
         registry.register(
             "http_requests",

@@ -10,8 +10,10 @@
 //!   partial file is never visible under its final name, and a file under its
 //!   final name survives a power cut.
 
+use std::collections::HashSet;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -152,6 +154,22 @@ impl ArchiveStore {
     /// Makes `bytes` durable under `relative`, atomically: readers see the
     /// whole object or nothing.
     pub async fn publish(&self, relative: &Path, bytes: Bytes) -> Result<()> {
+        self.publish_for(None, relative, bytes).await
+    }
+
+    /// [`ArchiveStore::publish`] by a writer holding lease `writer`: a local
+    /// staging file is named `<writer>-<unique>.tmp`, so recovery can remove
+    /// a dead writer's staging files at once.
+    pub async fn publish_for(
+        &self,
+        writer: Option<&str>,
+        relative: &Path,
+        bytes: Bytes,
+    ) -> Result<()> {
+        let staging_name = match writer {
+            Some(writer) => format!("{writer}-{}.tmp", uuid::Uuid::now_v7().simple()),
+            None => format!("{}.tmp", uuid::Uuid::now_v7().simple()),
+        };
         match &self.backend {
             Backend::S3 => {
                 let path = self.full_path(relative);
@@ -161,15 +179,13 @@ impl ArchiveStore {
             Backend::Local { root } => {
                 let root = root.clone();
                 let relative = relative.to_string();
-                tokio::task::spawn_blocking(move || publish_local(&root, &relative, &bytes))
-                    .await
-                    .map_err(|error| {
-                        Error::with_source(
-                            ErrorKind::Internal,
-                            "segment publish task failed",
-                            error,
-                        )
-                    })?
+                tokio::task::spawn_blocking(move || {
+                    publish_local(&root, &relative, &staging_name, &bytes)
+                })
+                .await
+                .map_err(|error| {
+                    Error::with_source(ErrorKind::Internal, "segment publish task failed", error)
+                })?
             }
         }
     }
@@ -221,8 +237,22 @@ impl ArchiveStore {
             .collect())
     }
 
-    /// Removes staging files left by a crash (local stores; a no-op on S3).
+    /// Removes every staging file (local stores; a no-op on S3). Only safe
+    /// when no writer runs.
     pub fn clean_staging(&self) -> Result<usize> {
+        self.clean_staging_left_behind(Duration::ZERO, &HashSet::new(), &HashSet::new())
+    }
+
+    /// Removes staging files left by crashed writers (local stores; a no-op
+    /// on S3). A file named for a writer in `live_writers` stays; one named
+    /// for a writer in `released_writers` goes at once; any other goes once
+    /// last modified more than `grace` ago.
+    pub fn clean_staging_left_behind(
+        &self,
+        grace: Duration,
+        released_writers: &HashSet<String>,
+        live_writers: &HashSet<String>,
+    ) -> Result<usize> {
         let Backend::Local { root } = &self.backend else {
             return Ok(0);
         };
@@ -233,9 +263,29 @@ impl ArchiveStore {
             Err(error) => return Err(error.into()),
         };
         let mut removed = 0;
+        let now = std::time::SystemTime::now();
         for entry in entries {
-            std::fs::remove_file(entry?.path())?;
-            removed += 1;
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let writer = name.split_once('-').map(|(writer, _)| writer);
+            if writer.is_some_and(|writer| live_writers.contains(writer)) {
+                continue;
+            }
+            let of_released_writer = writer.is_some_and(|writer| released_writers.contains(writer));
+            let age = entry
+                .metadata()?
+                .modified()
+                .ok()
+                .and_then(|modified| now.duration_since(modified).ok())
+                .unwrap_or_default();
+            if !of_released_writer && age < grace {
+                continue;
+            }
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error.into()),
+            }
         }
         Ok(removed)
     }
@@ -263,12 +313,12 @@ fn create_directories_durably(root: &FsPath, directory: &FsPath) -> std::io::Res
     Ok(())
 }
 
-fn publish_local(root: &FsPath, relative: &str, bytes: &[u8]) -> Result<()> {
+fn publish_local(root: &FsPath, relative: &str, staging_name: &str, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let destination = root.join(relative);
     let staging = root.join(STAGING_DIR);
     std::fs::create_dir_all(&staging)?;
-    let temporary = staging.join(format!("{}.tmp", uuid::Uuid::now_v7().simple()));
+    let temporary = staging.join(staging_name);
     let write = || -> std::io::Result<()> {
         let mut file = std::fs::File::create(&temporary)?;
         file.write_all(bytes)?;

@@ -19,6 +19,7 @@ use crate::catalog::{Catalog, CheckpointAdvance, Commit, NewSegment};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{now_micros, Event};
 use crate::layout::{hour_start, NamePart, SegmentLocation};
+use crate::lease::WriterLease;
 use crate::segment::{encode_segment, segment_checksum, SegmentFormat};
 use crate::store::ArchiveStore;
 
@@ -271,6 +272,22 @@ pub struct ArchiveWriter {
     catalog: Catalog,
     format: SegmentFormat,
     publish_concurrency: usize,
+    /// The lease this writer stages and commits under (`crate::lease`).
+    lease: Option<WriterLease>,
+    /// Published segments whose commit failed in a way that left them pending
+    /// (a full disk, a lost catalog connection), and whose clean-up failed
+    /// too: retried before the next write, so that readers of the directory
+    /// do not see them next to the segments written again.
+    uncommitted: Arc<std::sync::Mutex<Vec<UncommittedSegment>>>,
+}
+
+/// A published segment whose commit failed with an unknown outcome.
+#[derive(Debug, Clone)]
+struct UncommittedSegment {
+    id: String,
+    path: Path,
+    /// Its pending row is removed: it can never commit, its object may go.
+    row_removed: bool,
 }
 
 struct PlannedSegment {
@@ -286,7 +303,16 @@ impl ArchiveWriter {
             catalog,
             format,
             publish_concurrency: 8,
+            lease: None,
+            uncommitted: Arc::default(),
         }
+    }
+
+    /// Stages, publishes and commits under `lease`: what this writer leaves
+    /// behind when it dies is removed at once by the next recovery.
+    pub fn with_lease(mut self, lease: WriterLease) -> Self {
+        self.lease = Some(lease);
+        self
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -340,10 +366,14 @@ impl ArchiveWriter {
             });
         }
 
+        self.clean_up_uncommitted().await;
         let planned = self.encode(&batch).await?;
         let records: Vec<NewSegment> = planned.iter().map(|p| p.record.clone()).collect();
         let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
-        self.catalog.stage_segments(&records).await?;
+        let writer = self.lease.as_ref().map(WriterLease::id);
+        self.catalog
+            .stage_segments_as(writer.as_deref(), &records)
+            .await?;
 
         // Owned arguments: a closure over `&PlannedSegment` makes the future
         // lose `Send` for `tokio::spawn` (higher-ranked lifetime inference).
@@ -354,7 +384,8 @@ impl ArchiveWriter {
         let published = futures::stream::iter(uploads)
             .map(|(path, bytes)| {
                 let store = self.store.clone();
-                async move { store.publish(&path, bytes).await }
+                let writer = writer.clone();
+                async move { store.publish_for(writer.as_deref(), &path, bytes).await }
             })
             .buffer_unordered(self.publish_concurrency)
             .try_collect::<Vec<()>>()
@@ -364,6 +395,8 @@ impl ArchiveWriter {
             return Err(error);
         }
 
+        crash_point_after_publish();
+
         let commit = Commit {
             segment_ids: ids,
             checkpoints: advances.clone(),
@@ -371,9 +404,25 @@ impl ArchiveWriter {
         if let Err(error) = self.catalog.commit(&commit).await {
             if error.kind() == ErrorKind::Conflict {
                 self.abandon(&planned).await;
+                if let Some(lease) = &self.lease {
+                    // When recovery released the lease, the retry needs a new one.
+                    lease.renew().await?;
+                }
+            } else {
+                // The outcome is unknown (the commit may have gone through):
+                // remove what is still pending, which can then never commit.
+                // The checkpoint compare-and-set decides the retry.
+                let published = planned
+                    .iter()
+                    .map(|p| UncommittedSegment {
+                        id: p.record.id.clone(),
+                        path: p.path.clone(),
+                        row_removed: false,
+                    })
+                    .collect();
+                self.remember_uncommitted(published);
+                self.clean_up_uncommitted().await;
             }
-            // Otherwise the outcome is unknown: the pending rows stay for
-            // recovery, and the checkpoint compare-and-set decides any retry.
             return Err(error);
         }
         Ok(WriteSummary {
@@ -477,6 +526,57 @@ impl ArchiveWriter {
         Ok(planned)
     }
 
+    fn remember_uncommitted(&self, segments: Vec<UncommittedSegment>) {
+        // A poisoned lock still holds a valid list (it is only ever extended or taken whole).
+        self.uncommitted
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .extend(segments);
+    }
+
+    /// Best effort: for the segments whose commit failed with an unknown
+    /// outcome, removes the rows still pending (they can then never commit),
+    /// then their objects. A row found committed keeps its object. Whatever
+    /// fails (the disk is still full) is kept for the next write.
+    async fn clean_up_uncommitted(&self) {
+        let mut segments = std::mem::take(
+            &mut *self
+                .uncommitted
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        if segments.is_empty() {
+            return;
+        }
+        let ids: Vec<String> = segments
+            .iter()
+            .filter(|s| !s.row_removed)
+            .map(|s| s.id.clone())
+            .collect();
+        match self.catalog.discard_if_pending(&ids).await {
+            Ok(discarded) => segments.retain_mut(|segment| {
+                if !segment.row_removed && discarded.contains(&segment.id) {
+                    segment.row_removed = true;
+                }
+                // A row not discarded was committed after all: it stays.
+                segment.row_removed
+            }),
+            Err(error) => {
+                tracing::debug!(error = %error.full_message(), "cannot discard uncommitted segments yet");
+                self.remember_uncommitted(segments);
+                return;
+            }
+        }
+        let mut left = Vec::new();
+        for segment in segments {
+            if let Err(error) = self.store.delete(&segment.path).await {
+                tracing::debug!(path = %segment.path, error = %error.full_message(), "cannot delete an uncommitted segment yet");
+                left.push(segment);
+            }
+        }
+        self.remember_uncommitted(left);
+    }
+
     /// Best effort: removes published objects and pending rows of a failed write.
     /// Whatever is left is found later by [`recover_abandoned`].
     async fn abandon(&self, planned: &[PlannedSegment]) {
@@ -487,13 +587,52 @@ impl ArchiveWriter {
         }
         let ids: Vec<String> = planned.iter().map(|p| p.record.id.clone()).collect();
         if let Err(error) = self.catalog.discard_pending(&ids).await {
-            tracing::warn!(error = %error.full_message(), "cannot discard pending segments");
+            if error.is_storage_full() {
+                // The pipeline reports the full disk once; the rows are harmless
+                // (their objects are gone) and recovery removes them.
+                tracing::debug!(error = %error.full_message(), "cannot discard pending segments");
+            } else {
+                tracing::warn!(error = %error.full_message(), "cannot discard pending segments");
+            }
         }
     }
 }
 
-/// Removes what crashed writers left: pending segments staged more than
-/// `grace` ago (their objects, then their rows), and local staging files.
+/// Fault injection for the crash tests: with `HINDSIGHT_CRASH_AFTER_PUBLISH=N`
+/// the process kills itself (SIGKILL) right after its Nth batch is published,
+/// before the commit: complete files under their final names, rows pending.
+fn crash_point_after_publish() {
+    static CRASH_AFTER: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    static PUBLISHED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let crash_after = CRASH_AFTER.get_or_init(|| {
+        std::env::var("HINDSIGHT_CRASH_AFTER_PUBLISH")
+            .ok()
+            .and_then(|n| n.parse().ok())
+    });
+    let Some(crash_after) = *crash_after else {
+        return;
+    };
+    let published = PUBLISHED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+    if published == crash_after {
+        tracing::error!(
+            published,
+            "HINDSIGHT_CRASH_AFTER_PUBLISH: killing this process before the commit"
+        );
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::SIGKILL);
+        std::process::abort();
+    }
+}
+
+/// Removes what crashed writers left, in this order:
+/// 1. releases the leases of dead writers (their process on this machine is
+///    gone, or another machine's lease expired), which fences them: they can
+///    no longer commit;
+/// 2. removes pending segments (objects, then rows) of every released lease
+///    at once, and those of no known writer staged more than `grace` ago;
+///    a live writer's are left alone;
+/// 3. removes local staging files of released writers at once, and those of
+///    no live writer last modified more than `grace` ago.
+///
 /// Returns the number of pending segments removed.
 pub async fn recover_abandoned(
     store: &ArchiveStore,
@@ -501,9 +640,11 @@ pub async fn recover_abandoned(
     source: Option<&str>,
     grace: Duration,
 ) -> Result<usize> {
+    let released: std::collections::HashSet<String> =
+        catalog.release_dead_writers().await?.into_iter().collect();
     let grace_micros = i64::try_from(grace.as_micros()).unwrap_or(i64::MAX);
     let abandoned = catalog
-        .abandoned_segments(source, now_micros().saturating_sub(grace_micros))
+        .recoverable_segments(source, now_micros().saturating_sub(grace_micros))
         .await?;
     for record in &abandoned {
         let path = Path::parse(&record.segment.uri)?;
@@ -511,13 +652,14 @@ pub async fn recover_abandoned(
     }
     let ids: Vec<String> = abandoned.iter().map(|r| r.segment.id.clone()).collect();
     catalog.discard_pending(&ids).await?;
-    if grace.is_zero() {
-        store.clean_staging()?;
-    }
-    if !abandoned.is_empty() {
+    let live: std::collections::HashSet<String> =
+        catalog.live_writers().await?.into_iter().collect();
+    let staging_files = store.clean_staging_left_behind(grace, &released, &live)?;
+    if !abandoned.is_empty() || staging_files > 0 {
         tracing::info!(
             segments = abandoned.len(),
-            "removed segments abandoned by a crashed writer"
+            staging_files,
+            "removed what crashed writers left"
         );
     }
     Ok(abandoned.len())
@@ -762,5 +904,100 @@ mod tests {
             .await
             .unwrap()
             .is_empty());
+    }
+
+    #[tokio::test]
+    async fn recovery_removes_a_released_writers_segments_at_once_and_leaves_a_live_writers() {
+        let directory = tempfile::tempdir().unwrap();
+        let (store, catalog) = open(directory.path()).await;
+        let live = WriterLease::acquire(&catalog).await.unwrap();
+        let dead = WriterLease::acquire(&catalog).await.unwrap();
+        let stage = |lease: &WriterLease, name: &str| {
+            let (catalog, store, writer) = (catalog.clone(), store.clone(), lease.id());
+            let name = name.to_owned();
+            async move {
+                let path = Path::parse(format!(
+                    "source=s/topic=t/date=2026-01-01/hour=00/0-0-0-{name}.parquet"
+                ))
+                .unwrap();
+                let segment = NewSegment {
+                    id: name.clone(),
+                    uri: path.to_string(),
+                    source: "s".into(),
+                    topic: "t".into(),
+                    partition: 0,
+                    first_offset: 0,
+                    last_offset: 0,
+                    min_event_time: 0,
+                    max_event_time: 0,
+                    rows: 1,
+                    bytes: 5,
+                };
+                catalog
+                    .stage_segments_as(Some(&writer), &[segment])
+                    .await
+                    .unwrap();
+                store
+                    .publish_for(Some(&writer), &path, bytes::Bytes::from_static(b"whole"))
+                    .await
+                    .unwrap();
+                path
+            }
+        };
+        let live_path = stage(&live, "live").await;
+        let dead_path = stage(&dead, "dead").await;
+        let dead_staging = directory
+            .path()
+            .join(format!(".staging/{}-left.tmp", dead.id()));
+        let live_staging = directory
+            .path()
+            .join(format!(".staging/{}-filling.tmp", live.id()));
+        std::fs::write(&dead_staging, b"par").unwrap();
+        std::fs::write(&live_staging, b"par").unwrap();
+
+        // The dead writer's lease is released: its leftovers go at once,
+        // with the default grace; even grace 0 leaves the live writer's alone.
+        dead.release().await.unwrap();
+        let removed = recover_abandoned(&store, &catalog, None, Duration::from_secs(900))
+            .await
+            .unwrap();
+        assert_eq!(removed, 1);
+        assert_eq!(
+            recover_abandoned(&store, &catalog, None, Duration::ZERO)
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(store.list(None).await.unwrap(), vec![live_path.clone()]);
+        assert!(!dead_staging.exists());
+        let pending = catalog.abandoned_segments(None, i64::MAX).await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].segment.id, "live");
+        assert!(!store.list(None).await.unwrap().contains(&dead_path));
+
+        // A released writer can no longer commit what it staged.
+        let late = stage(&dead, "late").await;
+        let refused = catalog
+            .commit(&Commit {
+                segment_ids: vec!["late".into()],
+                checkpoints: vec![],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::Conflict);
+        recover_abandoned(&store, &catalog, None, Duration::from_secs(900))
+            .await
+            .unwrap();
+        assert!(!store.list(None).await.unwrap().contains(&late));
+
+        // The live writer commits as usual.
+        catalog
+            .commit(&Commit {
+                segment_ids: vec!["live".into()],
+                checkpoints: vec![],
+            })
+            .await
+            .unwrap();
+        assert!(live_staging.exists());
     }
 }

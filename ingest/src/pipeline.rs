@@ -347,8 +347,14 @@ async fn write_exactly_once(
     let mut backoff = Duration::from_millis(100);
     let mut conflicts = 0;
     let mut refresh = false;
+    let mut pause = StorageFullPause::new(&batch.source);
     loop {
         let attempt = attempt_write(writer, batch, checkpoints, refresh).await;
+        match &attempt {
+            Ok(_) => pause.resume(),
+            Err(error) if error.is_storage_full() => pause.pause(error),
+            Err(_) => {}
+        }
         if let Err(error) = &attempt {
             let reason = match error.kind() {
                 ErrorKind::Conflict => "conflict",
@@ -371,21 +377,81 @@ async fn write_exactly_once(
                 tracing::warn!(error = %error.full_message(), "another writer committed first; re-reading checkpoints");
             }
             Err(error) if error.kind() == ErrorKind::Retryable && !cancel.is_cancelled() => {
-                tracing::warn!(
-                    error = %error.full_message(),
-                    retry_in_ms = backoff.as_millis() as u64,
-                    "archive write failed; holding the batch and retrying"
-                );
+                if !error.is_storage_full() {
+                    tracing::warn!(
+                        error = %error.full_message(),
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "archive write failed; holding the batch and retrying"
+                    );
+                }
                 tokio::select! {
                     _ = cancel.cancelled() => return Err(error),
                     _ = tokio::time::sleep(backoff) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                // A full disk is checked often: it resumes when space returns.
+                let longest = if error.is_storage_full() {
+                    STORAGE_FULL_RETRY
+                } else {
+                    Duration::from_secs(30)
+                };
+                backoff = (backoff * 2).min(longest);
                 // The commit may have happened before the error: re-read.
                 refresh = true;
             }
             Err(error) => return Err(error),
         }
+    }
+}
+
+/// The longest wait between two tries while the disk is full.
+const STORAGE_FULL_RETRY: Duration = Duration::from_secs(2);
+
+/// A source held because the disk (or quota) of the store or the catalog is
+/// full: said once in the log and in `hindsight_storage_full`, however many
+/// tries fail, and once more when a write goes through again.
+struct StorageFullPause {
+    labels: metrics::SourceLabels,
+    since: Option<Instant>,
+}
+
+impl StorageFullPause {
+    fn new(source: &str) -> Self {
+        StorageFullPause {
+            labels: Metrics::source(source),
+            since: None,
+        }
+    }
+
+    fn pause(&mut self, error: &hindsight_archive::Error) {
+        if self.since.is_some() {
+            tracing::debug!(error = %error.full_message(), "storage still full");
+            return;
+        }
+        self.since = Some(Instant::now());
+        tracing::warn!(
+            error = %error.full_message(),
+            "storage is full: pausing this source, holding the batch, and resuming when space returns"
+        );
+        let metrics = metrics::global();
+        metrics.storage_full.get_or_create(&self.labels).set(1);
+        metrics
+            .storage_full_pauses
+            .get_or_create(&self.labels)
+            .inc();
+    }
+
+    fn resume(&mut self) {
+        let Some(since) = self.since.take() else {
+            return;
+        };
+        tracing::info!(
+            paused_s = since.elapsed().as_secs(),
+            "storage has space again: resumed"
+        );
+        metrics::global()
+            .storage_full
+            .get_or_create(&self.labels)
+            .set(0);
     }
 }
 
