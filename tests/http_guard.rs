@@ -128,7 +128,10 @@ fn a_foreign_host_is_refused_on_every_route_and_the_servers_own_names_are_answer
                 address,
                 &method,
                 &target,
-                &[("Host", host), ("Content-Type", "application/json")],
+                &[
+                    ("Host", host.as_str()),
+                    ("Content-Type", "application/json"),
+                ],
                 b"{}",
             );
             let what = format!("{method} {path} with Host {host}");
@@ -144,13 +147,19 @@ fn a_foreign_host_is_refused_on_every_route_and_the_servers_own_names_are_answer
         "HINDSIGHT.example.com:8443".to_owned(),
     ];
     for host in &own {
-        let response = http(address, "GET", "/api/v1/topics", &[("Host", host)], b"");
+        let response = http(
+            address,
+            "GET",
+            "/api/v1/topics",
+            &[("Host", host.as_str())],
+            b"",
+        );
         assert_eq!(response.status, 200, "Host {host}: {}", response.text());
         let response = http(
             address,
             "POST",
             "/api/v1/sql",
-            &[("Host", host), ("Content-Type", "application/sql")],
+            &[("Host", host.as_str()), ("Content-Type", "application/sql")],
             b"SELECT count(*) AS n FROM events",
         );
         assert_eq!(response.status, 200, "Host {host}: {}", response.text());
