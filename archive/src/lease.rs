@@ -1,5 +1,5 @@
 //! Writer leases: which writing processes are alive (migration
-//! `0006_writer_lease.sql`).
+//! `0005_writer_lease.sql`).
 //!
 //! Every writer takes a lease ([`WriterLease::acquire`]), tags the segments it
 //! stages and its staging files with the lease id, renews the lease while it
