@@ -84,7 +84,7 @@ fn event_at(offset: i64, event_time: i64) -> Event {
         offset: Some(offset),
         key: None,
         headers: vec![],
-        payload: b"{}".to_vec(),
+        payload: Some(b"{}".to_vec()),
         payload_size: 2,
         payload_truncated: false,
         content_type: None,

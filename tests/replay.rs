@@ -1132,7 +1132,7 @@ async fn archive_with_one_big_event(
     let topic = unique("_big");
     let mut batches = kafka_events("kafka-src", &topic, 1, total);
     let event = &mut batches[0].events[big as usize];
-    event.payload = vec![b'x'; big_bytes];
+    event.payload = Some(vec![b'x'; big_bytes]);
     event.payload_size = big_bytes as i64;
     let big_id = event.event_id.clone();
     write_archive(directory, "kafka-src", Bus::Kafka, batches).await;
@@ -1184,7 +1184,7 @@ async fn a_three_mib_event_replays_where_the_topic_takes_it_and_is_named_stopped
     assert_eq!(
         consumed
             .iter()
-            .filter(|message| message.value.len() == BIG_BYTES)
+            .filter(|message| message.value.as_ref().map(Vec::len) == Some(BIG_BYTES))
             .count(),
         1
     );

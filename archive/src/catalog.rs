@@ -432,7 +432,7 @@ impl Catalog {
         // Renew the lease of the segments' writer in this transaction: a
         // released lease (recovery judged the writer dead) fails the commit.
         for id in &commit.segment_ids {
-            if let Err(error) = crate::lease::renew_for_segment(&mut *transaction, id, now).await {
+            if let Err(error) = crate::lease::renew_for_segment(&mut transaction, id, now).await {
                 transaction.rollback().await?;
                 return Err(error);
             }

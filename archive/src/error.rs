@@ -157,12 +157,7 @@ const SQLITE_FULL: i64 = 13;
 const POSTGRES_DISK_FULL: &str = "53100";
 
 fn sqlite_primary_code(error: &dyn sqlx::error::DatabaseError) -> Option<i64> {
-    if error
-        .try_downcast_ref::<sqlx::sqlite::SqliteError>()
-        .is_none()
-    {
-        return None;
-    }
+    error.try_downcast_ref::<sqlx::sqlite::SqliteError>()?;
     let code: i64 = error.code()?.parse().ok()?;
     Some(code & 0xff)
 }

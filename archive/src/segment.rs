@@ -319,7 +319,7 @@ mod tests {
                     key: None,
                     headers: vec![],
                     payload_size: payload.len() as i64,
-                    payload,
+                    payload: Some(payload),
                     payload_truncated: false,
                     content_type: None,
                     message_id: None,

@@ -932,6 +932,7 @@ mod tests {
                     max_event_time: 0,
                     rows: 1,
                     bytes: 5,
+                    checksum: None,
                 };
                 catalog
                     .stage_segments_as(Some(&writer), &[segment])

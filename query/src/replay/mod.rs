@@ -1432,7 +1432,11 @@ impl ReplayRun {
                     }
                     continue;
                 }
-                let delay = limiter.delay(Instant::now(), event.payload_bytes().len(), event.event_time);
+                let delay = limiter.delay(
+                    Instant::now(),
+                    event.payload_bytes().len(),
+                    event.event_time,
+                );
                 if !delay.is_zero() {
                     tokio::select! {
                         _ = cancel.cancelled() => {}
