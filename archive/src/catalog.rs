@@ -19,7 +19,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyPool, Connection, Row};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{now_micros, Bus};
@@ -183,6 +183,17 @@ impl Catalog {
                     }
                     Ok(())
                 })
+            });
+            // A connection that comes back still inside a transaction is
+            // closed, not reused. After SQLITE_FULL, SQLite may already have
+            // rolled the transaction back on its own, so sqlx's queued
+            // ROLLBACK fails and its depth stays at 1. A reused connection
+            // would then open a SAVEPOINT where it means BEGIN, hold the
+            // write lock forever, and leave every other writer with
+            // "database is locked" after the disk has room again. Closing the
+            // connection ends whatever transaction it holds.
+            pool_options = pool_options.after_release(|connection, _| {
+                Box::pin(async move { Ok(!connection.is_in_transaction()) })
             });
         }
         let pool = pool_options.connect_with(options).await.map_err(|error| {
