@@ -22,8 +22,9 @@ import json, sys
 import duckdb, polars as pl, pyarrow.dataset as ds
 root = sys.argv[1]
 out = {}
-rows = duckdb.sql(f"SELECT * FROM read_parquet('{root}/**/*.parquet', hive_partitioning=true)")
-out["duckdb"] = [rows.count("*").fetchone()[0], str(dict(zip(rows.columns, rows.types))["hour"])]
+rows = f"read_parquet('{root}/**/*.parquet', hive_partitioning=true)"
+count, hour_type = duckdb.connect().execute(f"SELECT count(*), any_value(typeof(hour)) FROM {rows}").fetchone()
+out["duckdb"] = [count, hour_type]
 dataset = ds.dataset(root, partitioning="hive")
 out["pyarrow"] = [dataset.count_rows(), str(dataset.schema.field("hour").type)]
 lazy = pl.scan_parquet(root)

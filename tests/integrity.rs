@@ -92,6 +92,24 @@ fn a_bit_flipped_in_a_data_page_fails_sql_and_verify_naming_the_segment() {
     assert!(stderr.contains(&flipped), "must name {flipped}: {stderr}");
     assert!(stderr.contains("damaged"), "{stderr}");
 
+    // Replay reads segments through `decode_segment`, which checks the same
+    // page checksums: the dry-run already stops on the segment and names it.
+    let replay = hindsight()
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["replay", "dry-run", "--topic", "orders", "--kafka"])
+        .arg(crate::util::kafka_brokers())
+        .args(["--to-topic", "hs-integrity-never-created"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&replay.stderr);
+    assert!(
+        !replay.status.success(),
+        "a damaged page must stop a replay"
+    );
+    assert!(stderr.contains(&flipped), "must name {flipped}: {stderr}");
+    assert!(stderr.contains("--skip-damaged"), "{stderr}");
+
     let missing = hindsight()
         .arg("--data-dir")
         .arg(data.path())
@@ -99,6 +117,8 @@ fn a_bit_flipped_in_a_data_page_fails_sql_and_verify_naming_the_segment() {
             "query",
             "SELECT count(*) FROM events WHERE topic = 'payments'",
         ])
+        // The server's own log may name its files; the error may not.
+        .env("HINDSIGHT_LOG", "error")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&missing.stderr);

@@ -1139,6 +1139,27 @@ async fn archive_with_one_big_event(
     (topic, big_id)
 }
 
+/// `hindsight replay run --topic SOURCE --kafka … --to-topic TARGET EXTRA…`.
+fn kafka_replay_command(
+    directory: &Path,
+    source_topic: &str,
+    target: &str,
+    extra: &[&str],
+) -> Command {
+    let mut command = replay_command(directory);
+    command.args([
+        "run",
+        "--topic",
+        source_topic,
+        "--kafka",
+        &brokers(),
+        "--to-topic",
+        target,
+    ]);
+    command.args(extra);
+    command
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_three_mib_event_replays_where_the_topic_takes_it_and_is_named_stopped_at_or_skipped_where_not(
 ) {
@@ -1149,18 +1170,7 @@ async fn a_three_mib_event_replays_where_the_topic_takes_it_and_is_named_stopped
     let (source_topic, big_id) =
         archive_with_one_big_event(directory.path(), TOTAL, BIG, BIG_BYTES).await;
     let run = |target: &str, extra: &[&str]| {
-        let mut command = replay_command(directory.path());
-        command.args([
-            "run",
-            "--topic",
-            &source_topic,
-            "--kafka",
-            &brokers(),
-            "--to-topic",
-            target,
-        ]);
-        command.args(extra);
-        command
+        kafka_replay_command(directory.path(), &source_topic, target, extra)
     };
 
     // A topic whose max.message.bytes (answered by DescribeConfigs) takes it:
@@ -1283,18 +1293,7 @@ async fn a_truncated_segment_stops_the_replay_unless_skipped_and_the_record_matc
         .set_len(length / 2)
         .unwrap();
     let run = |target: &str, extra: &[&str]| {
-        let mut command = replay_command(directory.path());
-        command.args([
-            "run",
-            "--topic",
-            &source_topic,
-            "--kafka",
-            &brokers(),
-            "--to-topic",
-            target,
-        ]);
-        command.args(extra);
-        command
+        kafka_replay_command(directory.path(), &source_topic, target, extra)
     };
 
     // By default the replay stops at the damaged segment, naming it, and

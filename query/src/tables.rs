@@ -520,6 +520,25 @@ impl NamedSegmentReader {
         }))
     }
 
+    /// Reads the footer when this reader has not seen it yet. DataFusion
+    /// may hand the scan a footer from its metadata cache without asking
+    /// this reader, and the page checksums can only be checked with it.
+    ///
+    /// When the footer cannot be read, the fetch itself goes ahead and fails
+    /// (or, for a damaged footer, the decoder does) with the store's own
+    /// error, which `name_error` turns into words without server paths; the
+    /// footer error arrives already flattened to text that may hold one.
+    async fn load_metadata(&mut self) {
+        if self.metadata.is_none() {
+            match self.inner.get_metadata(None).await {
+                Ok(metadata) => self.metadata = Some(metadata),
+                Err(error) => {
+                    tracing::debug!(segment = self.path, error = %error, "cannot read the footer to check page checksums");
+                }
+            }
+        }
+    }
+
     fn verify(
         path: &str,
         metadata: Option<&ParquetMetaData>,
@@ -555,7 +574,16 @@ fn cause_without_paths(error: &ParquetError) -> String {
         }
         cause = current.source();
     }
-    error.to_string()
+    // Some readers (the cached footer reader) flatten the store's error into
+    // text, server path included, before it gets here.
+    let text = error.to_string();
+    if text.contains("Object Store error") {
+        if text.contains("not found") {
+            return "the object is missing from the store".to_owned();
+        }
+        return "the store failed to read the object (see the server log)".to_owned();
+    }
+    text
 }
 
 /// Whether a read failed because the store did (anything but a missing
@@ -576,36 +604,38 @@ fn store_unavailable(error: &ParquetError) -> bool {
 
 impl AsyncFileReader for NamedSegmentReader {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
-        let path = self.path.as_str();
-        let metadata = self.metadata.as_deref();
-        let start = range.start;
-        self.inner
-            .get_bytes(range)
-            .map(move |result| {
-                let bytes = result.map_err(|error| Self::name_error(path, error))?;
-                Self::verify(path, metadata, start, &bytes)?;
-                Ok(bytes)
-            })
-            .boxed()
+        async move {
+            self.load_metadata().await;
+            let start = range.start;
+            let bytes = self
+                .inner
+                .get_bytes(range)
+                .await
+                .map_err(|error| Self::name_error(&self.path, error))?;
+            Self::verify(&self.path, self.metadata.as_deref(), start, &bytes)?;
+            Ok(bytes)
+        }
+        .boxed()
     }
 
     fn get_byte_ranges(
         &mut self,
         ranges: Vec<Range<u64>>,
     ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
-        let path = self.path.as_str();
-        let metadata = self.metadata.as_deref();
-        let starts: Vec<u64> = ranges.iter().map(|range| range.start).collect();
-        self.inner
-            .get_byte_ranges(ranges)
-            .map(move |result| {
-                let fetched = result.map_err(|error| Self::name_error(path, error))?;
-                for (start, bytes) in starts.iter().zip(&fetched) {
-                    Self::verify(path, metadata, *start, bytes)?;
-                }
-                Ok(fetched)
-            })
-            .boxed()
+        async move {
+            self.load_metadata().await;
+            let starts: Vec<u64> = ranges.iter().map(|range| range.start).collect();
+            let fetched = self
+                .inner
+                .get_byte_ranges(ranges)
+                .await
+                .map_err(|error| Self::name_error(&self.path, error))?;
+            for (start, bytes) in starts.iter().zip(&fetched) {
+                Self::verify(&self.path, self.metadata.as_deref(), *start, bytes)?;
+            }
+            Ok(fetched)
+        }
+        .boxed()
     }
 
     fn get_metadata<'a>(

@@ -452,11 +452,21 @@ mod tests {
             headers_table(&event, &no_rules).unwrap(),
             Some(FieldTable::default())
         );
-        let kafka = Event {
+        // An empty value (not a tombstone, which `Event::default()` is).
+        let mut kafka = Event {
             event_id: "e".repeat(32),
+            payload: Some(Vec::new()),
             ..Default::default()
         };
         assert_eq!(headers_table(&kafka, &no_rules).unwrap(), None);
         assert!(properties(&kafka, None).headers().is_none());
+        kafka.payload = None;
+        let tombstone = headers_table(&kafka, &no_rules)
+            .unwrap()
+            .unwrap_or_default();
+        assert_eq!(
+            tombstone.inner().get("hindsight-tombstone"),
+            Some(&AMQPValue::Boolean(true))
+        );
     }
 }
