@@ -80,22 +80,13 @@ fn event_at(offset: i64, event_time: i64) -> Event {
         source: "s".into(),
         bus: Bus::Kafka,
         topic: "orders".into(),
-        routing_key: None,
         partition: Some(0),
         offset: Some(offset),
-        key: None,
-        headers: vec![],
         payload: Some(b"{}".to_vec()),
         payload_size: 2,
-        payload_truncated: false,
-        content_type: None,
-        message_id: None,
-        correlation_id: None,
-        timestamp_type: None,
-        amqp: Default::default(),
-        redelivered: None,
         event_time,
         ingest_time: event_time,
+        ..Event::default()
     }
 }
 

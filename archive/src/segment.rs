@@ -311,24 +311,14 @@ mod tests {
                 Event {
                     event_id: event_id::kafka("s", "t", 0, offset),
                     source: "s".into(),
-                    bus: Bus::Kafka,
                     topic: "t".into(),
-                    routing_key: None,
                     partition: Some(0),
                     offset: Some(offset),
-                    key: None,
-                    headers: vec![],
                     payload_size: payload.len() as i64,
                     payload: Some(payload),
-                    payload_truncated: false,
-                    content_type: None,
-                    message_id: None,
-                    correlation_id: None,
-                    timestamp_type: None,
-                    amqp: AmqpProperties::default(),
-                    redelivered: None,
                     event_time: offset,
                     ingest_time: offset,
+                    ..Event::default()
                 }
             })
             .collect()
