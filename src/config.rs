@@ -1,6 +1,13 @@
-//! Configuration: one TOML file, then `HINDSIGHT__SECTION__KEY` environment
-//! overrides, then command-line flags. Unknown keys are errors, and
-//! [`Config::validate`] reports every problem at once, each with its path.
+//! Configuration: the embedded defaults (`src/defaults.toml`, every default
+//! in one place), then one TOML file, then `HINDSIGHT__SECTION__KEY`
+//! environment overrides, then command-line flags. Unknown keys are errors,
+//! and [`Config::validate`] reports every problem at once, each with its
+//! path.
+//!
+//! Secrets (`storage.secret_access_key`, `http.auth_token`, the password in
+//! `catalog.url` or an AMQP URL, Kafka `sasl.*` properties) are
+//! `hindsight_archive::secret` types: `check-config`, logs and errors show
+//! them redacted.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,36 +19,29 @@ use figment::Figment;
 use hindsight_archive::layout::validate_source_name;
 use hindsight_archive::segment::SegmentFormat;
 use hindsight_archive::store::StoreConfig;
-use hindsight_archive::writer::FlushPolicy;
-use hindsight_ingest::source::amqp::AmqpSourceConfig;
-use hindsight_ingest::source::kafka::KafkaSourceConfig;
-use hindsight_query::http::HttpOptions;
+use hindsight_archive::{Secret, SecretUrl};
+use hindsight_connectors::SourceSection;
+use hindsight_ingest::FlushPolicy;
 use hindsight_query::QueryLimits;
+use hindsight_server::HttpOptions;
 use serde::{Deserialize, Serialize};
+
+/// Every default, as a configuration file would set it.
+pub const DEFAULTS: &str = include_str!("defaults.toml");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where the local store and the SQLite catalog live by default.
-    #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
-    #[serde(default)]
     pub storage: StorageSection,
-    #[serde(default)]
     pub catalog: CatalogSection,
-    #[serde(default)]
     pub http: HttpSection,
-    #[serde(default)]
     pub query: QuerySection,
     /// Flush defaults for every source.
-    #[serde(default)]
     pub flush: FlushSection,
     #[serde(default)]
     pub sources: Vec<SourceSection>,
-}
-
-fn default_data_dir() -> PathBuf {
-    PathBuf::from("./hindsight-data")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,103 +52,34 @@ pub struct StorageSection {
     pub endpoint: Option<String>,
     pub region: Option<String>,
     pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
-    #[serde(default)]
+    pub secret_access_key: Option<Secret>,
     pub allow_http: bool,
-    #[serde(default = "default_row_group_rows")]
     pub row_group_rows: usize,
-    #[serde(default = "default_zstd_level")]
     pub zstd_level: i32,
-}
-
-fn default_row_group_rows() -> usize {
-    SegmentFormat::default().row_group_rows
-}
-
-fn default_zstd_level() -> i32 {
-    SegmentFormat::default().zstd_level
-}
-
-impl Default for StorageSection {
-    fn default() -> Self {
-        StorageSection {
-            url: None,
-            endpoint: None,
-            region: None,
-            access_key_id: None,
-            secret_access_key: None,
-            allow_http: false,
-            row_group_rows: default_row_group_rows(),
-            zstd_level: default_zstd_level(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogSection {
     /// `sqlite://path` or `postgres://…`. Default: `sqlite://<data_dir>/catalog.db`.
-    pub url: Option<String>,
-    /// Pending segments older than this were left by a crashed writer.
-    #[serde(default = "default_pending_grace", with = "humantime_serde")]
+    pub url: Option<SecretUrl>,
+    /// Pending segments and staging files older than this were left by a
+    /// crashed writer.
+    #[serde(with = "humantime_serde")]
     pub pending_grace: Duration,
-}
-
-fn default_pending_grace() -> Duration {
-    Duration::from_secs(15 * 60)
-}
-
-impl Default for CatalogSection {
-    fn default() -> Self {
-        CatalogSection {
-            url: None,
-            pending_grace: default_pending_grace(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSection {
-    #[serde(default = "default_listen")]
     pub listen: String,
     /// When set, the API routes and `/metrics` need `Authorization: Bearer <token>`.
-    /// Never printed: `check-config` shows `"<redacted>"`.
-    #[serde(default, serialize_with = "redact")]
-    pub auth_token: Option<String>,
+    pub auth_token: Option<Secret>,
     /// Largest request body accepted (SQL text), in bytes.
-    #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
     /// Host names the server answers to besides its listen address and
     /// `localhost` (`"*"`: any); other `Host` headers get 403.
-    #[serde(default)]
     pub allowed_hosts: Vec<String>,
-}
-
-fn default_max_body_bytes() -> usize {
-    HttpOptions::default().max_body_bytes
-}
-
-fn redact<S: serde::Serializer>(token: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
-    match token {
-        Some(_) => serializer.serialize_some("<redacted>"),
-        None => serializer.serialize_none(),
-    }
-}
-
-fn default_listen() -> String {
-    "127.0.0.1:7878".to_owned()
-}
-
-impl Default for HttpSection {
-    fn default() -> Self {
-        HttpSection {
-            listen: default_listen(),
-            auth_token: None,
-            max_body_bytes: default_max_body_bytes(),
-            allowed_hosts: Vec::new(),
-        }
-    }
 }
 
 impl HttpSection {
@@ -166,36 +97,12 @@ impl HttpSection {
 #[serde(deny_unknown_fields)]
 pub struct QuerySection {
     /// Wall-clock limit of one query.
-    #[serde(default = "default_query_timeout", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     /// Memory one query may use, in bytes; past it the query fails (nothing spills).
-    #[serde(default = "default_query_memory")]
     pub max_memory_bytes: usize,
     /// Queries that run at once; more wait, then are refused.
-    #[serde(default = "default_query_concurrency")]
     pub max_concurrent: usize,
-}
-
-fn default_query_timeout() -> Duration {
-    QueryLimits::default().timeout
-}
-
-fn default_query_memory() -> usize {
-    QueryLimits::default().memory_limit
-}
-
-fn default_query_concurrency() -> usize {
-    QueryLimits::default().max_concurrent
-}
-
-impl Default for QuerySection {
-    fn default() -> Self {
-        QuerySection {
-            timeout: default_query_timeout(),
-            max_memory_bytes: default_query_memory(),
-            max_concurrent: default_query_concurrency(),
-        }
-    }
 }
 
 impl QuerySection {
@@ -211,34 +118,10 @@ impl QuerySection {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FlushSection {
-    #[serde(default = "default_max_rows")]
     pub max_rows: usize,
-    #[serde(default = "default_max_bytes")]
     pub max_bytes: usize,
-    #[serde(default = "default_max_age", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub max_age: Duration,
-}
-
-fn default_max_rows() -> usize {
-    FlushPolicy::default().max_rows
-}
-
-fn default_max_bytes() -> usize {
-    FlushPolicy::default().max_bytes
-}
-
-fn default_max_age() -> Duration {
-    FlushPolicy::default().max_age
-}
-
-impl Default for FlushSection {
-    fn default() -> Self {
-        FlushSection {
-            max_rows: default_max_rows(),
-            max_bytes: default_max_bytes(),
-            max_age: default_max_age(),
-        }
-    }
 }
 
 impl FlushSection {
@@ -251,35 +134,10 @@ impl FlushSection {
     }
 }
 
-/// A bus source, run by `hindsight archive`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum SourceSection {
-    Kafka(KafkaSourceConfig),
-    Amqp(AmqpSourceConfig),
-}
-
-impl SourceSection {
-    /// `[flush]`, with this source's overrides.
-    pub fn flush_policy(&self, defaults: FlushPolicy) -> FlushPolicy {
-        match self {
-            SourceSection::Kafka(kafka) => kafka.flush.apply(defaults),
-            SourceSection::Amqp(amqp) => amqp.flush.apply(defaults),
-        }
-    }
-
-    pub fn name(&self) -> &str {
-        match self {
-            SourceSection::Kafka(kafka) => &kafka.name,
-            SourceSection::Amqp(amqp) => &amqp.name,
-        }
-    }
-}
-
 impl Config {
     /// Defaults, then the file (if given), then `HINDSIGHT__…` variables.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
-        let mut figment = Figment::new();
+        let mut figment = Figment::from(Toml::string(DEFAULTS));
         if let Some(file) = file {
             if !file.is_file() {
                 bail!("configuration file {} does not exist", file.display());
@@ -298,11 +156,14 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.display().to_string())
     }
 
-    pub fn catalog_url(&self) -> String {
-        self.catalog
-            .url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("catalog.db").display()))
+    /// The catalog URL, with its password: for the database driver only.
+    pub fn catalog_url(&self) -> SecretUrl {
+        self.catalog.url.clone().unwrap_or_else(|| {
+            SecretUrl::new(format!(
+                "sqlite://{}",
+                self.data_dir.join("catalog.db").display()
+            ))
+        })
     }
 
     pub fn store_config(&self) -> StoreConfig {
@@ -348,7 +209,7 @@ impl Config {
         let catalog = self.catalog_url();
         if !["sqlite:", "postgres://", "postgresql://"]
             .iter()
-            .any(|prefix| catalog.starts_with(prefix))
+            .any(|prefix| catalog.expose().starts_with(prefix))
         {
             problems.push(format!(
                 "catalog.url: {catalog:?} must start with sqlite:// or postgres://"
@@ -363,13 +224,13 @@ impl Config {
         if self.http.max_body_bytes == 0 {
             problems.push("http.max_body_bytes: must be at least 1".to_owned());
         }
-        if self.http.auth_token.as_deref() == Some("") {
+        if self.http.auth_token.as_ref().is_some_and(Secret::is_empty) {
             problems.push(
                 "http.auth_token: must not be empty (leave it out to disable auth)".to_owned(),
             );
         }
         for (index, entry) in self.http.allowed_hosts.iter().enumerate() {
-            if let Err(problem) = hindsight_query::allowed_hosts::check_allowed_host(entry) {
+            if let Err(problem) = hindsight_server::allowed_hosts::check_allowed_host(entry) {
                 problems.push(format!("http.allowed_hosts[{index}]: {problem}"));
             }
         }
@@ -394,19 +255,14 @@ impl Config {
         let mut seen = std::collections::HashSet::new();
         for (index, source) in self.sources.iter().enumerate() {
             let path = format!("sources[{index}]");
-            if let Err(reason) = validate_source_name(source.name()) {
-                problems.push(format!("{path}.name: {:?} {reason}", source.name()));
+            let name = source.config().name();
+            if let Err(reason) = validate_source_name(name) {
+                problems.push(format!("{path}.name: {name:?} {reason}"));
             }
-            if !seen.insert(source.name().to_owned()) {
-                problems.push(format!("{path}.name: {:?} is used twice", source.name()));
+            if !seen.insert(name.to_owned()) {
+                problems.push(format!("{path}.name: {name:?} is used twice"));
             }
-            match source {
-                SourceSection::Kafka(kafka) => problems.extend(kafka.problems(&path)),
-                SourceSection::Amqp(amqp) => {
-                    let policy = source.flush_policy(self.flush.policy());
-                    problems.extend(amqp.problems(&path, policy.max_age));
-                }
-            }
+            problems.extend(source.problems(&path, self.flush.policy()));
         }
         problems
     }
@@ -417,7 +273,9 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> anyhow::Result<Config> {
-        Ok(Figment::new().merge(Toml::string(text)).extract()?)
+        Ok(Figment::from(Toml::string(DEFAULTS))
+            .merge(Toml::string(text))
+            .extract()?)
     }
 
     #[test]
@@ -425,9 +283,24 @@ mod tests {
         let config = parse("").unwrap();
         assert_eq!(config.data_dir, PathBuf::from("./hindsight-data"));
         assert_eq!(config.http.listen, "127.0.0.1:7878");
-        assert_eq!(config.catalog_url(), "sqlite://./hindsight-data/catalog.db");
+        assert_eq!(
+            config.catalog_url().expose(),
+            "sqlite://./hindsight-data/catalog.db"
+        );
         assert_eq!(config.storage_url(), "./hindsight-data");
         assert!(config.validate().is_empty());
+    }
+
+    /// The defaults file and the libraries' own defaults must not drift.
+    #[test]
+    fn the_defaults_file_matches_the_libraries_defaults() {
+        let config = parse("").unwrap();
+        assert_eq!(config.segment_format(), SegmentFormat::default());
+        assert_eq!(config.query.limits(), QueryLimits::default());
+        assert_eq!(config.flush.policy(), FlushPolicy::default());
+        let http = HttpOptions::default();
+        assert_eq!(config.http.options(), http);
+        assert_eq!(config.storage.allow_http, StoreConfig::default().allow_http);
     }
 
     #[test]
@@ -464,9 +337,9 @@ mod tests {
         )
         .unwrap();
         let defaults = config.flush.policy();
-        let fast = config.sources[0].flush_policy(defaults);
+        let fast = config.sources[0].config().flush_policy(defaults);
         assert_eq!((fast.max_rows, fast.max_age), (500, Duration::from_secs(1)));
-        let rabbit = config.sources[1].flush_policy(defaults);
+        let rabbit = config.sources[1].config().flush_policy(defaults);
         assert_eq!(rabbit.max_age, Duration::from_secs(20));
         // 20 s of flush age is more than half the 30 s consumer timeout.
         let problems = config.validate();
@@ -547,7 +420,15 @@ mod tests {
         )
         .unwrap();
         assert!(config.validate().is_empty(), "{:?}", config.validate());
-        assert_eq!(config.http.options().auth_token.as_deref(), Some("s3cret"));
+        assert_eq!(
+            config
+                .http
+                .options()
+                .auth_token
+                .as_ref()
+                .map(Secret::expose),
+            Some("s3cret")
+        );
         assert_eq!(config.http.options().max_body_bytes, 4096);
         let limits = config.query.limits();
         assert_eq!(limits.timeout, Duration::from_secs(5));
@@ -555,7 +436,10 @@ mod tests {
         assert_eq!(limits.max_concurrent, 2);
         let printed = serde_json::to_string(&config).unwrap();
         assert!(!printed.contains("s3cret"), "{printed}");
-        assert!(printed.contains("<redacted>"), "{printed}");
+        assert!(
+            printed.contains(hindsight_archive::secret::REDACTED),
+            "{printed}"
+        );
 
         let problems = parse("[query]\ntimeout = \"0s\"\nmax_concurrent = 0\n")
             .unwrap()
@@ -573,6 +457,54 @@ mod tests {
     }
 
     #[test]
+    fn no_secret_of_any_section_is_printed() {
+        let config = parse(
+            r#"
+            [storage]
+            url = "s3://bucket/prefix"
+            access_key_id = "AKIAEXAMPLE"
+            secret_access_key = "secret-key-1"
+            [catalog]
+            url = "postgres://hindsight:secret-db-2@db.internal/hindsight"
+            [http]
+            auth_token = "secret-token-3"
+            [[sources]]
+            type = "amqp"
+            name = "rabbit"
+            url = "amqp://user:secret-amqp-4@rabbit.internal:5672/%2f"
+            queue = "q"
+            [[sources.bindings]]
+            exchange = "orders"
+            [[sources]]
+            type = "kafka"
+            name = "kafka"
+            brokers = ["b:9092"]
+            topics = ["t"]
+            group_id = "g"
+            client = { "sasl.username" = "alice", "sasl.password" = "secret-kafka-5" }
+            "#,
+        )
+        .unwrap();
+        let printed = format!(
+            "{}\n{config:?}\n{:?}",
+            serde_json::to_string_pretty(&config).unwrap(),
+            config.validate()
+        );
+        for secret in [
+            "secret-key-1",
+            "secret-db-2",
+            "secret-token-3",
+            "secret-amqp-4",
+            "secret-kafka-5",
+        ] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+        for shown in ["AKIAEXAMPLE", "db.internal", "rabbit.internal", "alice"] {
+            assert!(printed.contains(shown), "{shown} missing from {printed}");
+        }
+    }
+
+    #[test]
     #[allow(clippy::result_large_err)] // figment's Jail API returns its own large error
     fn environment_overrides_the_file() {
         figment::Jail::expect_with(|jail| {
@@ -582,7 +514,7 @@ mod tests {
             let config = Config::load(Some(Path::new("hindsight.toml")))
                 .map_err(|e| figment::Error::from(e.to_string()))?;
             assert_eq!(config.http.listen, "127.0.0.1:2");
-            assert_eq!(config.catalog_url(), "postgres://h@localhost/h");
+            assert_eq!(config.catalog_url().expose(), "postgres://h@localhost/h");
             Ok(())
         });
     }

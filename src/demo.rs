@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use anyhow::Context;
-use hindsight_archive::writer::{recover_abandoned, ArchiveWriter};
+use hindsight_archive::recovery::recover_abandoned;
+use hindsight_archive::writer::ArchiveWriter;
 use hindsight_ingest::run_pipeline;
 use hindsight_ingest::source::demo::{DemoConfig, DemoSource};
 use tokio_util::sync::CancellationToken;
@@ -24,8 +25,8 @@ pub async fn run(
     options: DemoOptions,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let (store, catalog) = crate::open_archive(config).await?;
-    let (lease, renewal) = crate::take_writer_lease(&catalog).await?;
+    let (store, catalog) = crate::open::open_archive(config).await?;
+    let (lease, renewal) = crate::open::take_writer_lease(&catalog).await?;
     let source_name = "demo";
     let recovered = recover_abandoned(
         &store,
@@ -64,7 +65,7 @@ pub async fn run(
     let summary = run_pipeline(&mut source, &writer, config.flush.policy(), cancel.clone())
         .await
         .context("demo archive failed")?;
-    crate::release_writer_lease(&lease, renewal).await;
+    crate::open::release_writer_lease(&lease, renewal).await;
     let elapsed = started.elapsed().as_secs_f64();
     println!(
         "archived {} events in {} segments ({:.1} MiB of Parquet) in {:.2} s, {:.0} events/s",
@@ -98,5 +99,5 @@ pub async fn run(
         catalog.close().await;
         return Ok(());
     }
-    crate::serve(config, store, catalog, cancel).await
+    crate::serve::serve(config, store, catalog, cancel).await
 }

@@ -30,7 +30,7 @@ pub async fn run(
         sql.to_owned()
     };
     let sql = sql.as_str();
-    let (store, catalog) = crate::open_archive(config).await?;
+    let (store, catalog) = crate::open::open_archive(config).await?;
     let engine = QueryEngine::new(store, catalog.clone(), config.query.limits())
         .context("cannot start the query engine")?;
     let started = Instant::now();

@@ -3,22 +3,25 @@
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use hindsight_archive::replays::{ReplayRequest, ReplayStatus};
-use hindsight_archive::Bus;
-use hindsight_query::replay::publisher::{AmqpTarget, KafkaTarget, Partitioning, Target};
-use hindsight_query::replay::selection::{FilterSelection, Selection};
-use hindsight_query::replay::{
-    LiveProgress, LoopGuard, OversizedPolicy, ReplayOptions, ReplayService, ReplaySpec, ReplayView,
-};
+use hindsight_archive::SecretUrl;
+use hindsight_connectors::BusConnector;
+use hindsight_query::filter::FilterSelection;
 use hindsight_query::QueryEngine;
+use hindsight_replay::publisher::{AmqpTarget, KafkaTarget, Partitioning, Target};
+use hindsight_replay::{
+    LiveProgress, LoopGuard, OversizedPolicy, ReplayOptions, ReplayRun, ReplayService, ReplaySpec,
+    ReplayView, Selection,
+};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, SourceSection};
+use crate::config::Config;
 
 #[derive(Debug, Subcommand)]
 pub enum ReplayCommand {
@@ -27,11 +30,20 @@ pub enum ReplayCommand {
     /// Count what `run` would publish, per target, with a sample; publishes nothing.
     DryRun(Box<RunArgs>),
     /// Continue a replay from its checkpoint (after a crash, Ctrl-C or a failure).
+    ///
+    /// Credentials are never stored with a replay: a target that had some
+    /// needs them again (`--amqp URL`, or the secret `--kafka-property` flags).
     Resume {
         id: String,
         /// Print the final record as JSON on stdout.
         #[arg(long)]
         json: bool,
+        /// The RabbitMQ target's URL again, with its password.
+        #[arg(long)]
+        amqp: Option<String>,
+        /// The Kafka target's secret properties again (`sasl.password=…`).
+        #[arg(long = "kafka-property")]
+        kafka_properties: Vec<String>,
     },
     /// The latest replays, newest first.
     List {
@@ -173,6 +185,7 @@ impl RunArgs {
             None => Selection::Filter(FilterSelection {
                 source: self.source.clone(),
                 topic: self.topic.clone(),
+                topics: Vec::new(),
                 partition: self.partition,
                 from: self.from.clone(),
                 to: self.to.clone(),
@@ -194,10 +207,12 @@ impl RunArgs {
                     other => bail!("--partitioning {other:?}: use preserve, same or key"),
                 },
                 keep_timestamp: self.keep_timestamp,
-                client: pairs("kafka-property", &self.kafka_properties)?,
+                client: pairs("kafka-property", &self.kafka_properties)?
+                    .into_iter()
+                    .collect(),
             }),
             (None, Some(url)) => Target::Amqp(AmqpTarget {
-                url: url.clone(),
+                url: SecretUrl::new(url.clone()),
                 exchange: self.to_exchange.clone(),
                 exchange_map: pairs("map-exchange", &self.map_exchange)?,
                 routing_key: self.routing_key.clone(),
@@ -232,21 +247,14 @@ impl RunArgs {
 /// The topics and exchanges the configured sources archive.
 pub fn configured_guard(config: &Config) -> anyhow::Result<LoopGuard> {
     let mut guard = LoopGuard::default();
-    for source in &config.sources {
-        match source {
-            SourceSection::Kafka(kafka) => {
-                for topic in &kafka.topics {
-                    guard.add(Bus::Kafka, topic, &kafka.name);
-                }
-                if let Some(pattern) = &kafka.topic_pattern {
-                    guard.add_pattern(pattern, &kafka.name)?;
-                }
-            }
-            SourceSection::Amqp(amqp) => {
-                for binding in &amqp.bindings {
-                    guard.add(Bus::Amqp, &binding.exchange, &amqp.name);
-                }
-            }
+    for section in &config.sources {
+        let source = section.config();
+        let (names, pattern) = source.archived_names();
+        for name in &names {
+            guard.add(source.bus(), name, source.name());
+        }
+        if let Some(pattern) = &pattern {
+            guard.add_pattern(pattern, source.name())?;
         }
     }
     Ok(guard)
@@ -257,10 +265,10 @@ pub async fn run(
     command: ReplayCommand,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let (store, catalog) = crate::open_archive(config).await?;
+    let (store, catalog) = crate::open::open_archive(config).await?;
     let engine = QueryEngine::new(store, catalog, config.query.limits())
         .context("cannot start the query engine")?;
-    let service = ReplayService::new(engine, Some(configured_guard(config)?));
+    let service = ReplayService::new(engine, configured_guard(config)?, Arc::new(BusConnector));
     match command {
         ReplayCommand::DryRun(args) => {
             let report = service.dry_run(&args.spec()?).await?;
@@ -320,8 +328,14 @@ pub async fn run(
             status_line(args.json, &format!("replay {} started", run.id()));
             execute(&service, run, cancel, args.json).await
         }
-        ReplayCommand::Resume { id, json } => {
-            let run = service.resume(&id).await?;
+        ReplayCommand::Resume {
+            id,
+            json,
+            amqp,
+            kafka_properties,
+        } => {
+            let credentials = credentials(&service, &id, amqp, &kafka_properties).await?;
+            let run = service.resume(&id, credentials.as_ref()).await?;
             status_line(json, &format!("replay {} resumed", run.id()));
             execute(&service, run, cancel, json).await
         }
@@ -352,6 +366,35 @@ pub async fn run(
         ReplayCommand::Continue { id } => control(&service, &id, ReplayRequest::Run).await,
         ReplayCommand::Cancel { id } => control(&service, &id, ReplayRequest::Cancel).await,
     }
+}
+
+/// The replay's stored target with the credentials given on the command
+/// line; `None` when none were given.
+async fn credentials(
+    service: &ReplayService,
+    id: &str,
+    amqp: Option<String>,
+    kafka_properties: &[String],
+) -> anyhow::Result<Option<Target>> {
+    if amqp.is_none() && kafka_properties.is_empty() {
+        return Ok(None);
+    }
+    let mut target = service.stored_target(id).await?;
+    match (&mut target, amqp) {
+        (Target::Amqp(stored), Some(url)) if kafka_properties.is_empty() => {
+            stored.url = SecretUrl::new(url);
+        }
+        (Target::Kafka(stored), None) => {
+            stored
+                .client
+                .extend(pairs("kafka-property", kafka_properties)?);
+        }
+        (Target::Amqp(_), _) => bail!("replay {id} sends to RabbitMQ: give its URL with --amqp"),
+        (Target::Kafka(_), Some(_)) => {
+            bail!("replay {id} sends to Kafka: give its secret properties with --kafka-property")
+        }
+    }
+    Ok(Some(target))
 }
 
 async fn control(service: &ReplayService, id: &str, request: ReplayRequest) -> anyhow::Result<()> {
@@ -434,7 +477,7 @@ fn accounting_lines(view: &ReplayView) -> Vec<String> {
 
 async fn execute(
     service: &ReplayService,
-    run: hindsight_query::replay::ReplayRun,
+    run: ReplayRun,
     cancel: CancellationToken,
     json: bool,
 ) -> anyhow::Result<()> {

@@ -76,7 +76,7 @@ pub async fn run(
     since_micros: Option<i64>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let (store, catalog) = crate::open_archive(config).await?;
+    let (store, catalog) = crate::open::open_archive(config).await?;
     let filter = SegmentFilter {
         source,
         time_from: since_micros,

@@ -723,7 +723,7 @@ async fn object_store_outage_holds_commits_and_acks_and_loses_nothing() {
         endpoint: Some(crate::store::s3_endpoint()),
         region: Some("us-east-1".to_owned()),
         access_key_id: Some("test".to_owned()),
-        secret_access_key: Some("test".to_owned()),
+        secret_access_key: Some("test".into()),
         allow_http: true,
     })
     .unwrap();

@@ -11,8 +11,9 @@ use hindsight_archive::catalog::Catalog;
 use hindsight_archive::event::event_id;
 use hindsight_archive::segment::SegmentFormat;
 use hindsight_archive::store::{ArchiveStore, StoreConfig};
-use hindsight_archive::writer::{ArchiveWriter, Batcher, FlushPolicy};
+use hindsight_archive::writer::ArchiveWriter;
 use hindsight_archive::{Bus, Event};
+use hindsight_ingest::batch::{Batcher, FlushPolicy};
 
 use crate::util::{archive_demo, catalog_url, query_rows, START_SERVICES};
 

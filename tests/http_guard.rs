@@ -2,7 +2,7 @@
 //! what a client with bad input gets back (a JSON error), on every route
 //! `ROUTES` and the OpenAPI document list, so a new route cannot be forgotten.
 
-use hindsight_query::http::ROUTES;
+use hindsight_server::ROUTES;
 use serde_json::Value;
 
 use crate::query::{http, write_config, HttpResponse, Server, Target};

@@ -1438,7 +1438,7 @@ fn the_openapi_document_is_valid_and_matches_the_routes() {
     let paths = document["paths"].as_object().unwrap();
     assert_eq!(
         paths.len(),
-        hindsight_query::http::ROUTES
+        hindsight_server::ROUTES
             .iter()
             .map(|(_, p)| p)
             .collect::<std::collections::BTreeSet<_>>()
@@ -1550,7 +1550,7 @@ async fn sql_over_an_s3_archive_with_a_postgres_catalog() {
             endpoint: Some(s3_endpoint()),
             region: Some("us-east-1".to_owned()),
             access_key_id: Some("test".to_owned()),
-            secret_access_key: Some("test".to_owned()),
+            secret_access_key: Some("test".into()),
             allow_http: true,
         })
         .unwrap();

@@ -675,9 +675,9 @@ async fn amqp_replay_keeps_properties_headers_and_routing_keys() {
     // As the ingester archives them from an archive queue.
     let events: Vec<Event> = (0..TOTAL)
         .map(|seq| {
-            hindsight_ingest::source::amqp::delivery_to_event(
+            hindsight_connectors::amqp::source::delivery_to_event(
                 "rabbit",
-                hindsight_ingest::source::amqp::AmqpMode::ArchiveQueue,
+                hindsight_connectors::amqp::source::AmqpMode::ArchiveQueue,
                 "hindsight.archive",
                 1 << 20,
                 &source_exchange,
@@ -862,8 +862,8 @@ async fn rate_limit_holds_within_ten_percent_measured_by_the_consumer() {
 fn archived_headers_tables_rebuild_exactly() {
     for seq in [0u64, 1, 7, 12345] {
         let table = amqp_headers(seq);
-        let json = hindsight_ingest::source::amqp::table_to_json(&table);
-        let rebuilt = hindsight_query::replay::amqp::json_to_table(&json).unwrap();
+        let text = hindsight_connectors::amqp::convert::encode_lapin_table(&table);
+        let rebuilt = hindsight_connectors::amqp::convert::decode_lapin_table(&text).unwrap();
         assert_eq!(rebuilt, table);
     }
 }
@@ -1036,9 +1036,9 @@ fn amqp_events(
         partition: 0,
         events: (0..total)
             .map(|seq| {
-                hindsight_ingest::source::amqp::delivery_to_event(
+                hindsight_connectors::amqp::source::delivery_to_event(
                     "rabbit",
-                    hindsight_ingest::source::amqp::AmqpMode::ArchiveQueue,
+                    hindsight_connectors::amqp::source::AmqpMode::ArchiveQueue,
                     "hindsight.archive",
                     1 << 20,
                     exchange,

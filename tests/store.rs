@@ -41,7 +41,7 @@ fn s3_config(bucket: &str) -> StoreConfig {
         endpoint: Some(s3_endpoint()),
         region: Some("us-east-1".to_owned()),
         access_key_id: Some("test".to_owned()),
-        secret_access_key: Some("test".to_owned()),
+        secret_access_key: Some("test".into()),
         allow_http: true,
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! Every error carries an [`ErrorKind`] that drives behaviour: callers retry
 //! [`ErrorKind::Retryable`], report [`ErrorKind::InvalidInput`] to the user,
-//! and so on. The HTTP layer maps kinds to status codes in one place.
+//! and so on. [`ErrorKind`] is the one error kind of every crate: the query,
+//! replay and ingest crates use it too, and the HTTP server maps kinds to
+//! status codes in one place (`hindsight_server::error`).
 
 use std::fmt;
 
@@ -17,8 +19,20 @@ pub enum ErrorKind {
     NotFound,
     /// A compare-and-set lost: someone else moved the state first.
     Conflict,
-    /// A bug or an unexpected state.
+    /// A bug or an unexpected state. Its details go to the log, never to a
+    /// client.
     Internal,
+    /// The request would change something where only reading is allowed
+    /// (SQL DDL, DML, COPY, SET, URL tables).
+    ReadOnly,
+    /// The work needed more memory than its cap.
+    ResourcesExhausted,
+    /// The work ran longer than its deadline.
+    Timeout,
+    /// Too much is running; try again later.
+    Busy,
+    /// A segment object is missing or corrupt.
+    SegmentUnreadable,
 }
 
 impl ErrorKind {
@@ -29,6 +43,11 @@ impl ErrorKind {
             ErrorKind::NotFound => "not_found",
             ErrorKind::Conflict => "conflict",
             ErrorKind::Internal => "internal",
+            ErrorKind::ReadOnly => "read_only",
+            ErrorKind::ResourcesExhausted => "resources_exhausted",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Busy => "busy",
+            ErrorKind::SegmentUnreadable => "segment_unreadable",
         }
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! Only this crate knows how objects are named and laid out ([`layout`]).
 
+pub mod amqp_table;
 pub mod catalog;
 pub mod error;
 pub mod event;
@@ -10,11 +11,14 @@ pub mod layout;
 pub mod lease;
 pub mod metrics;
 pub mod page_checksum;
+pub mod recovery;
 pub mod replays;
 pub mod schema;
+pub mod secret;
 pub mod segment;
 pub mod store;
 pub mod writer;
 
 pub use error::{Error, ErrorKind, Result};
 pub use event::{Bus, Event, Header};
+pub use secret::{Secret, SecretUrl};

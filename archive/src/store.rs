@@ -37,7 +37,7 @@ pub struct StoreConfig {
     pub endpoint: Option<String>,
     pub region: Option<String>,
     pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
+    pub secret_access_key: Option<crate::secret::Secret>,
     /// Allow `http://` endpoints (test servers).
     pub allow_http: bool,
 }
@@ -79,7 +79,7 @@ impl ArchiveStore {
                 builder = builder.with_access_key_id(key);
             }
             if let Some(secret) = &config.secret_access_key {
-                builder = builder.with_secret_access_key(secret);
+                builder = builder.with_secret_access_key(secret.expose());
             }
             if config.allow_http {
                 builder = builder.with_allow_http(true);

@@ -2,44 +2,25 @@
 //! commit them to the catalog, and only then tell the source it may
 //! acknowledge.
 //!
-//! [`Batcher`] groups events by (topic, partition) and says when to flush (rows,
-//! bytes or age). [`ArchiveWriter::write_batch`] splits each partition's events
+//! The ingest crate's batcher hands over a [`Batch`]: events grouped by
+//! (topic, partition). [`ArchiveWriter::write_batch`] splits each partition's events
 //! by UTC hour, encodes one segment per group off the async threads, stages
 //! the segments in the catalog, publishes their objects durably, and commits
 //! segments and checkpoints in one compare-and-set transaction.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 
 use crate::catalog::{Catalog, CheckpointAdvance, Commit, NewSegment};
 use crate::error::{Error, ErrorKind, Result};
-use crate::event::{now_micros, Event};
+use crate::event::Event;
 use crate::layout::{hour_start, NamePart, SegmentLocation};
 use crate::lease::WriterLease;
 use crate::segment::{encode_segment, segment_checksum, SegmentFormat};
 use crate::store::ArchiveStore;
-
-/// When a batch is flushed: whichever limit is reached first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FlushPolicy {
-    pub max_rows: usize,
-    pub max_bytes: usize,
-    pub max_age: Duration,
-}
-
-impl Default for FlushPolicy {
-    fn default() -> Self {
-        FlushPolicy {
-            max_rows: 100_000,
-            max_bytes: 64 * 1024 * 1024,
-            max_age: Duration::from_secs(10),
-        }
-    }
-}
 
 /// The events of one (topic, partition) in one batch, in arrival order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +38,28 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// The events grouped by (topic, partition), in arrival order within each.
+    pub fn from_events(source: &str, events: impl IntoIterator<Item = Event>) -> Batch {
+        let mut partitions: BTreeMap<(String, i32), Vec<Event>> = BTreeMap::new();
+        for event in events {
+            partitions
+                .entry((event.topic.clone(), event.partition.unwrap_or(0)))
+                .or_default()
+                .push(event);
+        }
+        Batch {
+            source: source.to_owned(),
+            partitions: partitions
+                .into_iter()
+                .map(|((topic, partition), events)| PartitionBatch {
+                    topic,
+                    partition,
+                    events,
+                })
+                .collect(),
+        }
+    }
+
     pub fn rows(&self) -> usize {
         self.partitions.iter().map(|p| p.events.len()).sum()
     }
@@ -96,163 +99,6 @@ impl Batch {
             .retain(|partition| !partition.events.is_empty());
         before - self.rows()
     }
-}
-
-/// Accumulates events until the flush policy says to write them.
-#[derive(Debug)]
-pub struct Batcher {
-    source: String,
-    policy: FlushPolicy,
-    partitions: BTreeMap<(String, i32), Vec<Event>>,
-    rows: usize,
-    bytes: usize,
-    first_event_at: Option<Instant>,
-}
-
-impl Batcher {
-    pub fn new(source: impl Into<String>, policy: FlushPolicy) -> Self {
-        Batcher {
-            source: source.into(),
-            policy,
-            partitions: BTreeMap::new(),
-            rows: 0,
-            bytes: 0,
-            first_event_at: None,
-        }
-    }
-
-    pub fn push(&mut self, event: Event) {
-        self.rows += 1;
-        self.bytes += approximate_size(&event);
-        self.first_event_at.get_or_insert_with(Instant::now);
-        let partition = event.partition.unwrap_or_default();
-        self.partitions
-            .entry((event.topic.clone(), partition))
-            .or_default()
-            .push(event);
-    }
-
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
-    }
-
-    /// True when a limit is reached.
-    pub fn is_full(&self) -> bool {
-        self.rows >= self.policy.max_rows || self.bytes >= self.policy.max_bytes
-    }
-
-    /// How long until the age limit forces a flush; `None` when empty.
-    pub fn time_until_due(&self) -> Option<Duration> {
-        self.first_event_at
-            .map(|first| self.policy.max_age.saturating_sub(first.elapsed()))
-    }
-
-    /// True when any limit, including age, is reached.
-    pub fn is_due(&self) -> bool {
-        self.is_full() || self.time_until_due() == Some(Duration::ZERO)
-    }
-
-    /// Drops the buffered events of one partition (it was revoked).
-    pub fn discard(&mut self, topic: &str, partition: i32) -> usize {
-        let Some(events) = self.partitions.remove(&(topic.to_owned(), partition)) else {
-            return 0;
-        };
-        self.rows -= events.len();
-        self.bytes -= events.iter().map(approximate_size).sum::<usize>();
-        if self.rows == 0 {
-            self.first_event_at = None;
-        }
-        events.len()
-    }
-
-    /// Takes everything buffered, leaving the batcher empty.
-    pub fn take(&mut self) -> Batch {
-        self.rows = 0;
-        self.bytes = 0;
-        self.first_event_at = None;
-        let partitions = std::mem::take(&mut self.partitions)
-            .into_iter()
-            .map(|((topic, partition), events)| PartitionBatch {
-                topic,
-                partition,
-                events,
-            })
-            .collect();
-        Batch {
-            source: self.source.clone(),
-            partitions,
-        }
-    }
-}
-
-/// The bytes an event holds in memory: the struct itself, and every heap
-/// buffer with the allocator's overhead. `flush.max_bytes` bounds the sum, so
-/// this must not undercount: counting payloads and keys alone let a 64 MiB
-/// batch of 500-byte events hold about 3 times that (scripts/bench, P8).
-pub fn approximate_size(event: &Event) -> usize {
-    /// What malloc adds to each allocation, roughly (header and rounding).
-    const ALLOCATION: usize = 16;
-    fn buffer(length: usize) -> usize {
-        if length == 0 {
-            0
-        } else {
-            length + ALLOCATION
-        }
-    }
-    fn text(value: &Option<String>) -> usize {
-        value.as_ref().map_or(0, |v| buffer(v.len()))
-    }
-    let headers: usize = event
-        .headers
-        .iter()
-        .map(|h| {
-            std::mem::size_of::<crate::event::Header>()
-                + buffer(h.name.len())
-                + h.value.as_ref().map_or(0, |v| buffer(v.len()))
-        })
-        .sum::<usize>()
-        + ALLOCATION;
-    let amqp = &event.amqp;
-    let amqp_texts = [
-        &amqp.content_encoding,
-        &amqp.expiration,
-        &amqp.reply_to,
-        &amqp.message_type,
-        &amqp.app_id,
-        &amqp.user_id,
-        &amqp.headers_table,
-        &amqp.exchange,
-    ]
-    .into_iter()
-    .map(text)
-    .sum::<usize>();
-    let texts = [
-        &event.routing_key,
-        &event.content_type,
-        &event.message_id,
-        &event.correlation_id,
-        &event.timestamp_type,
-    ]
-    .into_iter()
-    .map(text)
-    .sum::<usize>();
-    std::mem::size_of::<Event>()
-        + buffer(event.event_id.len())
-        + buffer(event.source.len())
-        + buffer(event.topic.len())
-        + event.payload.as_ref().map_or(0, |p| buffer(p.len()))
-        + event.key.as_ref().map_or(0, |k| buffer(k.len()))
-        + headers
-        + texts
-        + amqp_texts
 }
 
 /// What one successful write did.
@@ -623,48 +469,6 @@ fn crash_point_after_publish() {
     }
 }
 
-/// Removes what crashed writers left, in this order:
-/// 1. releases the leases of dead writers (their process on this machine is
-///    gone, or another machine's lease expired), which fences them: they can
-///    no longer commit;
-/// 2. removes pending segments (objects, then rows) of every released lease
-///    at once, and those of no known writer staged more than `grace` ago;
-///    a live writer's are left alone;
-/// 3. removes local staging files of released writers at once, and those of
-///    no live writer last modified more than `grace` ago.
-///
-/// Returns the number of pending segments removed.
-pub async fn recover_abandoned(
-    store: &ArchiveStore,
-    catalog: &Catalog,
-    source: Option<&str>,
-    grace: Duration,
-) -> Result<usize> {
-    let released: std::collections::HashSet<String> =
-        catalog.release_dead_writers().await?.into_iter().collect();
-    let grace_micros = i64::try_from(grace.as_micros()).unwrap_or(i64::MAX);
-    let abandoned = catalog
-        .recoverable_segments(source, now_micros().saturating_sub(grace_micros))
-        .await?;
-    for record in &abandoned {
-        let path = Path::parse(&record.segment.uri)?;
-        store.delete(&path).await?;
-    }
-    let ids: Vec<String> = abandoned.iter().map(|r| r.segment.id.clone()).collect();
-    catalog.discard_pending(&ids).await?;
-    let live: std::collections::HashSet<String> =
-        catalog.live_writers().await?.into_iter().collect();
-    let staging_files = store.clean_staging_left_behind(grace, &released, &live)?;
-    if !abandoned.is_empty() || staging_files > 0 {
-        tracing::info!(
-            segments = abandoned.len(),
-            staging_files,
-            "removed what crashed writers left"
-        );
-    }
-    Ok(abandoned.len())
-}
-
 /// Compile-time proof that the write path can run in `tokio::spawn`.
 #[allow(dead_code)]
 fn write_batch_is_spawnable(writer: ArchiveWriter, batch: Batch) {
@@ -736,68 +540,18 @@ mod tests {
         (store, catalog)
     }
 
-    #[test]
-    fn approximate_size_counts_the_struct_and_its_buffers() {
-        let mut large = event("t", 0, 0, 0);
-        large.payload = Some(vec![b'x'; 500]);
-        let size = approximate_size(&large);
-        assert!(size >= 500 + std::mem::size_of::<Event>(), "{size}");
-        assert_eq!(size - approximate_size(&event("t", 0, 0, 0)), 500 - 3);
-    }
-
-    #[test]
-    fn batcher_flushes_on_rows_bytes_and_age() {
-        let policy = FlushPolicy {
-            max_rows: 3,
-            max_bytes: usize::MAX,
-            max_age: Duration::from_secs(3600),
-        };
-        let mut batcher = Batcher::new("s", policy);
-        assert_eq!(batcher.time_until_due(), None);
-        for offset in 0..3 {
-            assert!(!batcher.is_due());
-            batcher.push(event("t", (offset % 2) as i32, offset, 0));
-        }
-        assert!(batcher.is_due());
-        let batch = batcher.take();
-        assert_eq!(batch.rows(), 3);
-        assert_eq!(batch.partitions.len(), 2);
-        assert!(batcher.is_empty());
-
-        let mut by_bytes = Batcher::new(
-            "s",
-            FlushPolicy {
-                max_bytes: 10,
-                ..policy
-            },
-        );
-        by_bytes.push(event("t", 0, 0, 0));
-        assert!(by_bytes.is_full());
-
-        let mut by_age = Batcher::new(
-            "s",
-            FlushPolicy {
-                max_age: Duration::ZERO,
-                ..policy
-            },
-        );
-        by_age.push(event("t", 0, 0, 0));
-        assert!(by_age.is_due());
-    }
-
     #[tokio::test]
     async fn a_batch_is_split_by_hour_and_committed_with_its_checkpoints() {
         let directory = tempfile::tempdir().unwrap();
         let (store, catalog) = open(directory.path()).await;
         let writer = ArchiveWriter::new(store.clone(), catalog.clone(), SegmentFormat::default());
         let hour = 3_600_000_000;
-        let mut batcher = Batcher::new("s", FlushPolicy::default());
-        for offset in 0..10 {
-            // Offsets 0-4 in one hour, 5-9 in the next.
-            batcher.push(event("orders", 0, offset, offset / 5 * hour + 1));
-        }
-        batcher.push(event("payments", 1, 7, 0));
-        let batch = batcher.take();
+        // Offsets 0-4 in one hour, 5-9 in the next.
+        let mut events: Vec<Event> = (0..10)
+            .map(|offset| event("orders", 0, offset, offset / 5 * hour + 1))
+            .collect();
+        events.push(event("payments", 1, 7, 0));
+        let batch = Batch::from_events("s", events);
         let written = writer.write_batch(&batch, &HashMap::new()).await.unwrap();
         assert_eq!((written.rows, written.segments), (11, 3));
         assert_eq!(
@@ -845,160 +599,5 @@ mod tests {
             .await
             .unwrap()
             .is_empty());
-    }
-
-    #[tokio::test]
-    async fn recovery_removes_what_a_crash_between_publish_and_commit_left() {
-        let directory = tempfile::tempdir().unwrap();
-        let (store, catalog) = open(directory.path()).await;
-        // What a writer does before it dies: stage, publish, no commit.
-        let path = Path::parse("source=s/topic=t/date=2026-01-01/hour=00/0-0-0-x.parquet").unwrap();
-        catalog
-            .stage_segments(&[NewSegment {
-                id: "x".into(),
-                uri: path.to_string(),
-                source: "s".into(),
-                topic: "t".into(),
-                partition: 0,
-                first_offset: 0,
-                last_offset: 0,
-                min_event_time: 0,
-                max_event_time: 0,
-                rows: 1,
-                bytes: 5,
-                checksum: None,
-            }])
-            .await
-            .unwrap();
-        store
-            .publish(&path, bytes::Bytes::from_static(b"whole"))
-            .await
-            .unwrap();
-        std::fs::write(directory.path().join(".staging/left.tmp"), b"par").unwrap();
-
-        // Within the grace period, another writer may still be working: untouched.
-        let removed = recover_abandoned(&store, &catalog, None, Duration::from_secs(600))
-            .await
-            .unwrap();
-        assert_eq!(removed, 0);
-        assert_eq!(store.list(None).await.unwrap(), vec![path.clone()]);
-
-        let removed = recover_abandoned(&store, &catalog, Some("s"), Duration::ZERO)
-            .await
-            .unwrap();
-        assert_eq!(removed, 1);
-        assert!(store.list(None).await.unwrap().is_empty());
-        assert!(catalog
-            .abandoned_segments(None, i64::MAX)
-            .await
-            .unwrap()
-            .is_empty());
-        assert_eq!(
-            std::fs::read_dir(directory.path().join(".staging"))
-                .unwrap()
-                .count(),
-            0
-        );
-        assert!(catalog
-            .segments(&SegmentFilter::default())
-            .await
-            .unwrap()
-            .is_empty());
-    }
-
-    #[tokio::test]
-    async fn recovery_removes_a_released_writers_segments_at_once_and_leaves_a_live_writers() {
-        let directory = tempfile::tempdir().unwrap();
-        let (store, catalog) = open(directory.path()).await;
-        let live = WriterLease::acquire(&catalog).await.unwrap();
-        let dead = WriterLease::acquire(&catalog).await.unwrap();
-        let stage = |lease: &WriterLease, name: &str| {
-            let (catalog, store, writer) = (catalog.clone(), store.clone(), lease.id());
-            let name = name.to_owned();
-            async move {
-                let path = Path::parse(format!(
-                    "source=s/topic=t/date=2026-01-01/hour=00/0-0-0-{name}.parquet"
-                ))
-                .unwrap();
-                let segment = NewSegment {
-                    id: name.clone(),
-                    uri: path.to_string(),
-                    source: "s".into(),
-                    topic: "t".into(),
-                    partition: 0,
-                    first_offset: 0,
-                    last_offset: 0,
-                    min_event_time: 0,
-                    max_event_time: 0,
-                    rows: 1,
-                    bytes: 5,
-                    checksum: None,
-                };
-                catalog
-                    .stage_segments_as(Some(&writer), &[segment])
-                    .await
-                    .unwrap();
-                store
-                    .publish_for(Some(&writer), &path, bytes::Bytes::from_static(b"whole"))
-                    .await
-                    .unwrap();
-                path
-            }
-        };
-        let live_path = stage(&live, "live").await;
-        let dead_path = stage(&dead, "dead").await;
-        let dead_staging = directory
-            .path()
-            .join(format!(".staging/{}-left.tmp", dead.id()));
-        let live_staging = directory
-            .path()
-            .join(format!(".staging/{}-filling.tmp", live.id()));
-        std::fs::write(&dead_staging, b"par").unwrap();
-        std::fs::write(&live_staging, b"par").unwrap();
-
-        // The dead writer's lease is released: its leftovers go at once,
-        // with the default grace; even grace 0 leaves the live writer's alone.
-        dead.release().await.unwrap();
-        let removed = recover_abandoned(&store, &catalog, None, Duration::from_secs(900))
-            .await
-            .unwrap();
-        assert_eq!(removed, 1);
-        assert_eq!(
-            recover_abandoned(&store, &catalog, None, Duration::ZERO)
-                .await
-                .unwrap(),
-            0
-        );
-        assert_eq!(store.list(None).await.unwrap(), vec![live_path.clone()]);
-        assert!(!dead_staging.exists());
-        let pending = catalog.abandoned_segments(None, i64::MAX).await.unwrap();
-        assert_eq!(pending.len(), 1);
-        assert_eq!(pending[0].segment.id, "live");
-        assert!(!store.list(None).await.unwrap().contains(&dead_path));
-
-        // A released writer can no longer commit what it staged.
-        let late = stage(&dead, "late").await;
-        let refused = catalog
-            .commit(&Commit {
-                segment_ids: vec!["late".into()],
-                checkpoints: vec![],
-            })
-            .await
-            .unwrap_err();
-        assert_eq!(refused.kind(), ErrorKind::Conflict);
-        recover_abandoned(&store, &catalog, None, Duration::from_secs(900))
-            .await
-            .unwrap();
-        assert!(!store.list(None).await.unwrap().contains(&late));
-
-        // The live writer commits as usual.
-        catalog
-            .commit(&Commit {
-                segment_ids: vec!["live".into()],
-                checkpoints: vec![],
-            })
-            .await
-            .unwrap();
-        assert!(live_staging.exists());
     }
 }

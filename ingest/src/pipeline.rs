@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use hindsight_archive::catalog::Catalog;
 use hindsight_archive::metrics::{self, CommitFailureLabels, Metrics};
-use hindsight_archive::writer::{ArchiveWriter, Batch, Batcher, FlushPolicy, WriteSummary};
+use hindsight_archive::writer::{ArchiveWriter, Batch, WriteSummary};
+
+use crate::batch::{Batcher, FlushPolicy};
 use hindsight_archive::{ErrorKind, Result};
 use tokio_util::sync::CancellationToken;
 

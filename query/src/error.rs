@@ -1,81 +1,23 @@
-//! The query crate's one error type, and the one place where errors become
-//! HTTP answers: every error is JSON `{"error": kind, "message": …}` with a
-//! status code that fits its kind.
+//! The query crate's error: the shared [`ErrorKind`] of the archive crate, a
+//! lowercase message that says what failed, and the cause it came from.
+//! Status codes are the server's business (`hindsight_server::error`).
 
-use std::fmt;
-
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use datafusion::error::DataFusionError;
-use hindsight_archive::ErrorKind as ArchiveErrorKind;
+pub use hindsight_archive::ErrorKind;
 
 use crate::tables::SegmentReadError;
 
-/// What went wrong with a query, which decides the status code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorKind {
-    /// The SQL or the parameters are wrong: a syntax or planning error, an
-    /// unknown table or column, a failed cast.
-    InvalidInput,
-    /// The statement would change something (DDL, DML, COPY, SET) or read
-    /// outside the archive (URL tables): only read-only queries run.
-    ReadOnly,
-    /// The thing asked for does not exist.
-    NotFound,
-    /// The query needed more memory than its cap.
-    ResourcesExhausted,
-    /// The query ran longer than its timeout.
-    Timeout,
-    /// Too many queries are running; try again later.
-    Busy,
-    /// A segment object is missing or corrupt.
-    SegmentUnreadable,
-    /// The catalog or the store is unavailable; trying again may work.
-    Retryable,
-    /// A bug or an unexpected state.
-    Internal,
-}
+type BoxedSource = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-impl ErrorKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::InvalidInput => "invalid_input",
-            ErrorKind::ReadOnly => "read_only",
-            ErrorKind::NotFound => "not_found",
-            ErrorKind::ResourcesExhausted => "resources_exhausted",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Busy => "busy",
-            ErrorKind::SegmentUnreadable => "segment_unreadable",
-            ErrorKind::Retryable => "retryable",
-            ErrorKind::Internal => "internal",
-        }
-    }
-
-    pub fn status(self) -> StatusCode {
-        match self {
-            ErrorKind::InvalidInput | ErrorKind::ReadOnly => StatusCode::BAD_REQUEST,
-            ErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ErrorKind::ResourcesExhausted => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorKind::Busy => StatusCode::TOO_MANY_REQUESTS,
-            ErrorKind::Timeout | ErrorKind::Retryable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorKind::SegmentUnreadable | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-}
-
-impl fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A query error: a kind and a lowercase message that says what failed.
+/// A query error: a kind, a lowercase message that says what failed, and
+/// its cause.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    #[source]
+    source: Option<BoxedSource>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -85,6 +27,19 @@ impl Error {
         Error {
             kind,
             message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn with_source(
+        kind: ErrorKind,
+        message: impl Into<String>,
+        source: impl Into<BoxedSource>,
+    ) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            source: Some(source.into()),
         }
     }
 
@@ -105,15 +60,15 @@ impl Error {
     }
 }
 
+/// An archive error keeps its kind (a lost compare-and-set stays a
+/// conflict) and its cause.
 impl From<hindsight_archive::Error> for Error {
     fn from(error: hindsight_archive::Error) -> Self {
-        let kind = match error.kind() {
-            ArchiveErrorKind::InvalidInput => ErrorKind::InvalidInput,
-            ArchiveErrorKind::NotFound => ErrorKind::NotFound,
-            ArchiveErrorKind::Retryable => ErrorKind::Retryable,
-            ArchiveErrorKind::Conflict | ArchiveErrorKind::Internal => ErrorKind::Internal,
-        };
-        Error::new(kind, error.full_message())
+        Error {
+            kind: error.kind(),
+            message: error.full_message(),
+            source: Some(Box::new(error)),
+        }
     }
 }
 
@@ -164,10 +119,7 @@ impl From<DataFusionError> for Error {
         } else {
             message
         };
-        if kind == ErrorKind::Internal {
-            tracing::error!(error = %message, "query failed with an internal error");
-        }
-        Error::new(kind, message)
+        Error::with_source(kind, message, error)
     }
 }
 
@@ -187,97 +139,6 @@ fn find_segment_error(error: &DataFusionError) -> Option<&SegmentReadError> {
         cause = current.source();
     }
     None
-}
-
-/// An error on its way to an HTTP client.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub kind: &'static str,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            kind,
-            message: message.into(),
-        }
-    }
-
-    pub fn not_found(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
-    }
-
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", message)
-    }
-
-    pub fn unauthorized(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
-    }
-
-    /// An error known only by its status, such as a rejection of axum's
-    /// extractors (a query string, path or body that does not parse).
-    pub fn from_status(status: StatusCode, message: impl Into<String>) -> Self {
-        let kind = match status {
-            StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => "invalid_input",
-            StatusCode::UNAUTHORIZED => "unauthorized",
-            StatusCode::FORBIDDEN => "forbidden",
-            StatusCode::NOT_FOUND => "not_found",
-            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-            StatusCode::NOT_ACCEPTABLE => "not_acceptable",
-            StatusCode::CONFLICT => "conflict",
-            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-            StatusCode::TOO_MANY_REQUESTS => "busy",
-            StatusCode::SERVICE_UNAVAILABLE => "retryable",
-            status if status.is_server_error() => "internal",
-            _ => "invalid_input",
-        };
-        ApiError::new(status, kind, message)
-    }
-}
-
-impl From<hindsight_archive::Error> for ApiError {
-    fn from(error: hindsight_archive::Error) -> Self {
-        let status = match error.kind() {
-            ArchiveErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
-            ArchiveErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ArchiveErrorKind::Conflict => StatusCode::CONFLICT,
-            ArchiveErrorKind::Retryable => StatusCode::SERVICE_UNAVAILABLE,
-            ArchiveErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        if status.is_server_error() {
-            tracing::error!(error = %error.full_message(), "request failed");
-        }
-        ApiError::new(status, error.kind().as_str(), error.full_message())
-    }
-}
-
-impl From<Error> for ApiError {
-    fn from(error: Error) -> Self {
-        let status = error.kind.status();
-        if status.is_server_error() {
-            tracing::warn!(kind = %error.kind, error = %error.message, "query failed");
-        }
-        ApiError::new(status, error.kind.as_str(), error.message)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.kind, "message": self.message });
-        let mut response = (self.status, Json(body)).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
-        }
-        response
-    }
 }
 
 #[cfg(test)]
@@ -310,8 +171,7 @@ mod tests {
         let error = Error::from(DataFusionError::Plan("table 'nope' not found".to_owned()));
         assert_eq!(error.kind(), ErrorKind::InvalidInput);
         assert!(error.message().contains("table 'nope' not found"));
-        assert_eq!(error.kind().status(), StatusCode::BAD_REQUEST);
         let error = Error::from(DataFusionError::ResourcesExhausted("pool".to_owned()));
-        assert_eq!(error.kind().status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(error.kind(), ErrorKind::ResourcesExhausted);
     }
 }

@@ -1,5 +1,5 @@
-//! Event search and fetch for the HTTP API: `GET /api/v1/events` and
-//! `GET /api/v1/events/{event_id}`.
+//! Event search, counts and fetch: `GET /api/v1/events`,
+//! `GET /api/v1/events/histogram` and `GET /api/v1/events/{event_id}`.
 //!
 //! Both build DataFusion queries from typed expressions (never from text) on
 //! the `events` view, so they get the same catalog pruning, limits and error
@@ -11,15 +11,15 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use arrow::array::{Array, AsArray};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use datafusion::common::ScalarValue;
-use datafusion::execution::FunctionRegistry;
-use datafusion::functions::string::expr_fn::contains;
+use datafusion::functions::datetime::expr_fn::date_bin;
+use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::logical_expr::{col, lit, Expr, SortExpr};
 use futures::StreamExt;
 use hindsight_archive::catalog::SegmentFilter;
-use hindsight_archive::event::rfc3339;
 use hindsight_archive::schema::{batch_to_events, event_schema};
 use hindsight_archive::Event;
 use object_store::path::Path;
@@ -31,32 +31,19 @@ use parquet::file::metadata::PageIndexPolicy;
 use serde::Serialize;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::filter::EventFilter;
 use crate::sql::QueryEngine;
 use crate::tables::EventsTable;
+pub use crate::view::{AmqpView, EventView, HeaderView};
 
 /// Default and largest page sizes.
 pub const DEFAULT_PAGE: usize = 50;
 pub const MAX_PAGE: usize = 1000;
 
-/// What `GET /api/v1/events` filters on. Every field narrows.
+/// A page request of `GET /api/v1/events`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventSearch {
-    pub source: Option<String>,
-    pub topic: Option<String>,
-    pub partition: Option<i32>,
-    /// Inclusive lower bound of event_time, microseconds since the epoch.
-    pub time_from: Option<i64>,
-    /// Exclusive upper bound of event_time.
-    pub time_to: Option<i64>,
-    /// The Kafka key, as UTF-8 bytes.
-    pub key: Option<String>,
-    /// Headers that must be present with exactly these values.
-    pub headers: Vec<(String, String)>,
-    /// Text the UTF-8 payload must contain.
-    pub contains: Option<String>,
-    /// JSON fields (dot paths, `customer.id`; numbers index arrays) that must
-    /// equal these values, compared as text.
-    pub json_fields: Vec<(String, String)>,
+    pub filter: EventFilter,
     pub limit: usize,
     pub cursor: Option<Cursor>,
 }
@@ -96,119 +83,6 @@ pub fn is_event_id(text: &str) -> bool {
             .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
 }
 
-/// One header, its value as text when it is UTF-8 and always as base64.
-#[derive(Debug, Serialize)]
-pub struct HeaderView {
-    pub name: String,
-    pub value: Option<String>,
-    pub value_base64: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct AmqpView {
-    /// The exchange the message was published to (`""`: the default exchange).
-    pub exchange: Option<String>,
-    pub content_encoding: Option<String>,
-    pub delivery_mode: Option<u8>,
-    pub priority: Option<u8>,
-    pub expiration: Option<String>,
-    pub reply_to: Option<String>,
-    #[serde(rename = "type")]
-    pub message_type: Option<String>,
-    pub app_id: Option<String>,
-    pub user_id: Option<String>,
-    /// The AMQP headers table as typed JSON.
-    pub headers_table: Option<serde_json::Value>,
-}
-
-/// A whole event as the API shows it.
-#[derive(Debug, Serialize)]
-pub struct EventView {
-    pub event_id: String,
-    pub source: String,
-    pub bus: String,
-    pub topic: String,
-    pub routing_key: Option<String>,
-    pub partition: Option<i32>,
-    pub offset: Option<i64>,
-    pub key: Option<String>,
-    pub key_base64: Option<String>,
-    pub headers: Vec<HeaderView>,
-    /// The payload as text when it is valid UTF-8.
-    pub payload_text: Option<String>,
-    /// Null for a tombstone; `""` for an empty payload.
-    pub payload_base64: Option<String>,
-    /// A Kafka tombstone: the record's value is null (not empty).
-    pub tombstone: bool,
-    pub payload_size: i64,
-    pub payload_truncated: bool,
-    pub content_type: Option<String>,
-    pub message_id: Option<String>,
-    pub correlation_id: Option<String>,
-    pub timestamp_type: Option<String>,
-    pub amqp: Option<AmqpView>,
-    pub redelivered: Option<bool>,
-    pub event_time: Option<String>,
-    pub ingest_time: Option<String>,
-}
-
-impl From<Event> for EventView {
-    fn from(event: Event) -> Self {
-        let text = |bytes: &[u8]| std::str::from_utf8(bytes).ok().map(str::to_owned);
-        let amqp = (event.bus == hindsight_archive::Bus::Amqp).then(|| AmqpView {
-            exchange: event.amqp.exchange.clone(),
-            content_encoding: event.amqp.content_encoding.clone(),
-            delivery_mode: event.amqp.delivery_mode,
-            priority: event.amqp.priority,
-            expiration: event.amqp.expiration.clone(),
-            reply_to: event.amqp.reply_to.clone(),
-            message_type: event.amqp.message_type.clone(),
-            app_id: event.amqp.app_id.clone(),
-            user_id: event.amqp.user_id.clone(),
-            headers_table: event.amqp.headers_table.as_deref().map(|table| {
-                serde_json::from_str(table)
-                    .unwrap_or_else(|_| serde_json::Value::String(table.to_owned()))
-            }),
-        });
-        EventView {
-            key: event.key.as_deref().and_then(text),
-            key_base64: event.key.as_deref().map(|key| STANDARD.encode(key)),
-            headers: event
-                .headers
-                .iter()
-                .map(|header| HeaderView {
-                    name: header.name.clone(),
-                    value: header.value.as_deref().and_then(text),
-                    value_base64: header.value.as_deref().map(|value| STANDARD.encode(value)),
-                })
-                .collect(),
-            payload_text: event.payload.as_deref().and_then(text),
-            payload_base64: event
-                .payload
-                .as_deref()
-                .map(|payload| STANDARD.encode(payload)),
-            tombstone: event.is_tombstone(),
-            event_time: rfc3339(event.event_time),
-            ingest_time: rfc3339(event.ingest_time),
-            amqp,
-            event_id: event.event_id,
-            source: event.source,
-            bus: event.bus.to_string(),
-            topic: event.topic,
-            routing_key: event.routing_key,
-            partition: event.partition,
-            offset: event.offset,
-            payload_size: event.payload_size,
-            payload_truncated: event.payload_truncated,
-            content_type: event.content_type,
-            message_id: event.message_id,
-            correlation_id: event.correlation_id,
-            timestamp_type: event.timestamp_type,
-            redelivered: event.redelivered,
-        }
-    }
-}
-
 /// One page of search results.
 #[derive(Debug, Serialize)]
 pub struct EventPage {
@@ -232,22 +106,6 @@ fn timestamp(micros: i64) -> Expr {
         Some(micros),
         Some("UTC".into()),
     ))
-}
-
-/// `"customer.id"` as json_as_text path arguments: numbers index arrays.
-fn json_path(path: &str) -> Result<Vec<Expr>> {
-    if path.is_empty() || path.split('.').any(str::is_empty) {
-        return Err(Error::invalid_input(format!(
-            "json field path {path:?} must be dot-separated names, like customer.id"
-        )));
-    }
-    Ok(path
-        .split('.')
-        .map(|part| match part.parse::<i64>() {
-            Ok(index) => lit(index),
-            Err(_) => lit(part.to_owned()),
-        })
-        .collect())
 }
 
 /// Casts each column to the archive schema's type, so rows read back as events.
@@ -291,46 +149,7 @@ pub async fn search(engine: &QueryEngine, search: &EventSearch) -> Result<EventP
     let limit = search.limit.clamp(1, MAX_PAGE);
     let session = engine.session().await?;
     let context = session.context.clone();
-    let mut filters: Vec<Expr> = Vec::new();
-    if let Some(source) = &search.source {
-        filters.push(col("source").eq(lit(source.clone())));
-    }
-    if let Some(topic) = &search.topic {
-        filters.push(col("topic").eq(lit(topic.clone())));
-    }
-    if let Some(partition) = search.partition {
-        filters.push(col("partition").eq(lit(partition)));
-    }
-    if let Some(from) = search.time_from {
-        filters.push(col("event_time").gt_eq(timestamp(from)));
-    }
-    if let Some(to) = search.time_to {
-        filters.push(col("event_time").lt(timestamp(to)));
-    }
-    if let Some(key) = &search.key {
-        filters.push(col("key").eq(lit(ScalarValue::Binary(Some(key.as_bytes().to_vec())))));
-    }
-    if !search.headers.is_empty() {
-        let has_header = context.udf("has_header")?;
-        for (name, value) in &search.headers {
-            filters.push(has_header.call(vec![
-                col("headers"),
-                lit(name.clone()),
-                lit(ScalarValue::Binary(Some(value.as_bytes().to_vec()))),
-            ]));
-        }
-    }
-    if let Some(needle) = &search.contains {
-        filters.push(contains(col("payload_text"), lit(needle.clone())));
-    }
-    if !search.json_fields.is_empty() {
-        let json_as_text = context.udf("json_as_text")?;
-        for (path, value) in &search.json_fields {
-            let mut arguments = vec![col("payload_text")];
-            arguments.extend(json_path(path)?);
-            filters.push(json_as_text.call(arguments).eq(lit(value.clone())));
-        }
-    }
+    let mut filters = search.filter.to_exprs(&context)?;
     if let Some(cursor) = &search.cursor {
         // The plain bound lets the catalog skip newer segments; the OR breaks ties.
         filters.push(col("event_time").lt_eq(timestamp(cursor.event_time)));
@@ -374,6 +193,62 @@ pub async fn search(engine: &QueryEngine, search: &EventSearch) -> Result<EventP
         next_cursor,
         segments_scanned,
     })
+}
+
+/// The most buckets one histogram may have.
+pub const MAX_BUCKETS: i64 = 10_000;
+
+/// Event counts per time bucket: `(bucket start, count)` for every bucket
+/// that holds an event, in time order. Buckets are `step_micros` long and
+/// start at multiples of it since the epoch (`date_bin` with the epoch as
+/// origin), so neighbouring requests line up.
+pub async fn histogram(
+    engine: &QueryEngine,
+    filter: &EventFilter,
+    step_micros: i64,
+) -> Result<Vec<(i64, u64)>> {
+    if step_micros <= 0 {
+        return Err(Error::invalid_input("step_ms must be at least 1"));
+    }
+    if let (Some(from), Some(to)) = (filter.time_from, filter.time_to) {
+        if (to - from) / step_micros > MAX_BUCKETS {
+            return Err(Error::invalid_input(format!(
+                "from {from} to {to} in steps of {step_micros} µs is more than {MAX_BUCKETS} \
+                 buckets: take a longer step or a shorter range"
+            )));
+        }
+    }
+    let session = engine.session().await?;
+    let context = session.context.clone();
+    let mut dataframe = context.table("events").await?;
+    for condition in filter.to_exprs(&context)? {
+        dataframe = dataframe.filter(condition)?;
+    }
+    let stride = lit(ScalarValue::new_interval_mdn(
+        0,
+        0,
+        step_micros.saturating_mul(1000),
+    ));
+    let bucket = date_bin(stride, col("event_time"), timestamp(0)).alias("bucket");
+    let dataframe = dataframe
+        .aggregate(vec![bucket], vec![count(lit(1)).alias("n")])?
+        .sort(vec![SortExpr::new(col("bucket"), true, false)])?;
+    let batches = session.run(dataframe).await?.collect().await?;
+    let mut buckets = Vec::new();
+    for batch in &batches {
+        let starts = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Int64)
+            .map_err(|error| Error::internal(format!("cannot read the histogram: {error}")))?;
+        let counts = arrow::compute::cast(batch.column(1), &arrow::datatypes::DataType::Int64)
+            .map_err(|error| Error::internal(format!("cannot read the histogram: {error}")))?;
+        let starts = starts.as_primitive::<arrow::datatypes::Int64Type>();
+        let counts = counts.as_primitive::<arrow::datatypes::Int64Type>();
+        for row in 0..batch.num_rows() {
+            if starts.is_valid(row) {
+                buckets.push((starts.value(row), counts.value(row).max(0) as u64));
+            }
+        }
+    }
+    Ok(buckets)
 }
 
 /// The event with this id (the first copy, as `events_dedup` picks it), and
@@ -542,8 +417,17 @@ mod tests {
 
     #[test]
     fn json_paths_split_on_dots() {
-        assert_eq!(json_path("a.0.b").unwrap().len(), 3);
-        assert!(json_path("a..b").is_err());
-        assert!(json_path("").is_err());
+        use crate::filter::{parse_json_condition, PathPart};
+        let condition = parse_json_condition("a.0.b=x").unwrap();
+        assert_eq!(
+            condition.path,
+            [
+                PathPart::Member("a".into()),
+                PathPart::Index(0),
+                PathPart::Member("b".into())
+            ]
+        );
+        assert!(parse_json_condition("a..b=x").is_err());
+        assert!(parse_json_condition("=x").is_err());
     }
 }

@@ -1,18 +1,20 @@
-//! Hindsight's read side: SQL over the archive (DataFusion, pruned through the
-//! catalog), the HTTP API, and the output formats both share.
+//! Hindsight's read side: SQL over the archive (DataFusion, pruned through
+//! the catalog), event search and counts, the one event filter, and the
+//! output formats the CLI and the server share.
 //!
-//! It answers from the catalog and the segments; it never writes.
+//! It reads the catalog and the segments. It writes nothing, and has no
+//! HTTP server and no broker client (those are `hindsight-server` and
+//! `hindsight-connectors`).
 
-pub mod allowed_hosts;
 pub mod error;
 pub mod events;
+pub mod filter;
 pub mod format;
 pub mod functions;
-pub mod http;
-pub mod openapi;
-pub mod replay;
 pub mod sql;
 pub mod tables;
+pub mod view;
 
 pub use error::{Error, ErrorKind, Result};
+pub use filter::{EventFilter, FilterSelection};
 pub use sql::{QueryEngine, QueryLimits, QueryOutput};

@@ -595,8 +595,9 @@ mod archive_tests {
     use hindsight_archive::event::{event_id, AmqpProperties};
     use hindsight_archive::segment::SegmentFormat;
     use hindsight_archive::store::StoreConfig;
-    use hindsight_archive::writer::{ArchiveWriter, Batcher, FlushPolicy};
+    use hindsight_archive::writer::ArchiveWriter;
     use hindsight_archive::{Bus, Event, Header};
+    use hindsight_ingest::batch::{Batcher, FlushPolicy};
 
     use super::*;
 

@@ -3,8 +3,9 @@
 //
 //   node tests/web/e2e.mjs flows BASE_URL SCREENSHOT_DIR KAFKA_BROKERS KAFKA_TOPIC
 //       overview, search by key, event detail, SQL (stream, error, export),
-//       histogram brush, keyboard, phone width, dry-run then run a replay to
-//       Kafka with pause and resume; prints RESULT {json} for the Rust side
+//       histogram brush, keyboard, several topics (list, histogram, "Open as
+//       SQL"), phone width, dry-run then run a replay to Kafka with pause
+//       and resume; prints RESULT {json} for the Rust side
 //   node tests/web/e2e.mjs first-render BASE_URL SCREENSHOT_DIR
 //       prints the explorer's first render time (not asserted)
 //   node tests/web/e2e.mjs token BASE_URL SCREENSHOT_DIR TOKEN
@@ -265,6 +266,26 @@ async function flows() {
       const listed = (await apiJson(`/api/v1/events?${new URLSearchParams({ from, to, limit: "1000" })}`)).events.length;
       check(counted === listed && counted > 0, `the bars count ${counted} events, the API lists ${listed}`);
       await shot(page, "06b-explorer-sub-second");
+    });
+
+    await step("several topics: one newest-first list, a histogram and SQL, all from the server", async () => {
+      const names = [...new Set(topics.map((t) => t.topic))].sort().slice(0, 2);
+      const expected = topics.filter((t) => names.includes(t.topic)).reduce((sum, t) => sum + t.events, 0);
+      const query = new URLSearchParams(names.map((name) => ["topic", name]));
+      const firstPage = (await apiJson(`/api/v1/events?${query}&limit=50`)).events.map((e) => e.event_id);
+      await page.goto(`${base}/#/explorer?${query}`);
+      await page.waitForSelector("table.events tbody tr");
+      await page.waitForSelector("svg.chart rect.bar", { state: "attached" });
+      const ids = await page.locator("table.events tbody tr").evaluateAll((rows) => rows.map((row) => row.dataset.eventId));
+      check(JSON.stringify(ids) === JSON.stringify(firstPage), `the explorer's first page over ${names} is not the API's: ${ids.length} rows, the API ${firstPage.length}`);
+      const bars = await page.locator("svg.chart rect.bar title").allTextContents();
+      const counted = bars.reduce((sum, title) => sum + Number(title.split(": ").pop().replace(/[^0-9]/g, "")), 0);
+      check(counted === expected, `the bars over ${names} count ${counted} events, the topics hold ${expected}`);
+      await page.getByRole("link", { name: "Open as SQL" }).click();
+      await page.waitForFunction(() => location.hash.startsWith("#/sql?"));
+      await page.waitForSelector(".status[data-rows]");
+      const rows = Number(await page.locator(".status").first().getAttribute("data-rows"));
+      check(rows === Math.min(expected, 100), `"Open as SQL" over ${names} returned ${rows} rows, expected ${Math.min(expected, 100)}`);
     });
 
     await step("phone width: no horizontal scrolling of the page", async () => {

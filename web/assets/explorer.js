@@ -2,11 +2,13 @@
 // header, text and JSON filters, and a newest-first list paged by cursor.
 // Everything lives in the URL (#/explorer?topic=…&from=…), so links share.
 
-import { api, el, errorBox, formatBytes, formatNumber, formatTime, navigate, routeHref, sqlRows, statusLine, table } from "./util.js";
-import { MergedSearch, describeSelection, selectionFromParams, selectionProblem, selectionToParams, whereClause } from "./selection.js";
+import { api, el, errorBox, formatBytes, formatNumber, formatTime, navigate, routeHref, statusLine, table } from "./util.js";
+import { PagedSearch, describeSelection, filterParams, selectionFromParams, selectionProblem, selectionSql, selectionToParams } from "./selection.js";
 
 const PAGE_SIZE = 50;
 const MAX_BUCKETS = 120;
+// The most buckets the histogram route answers for one request.
+const SERVER_MAX_BUCKETS = 10000;
 // Bar widths in milliseconds: sub-second ones too, so that a zoom into less
 // than a second still spreads over many bars.
 const STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, ...[1, 5, 10, 30, 60, 300, 600, 900, 1800, 3600, 10800, 21600, 43200, 86400, 604800].map((s) => s * 1000)];
@@ -31,7 +33,7 @@ export async function render(main, route, signal) {
   }
   const histogramSection = el("section", { class: "histogram", "aria-label": "Events over time" });
   const results = el("section", { class: "results", "aria-label": "Matching events" });
-  main.append(actions(selection), histogramSection, results);
+  main.append(actions(selection, signal), histogramSection, results);
   const listDone = renderList(results, selection, signal).then(() => {
     const elapsed = performance.now() - started;
     main.dataset.firstRenderMs = elapsed.toFixed(0);
@@ -106,16 +108,35 @@ function splitList(value) {
     .filter(Boolean);
 }
 
-function actions(selection) {
+function actions(selection, signal) {
   const params = selectionToParams(selection);
-  const sql = `SELECT event_time, topic, "partition", "offset", utf8_or_null(key) AS key, payload_text\nFROM events\nWHERE ${whereClause(selection)}\nORDER BY event_time DESC\nLIMIT 100`;
-  return el(
+  const sqlLink = el("a", { class: "button", href: routeHref("/sql", {}) }, "Open as SQL");
+  const box = el(
     "div",
     { class: "actions" },
     el("p", { class: "muted selection-line" }, describeSelection(selection)),
     el("a", { class: "button", href: routeHref("/replay", params) }, "Replay this selection…"),
-    el("a", { class: "button", href: routeHref("/sql", { q: sql }) }, "Open as SQL"),
+    sqlLink,
   );
+  // The server writes the selection's condition: the link points at the
+  // query once it has answered, and a click before that waits for it.
+  const href = selectionSql(selection, signal).then(({ where }) => routeHref("/sql", { q: `SELECT event_time, topic, "partition", "offset", utf8_or_null(key) AS key, payload_text\nFROM events\nWHERE ${where}\nORDER BY event_time DESC\nLIMIT 100` }));
+  let ready = false;
+  href.then(
+    (target) => {
+      sqlLink.href = target;
+      ready = true;
+    },
+    () => {},
+  );
+  sqlLink.addEventListener("click", (event) => {
+    if (ready) return;
+    event.preventDefault();
+    href.then(navigate, (error) => {
+      if (error.name !== "AbortError") box.append(errorBox(error));
+    });
+  });
+  return box;
 }
 
 // ---------------------------------------------------------------- histogram --
@@ -141,20 +162,23 @@ async function renderHistogram(section, selection, topics, signal) {
     status.textContent = "No events in the archive for these topics.";
     return;
   }
-  const step = STEPS.find((s) => (span.high - span.low) / s <= MAX_BUCKETS) || STEPS[STEPS.length - 1];
+  let step = STEPS.find((s) => (span.high - span.low) / s <= MAX_BUCKETS) || STEPS[STEPS.length - 1];
+  // Past about 190 years, weekly bars are more than the server counts in one request: several weeks a bar.
+  if ((span.high - span.low) / step > SERVER_MAX_BUCKETS - 2) step *= Math.ceil((span.high - span.low) / step / (SERVER_MAX_BUCKETS - 2));
   const low = Math.floor(span.low / step) * step;
   const high = span.high;
-  const bounded = { ...selection, from: new Date(low).toISOString(), to: new Date(high).toISOString() };
-  const sql = `SELECT date_bin(INTERVAL '${step} milliseconds', event_time, TIMESTAMP '1970-01-01T00:00:00Z') AS bucket, count(*) AS n FROM events WHERE ${whereClause(bounded)} GROUP BY 1 ORDER BY 1`;
-  let rows;
+  const params = filterParams({ ...selection, from: new Date(low).toISOString(), to: new Date(high).toISOString() });
+  params.set("step_ms", String(step));
+  let histogram;
   try {
-    rows = await sqlRows(sql, signal);
+    histogram = await api(`/api/v1/events/histogram?${params}`, { signal });
   } catch (error) {
     if (error.name === "AbortError") return;
     status.replaceWith(errorBox(error));
     return;
   }
-  const counts = new Map(rows.map((row) => [new Date(row.bucket).getTime(), Number(row.n)]));
+  // Only non-empty buckets come back; the others are drawn as zero below.
+  const counts = new Map(histogram.buckets.map((bucket) => [new Date(bucket.start).getTime(), Number(bucket.count)]));
   const buckets = [];
   for (let start = low; start < high; start += step) buckets.push({ start, end: start + step, count: counts.get(start) || 0 });
   const total = buckets.reduce((sum, b) => sum + b.count, 0);
@@ -319,7 +343,7 @@ function eventRow(event) {
 async function renderList(section, selection, signal) {
   const status = statusLine("Searching…");
   section.append(el("h2", { class: "sr-only" }, "Events"), status);
-  const search = new MergedSearch(selection, PAGE_SIZE);
+  const search = new PagedSearch(selection, PAGE_SIZE);
   const wrap = table(["Event time (UTC)", "Topic", "Part:offset#", "Key", "Type", "Payload"], [], { className: "events" });
   const body = wrap.querySelector("tbody");
   const more = el("button", { type: "button", class: "load-more" }, "Load more");

@@ -3,7 +3,7 @@
 // total, ETA) and pause, resume and cancel; and the history of replays.
 
 import { api, el, errorBox, formatBytes, formatDuration, formatNumber, formatTime, navigate, routeHref, statusLine, table } from "./util.js";
-import { describeSelection, replaySelection, selectionFromParams, selectionToParams, whereClause } from "./selection.js";
+import { describeSelection, replaySelection, selectionFromParams, selectionSql, selectionToParams } from "./selection.js";
 
 const FINAL = ["completed", "failed", "cancelled", "dry_run", "interrupted"];
 
@@ -19,17 +19,18 @@ export async function render(main, route, signal) {
     historySection.replaceChildren();
     return renderHistory(historySection, signal);
   };
-  renderWizard(wizard, route, topics, showHistory);
+  renderWizard(wizard, route, topics, showHistory, signal);
   await showHistory();
 }
 
 // ------------------------------------------------------------------ wizard --
 
-function renderWizard(container, route, topics, onReplay) {
+function renderWizard(container, route, topics, onReplay, signal) {
   const selection = selectionFromParams(route.params);
   const fromSql = route.params.get("sql");
   const hasSelection = route.params.toString() !== "" && !fromSql;
-  const selectionSql = fromSql || `SELECT event_id, source, topic\nFROM events\nWHERE ${whereClause(selection)}`;
+  // Without SQL of its own, the SQL field starts as the server's translation of the selection.
+  const sqlArea = el("textarea", { name: "sql", rows: "3", spellcheck: "false", placeholder: fromSql ? null : "Loading the selection as SQL…" }, fromSql || "");
   const sourceTopics = selection.topics.length ? selection.topics : [...new Set(topics.map((t) => t.topic))].sort();
 
   const radio = (name, value, label, checked) => el("label", { class: "check" }, el("input", { type: "radio", name, value, checked }), label);
@@ -42,7 +43,7 @@ function renderWizard(container, route, topics, onReplay) {
       el("legend", {}, "1. Events"),
       radio("mode", "selection", ["Explorer selection: ", el("strong", {}, describeSelection(selection)), " ", el("a", { href: routeHref("/explorer", selectionToParams(selection)) }, "edit")], !fromSql),
       radio("mode", "sql", "SQL (any query returning event_id)", Boolean(fromSql) || false),
-      el("label", { class: "field wide", dataset: { mode: "sql" }, hidden: !fromSql }, el("span", {}, "SQL selection"), el("textarea", { name: "sql", rows: "3", spellcheck: "false" }, selectionSql)),
+      el("label", { class: "field wide", dataset: { mode: "sql" }, hidden: !fromSql }, el("span", {}, "SQL selection"), sqlArea),
       !hasSelection && !fromSql ? el("p", { class: "muted" }, "No selection yet: this replays every archived event. Narrow it in the explorer first, or write SQL.") : null,
     ),
     el(
@@ -67,6 +68,22 @@ function renderWizard(container, route, topics, onReplay) {
   const summary = el("div", { class: "dry-run", id: "dry-run-summary", "aria-live": "polite" });
   form.append(el("div", { class: "buttons" }, dryRunButton, runButton, el("span", { class: "muted" }, "A dry run publishes nothing; run is enabled after a dry run without problems.")));
   container.append(form, summary);
+  if (!fromSql) {
+    selectionSql(selection, signal).then(
+      ({ sql }) => {
+        sqlArea.placeholder = "";
+        if (!sqlArea.value) sqlArea.value = sql;
+      },
+      (error) => {
+        sqlArea.placeholder = "";
+        if (error.name === "AbortError") return;
+        const box = errorBox(error);
+        box.dataset.mode = "sql";
+        box.hidden = new FormData(form).get("mode") !== "sql";
+        sqlArea.closest("label").after(box);
+      },
+    );
+  }
 
   const showBus = () => {
     const data = new FormData(form);

@@ -1,8 +1,9 @@
 // The explorer's selection (topics, time range, filters), as it lives in the
-// URL, and its three translations: event-search parameters, an SQL WHERE
-// clause (for the histogram and multi-topic replays), and a replay selection.
+// URL, and its translations: the filter parameters of the event routes
+// (search, histogram, SQL text), and a replay selection. The server turns
+// filters into SQL; nothing here writes any.
 
-import { ApiError, sqlString, withToken } from "./util.js";
+import { api } from "./util.js";
 
 const SINGLE = ["source", "from", "to", "key", "contains"];
 const REPEATED = ["topic", "header", "json"];
@@ -48,59 +49,54 @@ export function selectionProblem(selection) {
   return "";
 }
 
-/** Parameters of GET /api/v1/events for one topic (or all when topic is empty). */
-export function searchParams(selection, topic, limit, cursor) {
+/**
+ * A time for the API: RFC 3339 as typed, other forms the browser reads as a
+ * time in UTC ISO form, and anything else as is, for the server to refuse.
+ */
+function rfc3339(text) {
+  if (/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/i.test(text)) return text;
+  const time = new Date(text);
+  return Number.isNaN(time.getTime()) ? text : time.toISOString();
+}
+
+/** The filter parameters of /api/v1/events and its histogram and sql routes (each topic repeated). */
+export function filterParams(selection) {
   const params = new URLSearchParams();
   if (selection.source) params.set("source", selection.source);
-  if (topic) params.set("topic", topic);
-  if (selection.from) params.set("from", selection.from);
-  if (selection.to) params.set("to", selection.to);
+  for (const topic of selection.topics) params.append("topic", topic);
+  if (selection.from) params.set("from", rfc3339(selection.from));
+  if (selection.to) params.set("to", rfc3339(selection.to));
   if (selection.key) params.set("key", selection.key);
   for (const header of selection.headers) params.append("header", header);
   if (selection.contains) params.set("contains", selection.contains);
   for (const field of selection.json) params.append("json", field);
+  return params;
+}
+
+/** Parameters of GET /api/v1/events: the filter, a page size and the cursor. */
+export function searchParams(selection, limit, cursor) {
+  const params = filterParams(selection);
   params.set("limit", String(limit));
   if (cursor) params.set("cursor", cursor);
   return params;
 }
 
-function splitPair(text) {
-  const at = text.indexOf("=");
-  return [text.slice(0, at), text.slice(at + 1)];
+/**
+ * The server's translation of the selection to SQL:
+ * `{where: "<condition over events>", sql: "SELECT event_id, source, topic FROM events WHERE …"}`.
+ */
+export async function selectionSql(selection, signal) {
+  return api(`/api/v1/events/sql?${filterParams(selection)}`, { signal });
 }
 
-/** The selection as SQL conditions over `events`, joined with AND ("TRUE" when empty). */
-export function whereClause(selection) {
-  const conditions = [];
-  if (selection.source) conditions.push(`source = ${sqlString(selection.source)}`);
-  if (selection.topics.length === 1) conditions.push(`topic = ${sqlString(selection.topics[0])}`);
-  if (selection.topics.length > 1) conditions.push(`topic IN (${selection.topics.map(sqlString).join(", ")})`);
-  if (selection.from) conditions.push(`event_time >= TIMESTAMP ${sqlString(new Date(selection.from).toISOString())}`);
-  if (selection.to) conditions.push(`event_time < TIMESTAMP ${sqlString(new Date(selection.to).toISOString())}`);
-  if (selection.key) conditions.push(`key = CAST(${sqlString(selection.key)} AS BYTEA)`);
-  for (const header of selection.headers) {
-    const [name, value] = splitPair(header);
-    conditions.push(`has_header(headers, ${sqlString(name)}, ${sqlString(value)})`);
-  }
-  if (selection.contains) conditions.push(`contains(payload_text, ${sqlString(selection.contains)})`);
-  for (const field of selection.json) {
-    const [path, value] = splitPair(field);
-    const parts = path.split(".").map((part) => (/^-?\d+$/.test(part) ? part : sqlString(part)));
-    conditions.push(`json_as_text(payload_text, ${parts.join(", ")}) = ${sqlString(value)}`);
-  }
-  return conditions.length ? conditions.join(" AND ") : "TRUE";
-}
-
-/** The replay API's selection: filters for zero or one topic, SQL for several. */
+/** The replay API's filter selection (`topics` for several). */
 export function replaySelection(selection) {
-  if (selection.topics.length > 1) {
-    return { type: "sql", sql: `SELECT event_id, source, topic FROM events WHERE ${whereClause(selection)}` };
-  }
   const filter = { type: "filter" };
   if (selection.source) filter.source = selection.source;
   if (selection.topics.length === 1) filter.topic = selection.topics[0];
-  if (selection.from) filter.from = new Date(selection.from).toISOString();
-  if (selection.to) filter.to = new Date(selection.to).toISOString();
+  if (selection.topics.length > 1) filter.topics = selection.topics;
+  if (selection.from) filter.from = rfc3339(selection.from);
+  if (selection.to) filter.to = rfc3339(selection.to);
   if (selection.key) filter.key = selection.key;
   if (selection.headers.length) filter.headers = selection.headers;
   if (selection.contains) filter.contains = selection.contains;
@@ -122,63 +118,25 @@ export function describeSelection(selection) {
 }
 
 /**
- * Newest-first events over several topics: one cursor per topic, merged by
- * (event_time, event_id) descending, exactly like the API orders one topic.
+ * Newest-first events of the selection, a page at a time: the server orders
+ * every topic together by (event_time, event_id) under one cursor.
  */
-export class MergedSearch {
+export class PagedSearch {
   constructor(selection, pageSize) {
     this.selection = selection;
     this.pageSize = pageSize;
-    const topics = selection.topics.length ? selection.topics : [""];
-    this.streams = topics.map((topic) => ({ topic, buffer: [], cursor: null, done: false, started: false }));
+    this.cursor = null;
+    this.exhausted = false;
     this.segmentsScanned = 0;
   }
 
-  get exhausted() {
-    return this.streams.every((s) => s.done && s.buffer.length === 0);
-  }
-
-  async fill(stream, signal) {
-    const params = searchParams(this.selection, stream.topic, this.pageSize, stream.cursor);
-    const response = await fetch(`/api/v1/events?${params}`, { signal, headers: withToken({ Accept: "application/json" }) });
-    const body = await response.json();
-    if (!response.ok) throw new ApiError(response.status, body.error || "error", body.message || response.statusText);
-    stream.started = true;
-    stream.buffer.push(...body.events);
-    stream.cursor = body.next_cursor || null;
-    stream.done = !body.next_cursor;
-    this.segmentsScanned += body.segments_scanned || 0;
-  }
-
-  /** The next page of events, newest first. */
+  /** The next page of events, newest first (empty once exhausted). */
   async next(signal) {
-    const page = [];
-    while (page.length < this.pageSize) {
-      const empty = this.streams.filter((s) => s.buffer.length === 0 && !s.done);
-      if (empty.length) await Promise.all(empty.map((s) => this.fill(s, signal)));
-      let best = null;
-      for (const stream of this.streams) {
-        const head = stream.buffer[0];
-        if (!head) continue;
-        if (!best || newer(head, best.buffer[0])) best = stream;
-      }
-      if (!best) break;
-      page.push(best.buffer.shift());
-    }
-    return page;
+    if (this.exhausted) return [];
+    const page = await api(`/api/v1/events?${searchParams(this.selection, this.pageSize, this.cursor)}`, { signal });
+    this.cursor = page.next_cursor || null;
+    this.exhausted = !page.next_cursor;
+    this.segmentsScanned += page.segments_scanned || 0;
+    return page.events;
   }
-}
-
-/** RFC 3339 UTC times with their fraction padded to microseconds, so they sort as text. */
-function timeKey(iso) {
-  const match = /^(.*?)(?:\.(\d+))?Z$/.exec(iso || "");
-  if (!match) return iso || "";
-  return `${match[1]}.${(match[2] || "").padEnd(6, "0")}Z`;
-}
-
-function newer(a, b) {
-  const left = timeKey(a.event_time);
-  const right = timeKey(b.event_time);
-  if (left !== right) return left > right;
-  return a.event_id > b.event_id;
 }

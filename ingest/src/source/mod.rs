@@ -25,17 +25,39 @@
 //! where a partition resumes: a writer whose checkpoint is stale (after a
 //! rebalance, or a zombie) is refused by the compare-and-set commit.
 //!
-//! One module per bus; each bus is behind a cargo feature that is on by default.
+//! The bus sources live in `hindsight-connectors` (one module per bus, each
+//! a cargo feature); this crate has the contract and the demo source.
+//!
+//! A source is built from its configuration ([`SourceConfig::open`]), so the
+//! binary iterates over configured sources without knowing their bus.
 
-#[cfg(feature = "amqp")]
-pub mod amqp;
 pub mod demo;
-#[cfg(feature = "kafka")]
-pub mod kafka;
 
 use async_trait::async_trait;
-use hindsight_archive::catalog::CheckpointAdvance;
+use hindsight_archive::catalog::{Catalog, CheckpointAdvance};
 use hindsight_archive::{Bus, Event, Result};
+
+use crate::batch::FlushPolicy;
+
+/// A source's configuration: enough to open it and to say what it archives.
+#[async_trait]
+pub trait SourceConfig: Send + Sync {
+    /// The configured source name.
+    fn name(&self) -> &str;
+
+    fn bus(&self) -> Bus;
+
+    /// The source's own `[flush]` limits over `defaults`.
+    fn flush_policy(&self, defaults: FlushPolicy) -> FlushPolicy;
+
+    /// The topics (Kafka) or exchanges (RabbitMQ) it archives by name, and a
+    /// topic pattern if it has one, for replay's loop guard.
+    fn archived_names(&self) -> (Vec<String>, Option<String>);
+
+    /// Connects and returns the running source. A misconfigured connection
+    /// fails here, at start-up, with an error naming the source and host.
+    async fn open(&self, catalog: Catalog, policy: FlushPolicy) -> Result<Box<dyn Source>>;
+}
 
 /// Where a source stood when the pipeline took a batch: what acknowledging
 /// that batch may cover. Opaque to the pipeline, which hands it back to
@@ -94,6 +116,11 @@ pub trait Source: Send {
     /// up to them to its broker, and nothing after.
     async fn acknowledge(&mut self, committed: &[CheckpointAdvance], mark: BatchMark)
         -> Result<()>;
+
+    /// Stops the source and closes its connection (after the pipeline's
+    /// last commit and acknowledgement). Never fails: what is not
+    /// acknowledged is delivered again.
+    async fn close(&mut self) {}
 }
 
 /// The default `max_payload_bytes` of every bus source: 16 MiB.
@@ -102,7 +129,7 @@ pub fn default_max_payload_bytes() -> usize {
 }
 
 /// Counts events and payload bytes received, for `/metrics`.
-pub(crate) fn count_consumed(source: &str, events: &[hindsight_archive::Event]) {
+pub fn count_consumed(source: &str, events: &[hindsight_archive::Event]) {
     let labels = hindsight_archive::metrics::Metrics::source(source);
     let metrics = hindsight_archive::metrics::global();
     metrics
@@ -135,11 +162,8 @@ pub struct FlushOverride {
 
 impl FlushOverride {
     /// `defaults` with the limits this override sets.
-    pub fn apply(
-        &self,
-        defaults: hindsight_archive::writer::FlushPolicy,
-    ) -> hindsight_archive::writer::FlushPolicy {
-        hindsight_archive::writer::FlushPolicy {
+    pub fn apply(&self, defaults: FlushPolicy) -> FlushPolicy {
+        FlushPolicy {
             max_rows: self.max_rows.unwrap_or(defaults.max_rows),
             max_bytes: self.max_bytes.unwrap_or(defaults.max_bytes),
             max_age: self.max_age.unwrap_or(defaults.max_age),

@@ -7,8 +7,12 @@
 //!
 //! Pause and cancel go through the catalog, so they reach a replay run by
 //! `hindsight replay` in another process as well. Resuming a replay that no
-//! process runs (interrupted, failed) starts it here.
+//! process runs (interrupted, failed) starts it here, under the
+//! [`Supervisor`](crate::Supervisor). Credentials are never stored with a
+//! replay: resuming one whose target had some takes the target again, in
+//! the body (`{"target": …}`).
 
+use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -16,15 +20,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hindsight_archive::replays::{ReplayRequest, ReplayStatus};
+use hindsight_replay::{ReplayOptions, ReplaySpec, Selection, Target};
 use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
-use super::publisher::Target;
-use super::selection::Selection;
-use super::{ReplayOptions, ReplayService, ReplaySpec};
 use crate::error::ApiError;
-use crate::sql::QueryEngine;
+use crate::AppState;
 
 /// The body of `POST /api/v1/replays`.
 #[derive(Debug, Deserialize)]
@@ -43,32 +43,26 @@ pub struct ListParams {
     pub limit: Option<i64>,
 }
 
-/// The replay routes, with their own state; merge them behind the token check.
-pub fn routes<S: Clone + Send + Sync + 'static>(engine: QueryEngine) -> Router<S> {
+/// The body of `POST /api/v1/replays/{id}/resume`, all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeBody {
+    /// The replay's target again, with its credentials.
+    pub target: Option<Target>,
+}
+
+/// The replay routes; merge them behind the token check.
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/replays", post(create).get(list))
         .route("/api/v1/replays/{id}", get(show))
         .route("/api/v1/replays/{id}/pause", post(pause))
         .route("/api/v1/replays/{id}/resume", post(resume))
         .route("/api/v1/replays/{id}/cancel", post(cancel))
-        .with_state(ReplayService::new(engine, None))
-}
-
-/// Runs a replay in the background of this process.
-fn spawn(run: super::ReplayRun) {
-    let span = tracing::info_span!("replay", id = %run.id());
-    tokio::spawn(
-        async move {
-            if let Err(error) = run.execute(CancellationToken::new(), None).await {
-                tracing::error!(error = %error.message(), "replay stopped");
-            }
-        }
-        .instrument(span),
-    );
 }
 
 async fn create(
-    State(service): State<ReplayService>,
+    State(state): State<AppState>,
     body: Result<Json<ReplayBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
@@ -77,55 +71,64 @@ async fn create(
         target: body.target,
         options: body.options,
     };
+    let service = &state.replays;
     if body.dry_run {
         let report = service.dry_run(&spec).await?;
         return Ok(Json(report).into_response());
     }
     let run = service.start(spec).await?;
     let id = run.id().to_owned();
-    spawn(run);
+    state.supervisor.spawn(run);
     let view = service.get(&id).await?;
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())
 }
 
 async fn list(
-    State(service): State<ReplayService>,
+    State(state): State<AppState>,
     Query(params): Query<ListParams>,
 ) -> Result<Response, ApiError> {
     let limit = params.limit.unwrap_or(100).clamp(1, 1000);
-    Ok(Json(service.list(limit).await?).into_response())
+    Ok(Json(state.replays.list(limit).await?).into_response())
 }
 
-async fn show(
-    State(service): State<ReplayService>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    Ok(Json(service.get(&id).await?).into_response())
+async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(Json(state.replays.get(&id).await?).into_response())
 }
 
 async fn pause(
-    State(service): State<ReplayService>,
+    State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(service.request(&id, ReplayRequest::Pause).await?).into_response())
+    Ok(Json(state.replays.request(&id, ReplayRequest::Pause).await?).into_response())
 }
 
 async fn cancel(
-    State(service): State<ReplayService>,
+    State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(service.request(&id, ReplayRequest::Cancel).await?).into_response())
+    Ok(Json(state.replays.request(&id, ReplayRequest::Cancel).await?).into_response())
 }
 
 async fn resume(
-    State(service): State<ReplayService>,
+    State(state): State<AppState>,
     Path(id): Path<String>,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
+    let body: ResumeBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ResumeBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|error| {
+            ApiError::bad_request(format!(
+                "the body must be empty or {{\"target\": …}}: {error}"
+            ))
+        })?
+    };
+    let service = &state.replays;
     let current = service.get(&id).await?;
     match current.status {
         ReplayStatus::Interrupted | ReplayStatus::Failed => {
-            let run = service.resume(&id).await?;
-            spawn(run);
+            let run = service.resume(&id, body.target.as_ref()).await?;
+            state.supervisor.spawn(run);
             Ok((StatusCode::ACCEPTED, Json(service.get(&id).await?)).into_response())
         }
         _ => Ok(Json(service.request(&id, ReplayRequest::Run).await?).into_response()),

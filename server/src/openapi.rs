@@ -96,7 +96,7 @@ fn replay_response(description: &str) -> Value {
     json!({ "description": description, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Replay" } } } })
 }
 
-/// `/api/v1/replays…` (served by [`crate::replay::http::routes`]).
+/// `/api/v1/replays…` (served by [`crate::replays::routes`]).
 fn replay_paths() -> serde_json::Map<String, Value> {
     let secured = json!([{ "bearer": [] }]);
     let control = |operation: &str, summary: &str| {
@@ -139,13 +139,19 @@ fn replay_paths() -> serde_json::Map<String, Value> {
         "/api/v1/replays/{id}/pause".to_owned(),
         control("pauseReplay", "Ask the runner to pause at its next window"),
     );
-    paths.insert(
-        "/api/v1/replays/{id}/resume".to_owned(),
-        control(
-            "resumeReplay",
-            "Continue a paused replay, or restart an interrupted or failed one here",
-        ),
+    let mut resume = control(
+        "resumeReplay",
+        "Continue a paused replay, or restart an interrupted or failed one here",
     );
+    resume["post"]["description"] = json!(
+        "Send Content-Type: application/json. The body is empty, or {\"target\": …}: credentials are \
+         never stored with a replay, so resuming one whose target had some (an AMQP URL's password, \
+         Kafka sasl.* properties) takes the same target again with them."
+    );
+    resume["post"]["requestBody"] = json!({ "required": false, "content": { "application/json": { "schema": {
+        "type": "object", "properties": { "target": { "$ref": "#/components/schemas/ReplayTarget" } }
+    } } } });
+    paths.insert("/api/v1/replays/{id}/resume".to_owned(), resume);
     paths.insert(
         "/api/v1/replays/{id}/cancel".to_owned(),
         control("cancelReplay", "Ask the runner to stop for good"),
@@ -165,11 +171,15 @@ fn replay_schemas() -> serde_json::Map<String, Value> {
     schemas.insert("ReplayRequest".to_owned(), json!({
         "type": "object", "required": ["selection", "target"], "additionalProperties": false,
         "properties": {
-            "selection": { "type": "object", "description": "{\"type\": \"filter\", topic, from, to, key, headers, contains, json, …} or {\"type\": \"sql\", \"sql\": …}" },
-            "target": { "type": "object", "description": "{\"type\": \"kafka\", brokers, topic, topic_map, partitioning, …} or {\"type\": \"amqp\", url, exchange, exchange_map, routing_key}" },
+            "selection": { "type": "object", "description": "{\"type\": \"filter\", source, topic, topics, partition, from, to, key, headers, contains, json} (the filter of /api/v1/events) or {\"type\": \"sql\", \"sql\": …}" },
+            "target": { "$ref": "#/components/schemas/ReplayTarget" },
             "options": { "type": "object", "description": "rate, bytes_rate, pace, provenance, strip_headers, set_headers, allow_loop, dedup, window, sample, oversized (\"stop\" or \"skip\"), skip_damaged" },
             "dry_run": { "type": "boolean" }
         }
+    }));
+    schemas.insert("ReplayTarget".to_owned(), json!({
+        "type": "object",
+        "description": "{\"type\": \"kafka\", brokers, topic, topic_map, partitioning, keep_timestamp, client} or {\"type\": \"amqp\", url, exchange, exchange_map, routing_key}. Records and answers show it without credentials: an AMQP URL's password and secret Kafka client properties read [redacted]."
     }));
     schemas.insert("Totals".to_owned(), totals);
     schemas.insert("DryRunReport".to_owned(), json!({
@@ -322,20 +332,27 @@ fn core_document() -> Value {
                 "operationId": "searchEvents",
                 "summary": "Search events, newest first, with cursor pagination",
                 "security": secured,
-                "parameters": [
-                    query_parameter("source", "source name", json!({ "type": "string" })),
-                    query_parameter("topic", "Kafka topic or AMQP exchange", json!({ "type": "string" })),
-                    query_parameter("partition", "Kafka partition", json!({ "type": "integer", "format": "int32" })),
-                    query_parameter("from", "event_time at or after (RFC 3339)", json!({ "type": "string", "format": "date-time" })),
-                    query_parameter("to", "event_time before (RFC 3339)", json!({ "type": "string", "format": "date-time" })),
-                    query_parameter("key", "Kafka key (UTF-8)", json!({ "type": "string" })),
-                    query_parameter("header", "name=value; repeat for several", json!({ "type": "array", "items": { "type": "string" } })),
-                    query_parameter("contains", "text the UTF-8 payload contains", json!({ "type": "string" })),
-                    query_parameter("json", "path=value on the JSON payload, path dot-separated (customer.id=42); repeat for several", json!({ "type": "array", "items": { "type": "string" } })),
+                "parameters": filter_parameters(&[
                     query_parameter("limit", "page size (default 50, at most 1000)", json!({ "type": "integer", "minimum": 1, "maximum": 1000 })),
                     query_parameter("cursor", "next_cursor of the previous page", json!({ "type": "string" }))
-                ],
+                ]),
                 "responses": with_errors(json!({ "200": { "description": "a page of events", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/EventPage" } } } } }), &["400", "401", "422", "429", "500", "503"])
+            }},
+            "/api/v1/events/histogram": { "get": {
+                "operationId": "eventHistogram",
+                "summary": "Counts of the filter's events per time bucket (only buckets with events, in time order; buckets start at multiples of step_ms since the epoch)",
+                "security": secured,
+                "parameters": filter_parameters(&[
+                    query_parameter("step_ms", "bucket length in milliseconds (at least 1; at most 10000 buckets between from and to)", json!({ "type": "integer", "minimum": 1 }))
+                ]),
+                "responses": with_errors(json_response("the buckets", histogram_schema()), &["400", "401", "422", "429", "500", "503"])
+            }},
+            "/api/v1/events/sql": { "get": {
+                "operationId": "eventFilterSql",
+                "summary": "The filter as SQL over the events view: a condition (where) and a query selecting its events (sql), for the SQL route or a replay's SQL selection",
+                "security": secured,
+                "parameters": filter_parameters(&[]),
+                "responses": with_errors(json_response("the SQL text", filter_sql_schema()), &["400", "401"])
             }},
             "/api/v1/events/{event_id}": { "get": {
                 "operationId": "getEvent",
@@ -431,5 +448,43 @@ fn core_document() -> Value {
                 }
             }
         }
+    })
+}
+
+/// The filter parameters of every event route, then `extra`.
+fn filter_parameters(extra: &[Value]) -> Value {
+    let mut parameters = vec![
+        query_parameter("source", "source name", json!({ "type": "string" })),
+        query_parameter("topic", "Kafka topic, AMQP exchange or stream; repeat for any of several", json!({ "type": "array", "items": { "type": "string" } })),
+        query_parameter("partition", "Kafka partition", json!({ "type": "integer", "format": "int32" })),
+        query_parameter("from", "event_time at or after (RFC 3339)", json!({ "type": "string", "format": "date-time" })),
+        query_parameter("to", "event_time before (RFC 3339)", json!({ "type": "string", "format": "date-time" })),
+        query_parameter("key", "Kafka key (UTF-8)", json!({ "type": "string" })),
+        query_parameter("header", "name=value; repeat for several", json!({ "type": "array", "items": { "type": "string" } })),
+        query_parameter("contains", "text the UTF-8 payload contains", json!({ "type": "string" })),
+        query_parameter("json", "path=value on the JSON payload, path dot-separated (customer.id=42; a number indexes an array: items.0.sku=A-1); repeat for several", json!({ "type": "array", "items": { "type": "string" } })),
+    ];
+    parameters.extend(extra.iter().cloned());
+    Value::Array(parameters)
+}
+
+/// A 200 answer with a JSON body of `schema`.
+fn json_response(description: &str, schema: Value) -> Value {
+    json!({ "200": { "description": description, "content": { "application/json": { "schema": schema } } } })
+}
+
+fn histogram_schema() -> Value {
+    let bucket = json!({ "type": "object", "required": ["start", "count"], "properties": {
+        "start": { "type": "string", "format": "date-time" }, "count": { "type": "integer" } } });
+    json!({
+        "type": "object", "required": ["step_ms", "buckets"],
+        "properties": { "step_ms": { "type": "integer" }, "buckets": { "type": "array", "items": bucket } }
+    })
+}
+
+fn filter_sql_schema() -> Value {
+    json!({
+        "type": "object", "required": ["where", "sql"],
+        "properties": { "where": { "type": "string" }, "sql": { "type": "string" } }
     })
 }

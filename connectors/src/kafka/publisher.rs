@@ -38,7 +38,6 @@ use async_trait::async_trait;
 use hindsight_archive::{Bus, Event, Header};
 use rdkafka::admin::{AdminClient, AdminOptions, OwnedResourceSpecifier, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -46,10 +45,11 @@ use rdkafka::ClientContext;
 
 use tokio::sync::Notify;
 
-use super::publisher::{
-    HeaderRules, KafkaTarget, Partitioning, PendingWindow, Publisher, SizeExcess, WindowOutcome,
+use hindsight_replay::publisher::{
+    HeaderRules, KafkaTarget, Partitioning, PendingWindow, Publisher, SizeExcess, SizeLimit,
+    SizeLimits, WindowOutcome,
 };
-use crate::error::{Error, ErrorKind, Result};
+use hindsight_replay::{Error, ErrorKind, Result};
 
 /// How long a sealed window may wait for acknowledgements before the replay fails.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
@@ -69,13 +69,6 @@ const PRODUCER_MAX_MESSAGE_BYTES: u64 = 1_000_000_000;
 const RECORD_BATCH_OVERHEAD: u64 = 61;
 const RECORD_OVERHEAD: u64 = 5 + 1 + 10 + 5 + 5 + 5 + 5;
 const HEADER_OVERHEAD: u64 = 5 + 5;
-
-/// The largest record batch a topic accepts, and who said so.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct SizeLimit {
-    pub bytes: u64,
-    pub from: String,
-}
 
 /// The size limit of each of `topics` on the target (see the module docs).
 /// Never fails: what the broker does not answer falls back, and the
@@ -192,6 +185,17 @@ impl TopicSizes {
     }
 }
 
+#[async_trait]
+impl SizeLimits for TopicSizes {
+    fn limits(&self) -> BTreeMap<String, SizeLimit> {
+        self.limits.clone()
+    }
+
+    async fn excess(&mut self, event: &Event, destination: &str) -> Option<SizeExcess> {
+        TopicSizes::excess(self, event, destination).await
+    }
+}
+
 /// Asks the topics' `max.message.bytes`, and, when a topic has none, the
 /// first broker's `message.max.bytes`.
 async fn describe_size_limits(
@@ -201,11 +205,7 @@ async fn describe_size_limits(
     if topics.is_empty() {
         return Ok((HashMap::new(), None));
     }
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", &target.brokers);
-    for (name, value) in &target.client {
-        config.set(name, value);
-    }
+    let config = super::client::client_config(&target.brokers, &[], &target.client);
     let admin: Arc<AdminClient<DefaultClientContext>> =
         Arc::new(config.create().map_err(|error| error.to_string())?);
     let options = AdminOptions::new().request_timeout(Some(DESCRIBE_TIMEOUT));
@@ -425,18 +425,18 @@ impl KafkaPublisher {
     ) -> Result<Self> {
         let sizes = TopicSizes::ask(target, rules.clone(), destinations).await?;
         tracing::info!(message_max_bytes = sizes.producer_max_bytes, limits = ?sizes.limits, "kafka replay producer sized");
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", &target.brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("partitioner", "murmur2_random")
-            .set("linger.ms", "5")
-            .set("message.timeout.ms", "60000")
-            .set("message.max.bytes", sizes.producer_max_bytes.to_string());
-        for (name, value) in &target.client {
-            config.set(name, value);
-        }
+        let config = super::client::client_config(
+            &target.brokers,
+            &[
+                ("enable.idempotence", "true".into()),
+                ("acks", "all".into()),
+                ("partitioner", "murmur2_random".into()),
+                ("linger.ms", "5".into()),
+                ("message.timeout.ms", "60000".into()),
+                ("message.max.bytes", sizes.producer_max_bytes.to_string()),
+            ],
+            &target.client,
+        );
         let producer: ThreadedProducer<DeliveryReports> = config
             .create_with_context(DeliveryReports)
             .map_err(|error| {

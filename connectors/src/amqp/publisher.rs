@@ -24,112 +24,20 @@
 //! an empty value, which never carries that header.
 
 use async_trait::async_trait;
-use base64::Engine as _;
 use hindsight_archive::{Bus, Event};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::types::{
-    AMQPType, AMQPValue, ByteArray, DecimalValue, FieldArray, FieldTable, LongString, ShortString,
-};
-use lapin::{
-    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, PublisherConfirm,
-};
+use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, PublisherConfirm};
 
-use super::publisher::{AmqpTarget, HeaderRules, PendingWindow, Publisher, WindowOutcome};
-use crate::error::{Error, ErrorKind, Result};
+use hindsight_replay::publisher::{
+    AmqpTarget, HeaderRules, PendingWindow, Publisher, WindowOutcome,
+};
+use hindsight_replay::{Error, ErrorKind, Result};
+
+use super::convert::decode_lapin_table;
 
 fn amqp_error(message: &str, error: lapin::Error) -> Error {
     Error::new(ErrorKind::Retryable, format!("{message}: {error}"))
-}
-
-/// Rebuilds a headers table from the archive's typed JSON
-/// (`{"name": {"t": "S", "v": …}}`, or `"b64"` for bytes).
-pub fn json_to_table(json: &serde_json::Value) -> Result<FieldTable> {
-    let object = json.as_object().ok_or_else(|| {
-        Error::invalid_input("an archived AMQP headers table is not a JSON object")
-    })?;
-    let mut table = FieldTable::default();
-    for (name, value) in object {
-        table.insert(ShortString::from(name.as_str()), json_to_value(value)?);
-    }
-    Ok(table)
-}
-
-fn json_to_value(json: &serde_json::Value) -> Result<AMQPValue> {
-    let bad = |what: &str| {
-        Error::invalid_input(format!(
-            "an archived AMQP header value is malformed ({what}): {json}"
-        ))
-    };
-    let kind = json
-        .get("t")
-        .and_then(|t| t.as_str())
-        .and_then(|t| t.chars().next())
-        .ok_or_else(|| bad("no type"))?;
-    let value = json.get("v").unwrap_or(&serde_json::Value::Null);
-    let bytes = || -> Result<Option<Vec<u8>>> {
-        match json.get("b64").and_then(|b| b.as_str()) {
-            Some(text) => base64::engine::general_purpose::STANDARD
-                .decode(text)
-                .map(Some)
-                .map_err(|_| bad("base64")),
-            None => Ok(None),
-        }
-    };
-    let int = || value.as_i64().ok_or_else(|| bad("integer"));
-    let uint = || value.as_u64().ok_or_else(|| bad("unsigned integer"));
-    let text = || value.as_str().ok_or_else(|| bad("text"));
-    if kind == '_' {
-        return Ok(AMQPValue::ShortString(ShortString::from(text()?)));
-    }
-    let amqp_type = AMQPType::from_id(kind).ok_or_else(|| bad("unknown type"))?;
-    Ok(match amqp_type {
-        AMQPType::Boolean => AMQPValue::Boolean(value.as_bool().ok_or_else(|| bad("boolean"))?),
-        AMQPType::ShortShortInt => {
-            AMQPValue::ShortShortInt(i8::try_from(int()?).map_err(|_| bad("i8"))?)
-        }
-        AMQPType::ShortShortUInt => {
-            AMQPValue::ShortShortUInt(u8::try_from(uint()?).map_err(|_| bad("u8"))?)
-        }
-        AMQPType::ShortInt => AMQPValue::ShortInt(i16::try_from(int()?).map_err(|_| bad("i16"))?),
-        AMQPType::ShortUInt => {
-            AMQPValue::ShortUInt(u16::try_from(uint()?).map_err(|_| bad("u16"))?)
-        }
-        AMQPType::LongInt => AMQPValue::LongInt(i32::try_from(int()?).map_err(|_| bad("i32"))?),
-        AMQPType::LongUInt => AMQPValue::LongUInt(u32::try_from(uint()?).map_err(|_| bad("u32"))?),
-        AMQPType::LongLongInt | AMQPType::LongLongUInt => AMQPValue::LongLongInt(int()?),
-        // f32 -> f64 -> f32 is exact.
-        AMQPType::Float => AMQPValue::Float(value.as_f64().ok_or_else(|| bad("float"))? as f32),
-        AMQPType::Double => AMQPValue::Double(value.as_f64().ok_or_else(|| bad("double"))?),
-        AMQPType::DecimalValue => AMQPValue::DecimalValue(DecimalValue {
-            scale: value
-                .get("scale")
-                .and_then(|s| s.as_u64())
-                .and_then(|s| u8::try_from(s).ok())
-                .ok_or_else(|| bad("decimal scale"))?,
-            value: value
-                .get("value")
-                .and_then(|s| s.as_u64())
-                .and_then(|s| u32::try_from(s).ok())
-                .ok_or_else(|| bad("decimal value"))?,
-        }),
-        AMQPType::ShortString => AMQPValue::ShortString(ShortString::from(text()?)),
-        AMQPType::LongString => match bytes()? {
-            Some(raw) => AMQPValue::LongString(LongString::from(raw)),
-            None => AMQPValue::LongString(LongString::from(text()?.as_bytes().to_vec())),
-        },
-        AMQPType::ByteArray => AMQPValue::ByteArray(ByteArray::from(bytes()?.unwrap_or_default())),
-        AMQPType::Timestamp => AMQPValue::Timestamp(uint()?),
-        AMQPType::FieldArray => AMQPValue::FieldArray(FieldArray::from(
-            value
-                .as_array()
-                .ok_or_else(|| bad("array"))?
-                .iter()
-                .map(json_to_value)
-                .collect::<Result<Vec<_>>>()?,
-        )),
-        AMQPType::FieldTable => AMQPValue::FieldTable(json_to_table(value)?),
-        AMQPType::Void => AMQPValue::Void,
-    })
 }
 
 /// Marks a replayed Kafka tombstone, whose body is empty.
@@ -148,13 +56,14 @@ pub fn headers_table(event: &Event, rules: &HeaderRules) -> Result<Option<FieldT
     let had_table = event.bus == Bus::Amqp && event.amqp.headers_table.is_some();
     match (&event.bus, &event.amqp.headers_table) {
         (Bus::Amqp, Some(json)) => {
-            let parsed: serde_json::Value = serde_json::from_str(json).map_err(|error| {
+            let table = decode_lapin_table(json).map_err(|error| {
                 Error::invalid_input(format!(
-                    "the archived headers table of event {} is not JSON: {error}",
-                    event.event_id
+                    "the archived headers table of event {}: {}",
+                    event.event_id,
+                    error.message()
                 ))
             })?;
-            for (name, value) in json_to_table(&parsed)?.inner() {
+            for (name, value) in table.inner() {
                 entries.push((name.as_str().to_owned(), value.clone()));
             }
         }
@@ -315,19 +224,7 @@ pub struct AmqpPublisher {
 
 impl AmqpPublisher {
     pub async fn connect(target: &AmqpTarget, rules: HeaderRules) -> Result<Self> {
-        let properties =
-            ConnectionProperties::default().with_connection_name("hindsight replay".into());
-        let connection = Connection::connect(&target.url, properties)
-            .await
-            .map_err(|error| {
-                amqp_error(
-                    &format!(
-                        "cannot connect to RabbitMQ at {}",
-                        super::publisher::redact_url(&target.url)
-                    ),
-                    error,
-                )
-            })?;
+        let connection = super::client::connect(&target.url, "hindsight replay").await?;
         let channel = connection
             .create_channel()
             .await
@@ -390,48 +287,6 @@ impl Publisher for AmqpPublisher {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn typed_json_rebuilds_the_exact_table() {
-        let json = serde_json::json!({
-            "text": {"t": "S", "v": "héllo"},
-            "binary": {"t": "S", "b64": "/wD+"},
-            "count": {"t": "l", "v": -7},
-            "small": {"t": "b", "v": -3},
-            "flag": {"t": "t", "v": true},
-            "nothing": {"t": "V", "v": null},
-            "price": {"t": "D", "v": {"scale": 2, "value": 1999}},
-            "ratio": {"t": "f", "v": 0.1f32},
-            "when": {"t": "T", "v": 1_700_000_000u64},
-            "bytes": {"t": "x", "b64": "AQI="},
-            "list": {"t": "A", "v": [{"t": "I", "v": 1}, {"t": "S", "v": "two"}]},
-            "nested": {"t": "F", "v": {"depth": {"t": "I", "v": 2}}}
-        });
-        let table = json_to_table(&json).unwrap();
-        let get = |name: &str| table.inner().get(name).unwrap().clone();
-        assert_eq!(get("binary"), long_string(&[0xff, 0x00, 0xfe]));
-        assert_eq!(get("count"), AMQPValue::LongLongInt(-7));
-        assert_eq!(get("small"), AMQPValue::ShortShortInt(-3));
-        assert_eq!(get("ratio"), AMQPValue::Float(0.1));
-        assert_eq!(get("when"), AMQPValue::Timestamp(1_700_000_000));
-        assert_eq!(
-            get("bytes"),
-            AMQPValue::ByteArray(ByteArray::from(vec![1, 2]))
-        );
-        assert_eq!(
-            get("price"),
-            AMQPValue::DecimalValue(DecimalValue {
-                scale: 2,
-                value: 1999
-            })
-        );
-        let AMQPValue::FieldTable(nested) = get("nested") else {
-            panic!("nested is not a table");
-        };
-        assert_eq!(nested.inner().get("depth"), Some(&AMQPValue::LongInt(2)));
-        assert!(json_to_table(&serde_json::json!({"x": {"t": "?", "v": 1}})).is_err());
-        assert!(json_to_table(&serde_json::json!({"x": {"t": "I", "v": 1e12}})).is_err());
-    }
 
     #[test]
     fn a_table_is_sent_only_when_there_was_one_or_headers_are_added() {

@@ -16,10 +16,10 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
+use hindsight_archive::secret::{ClientProperties, SecretUrl};
 use hindsight_archive::{Bus, Event, Header};
+use hindsight_query::{Error, Result};
 use serde::{Deserialize, Serialize};
-
-use crate::error::{Error, Result};
 
 /// Provenance header names. Values are UTF-8 text.
 pub const HEADER_REPLAY_ID: &str = hindsight_archive::event::REPLAY_ID_HEADER;
@@ -68,16 +68,17 @@ pub struct KafkaTarget {
     /// so that the target's retention does not delete old events at once).
     #[serde(default)]
     pub keep_timestamp: bool,
-    /// Extra librdkafka producer properties.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub client: BTreeMap<String, String>,
+    /// Extra librdkafka producer properties. Secret ones (`sasl.password`,
+    /// …) are never serialised: a record or an answer shows them redacted.
+    #[serde(default, skip_serializing_if = "ClientProperties::is_empty")]
+    pub client: ClientProperties,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AmqpTarget {
-    /// `amqp://user:password@host:port/vhost`.
-    pub url: String,
+    /// `amqp://user:password@host:port/vhost`; serialised without the password.
+    pub url: SecretUrl,
     /// Every event goes to this exchange (`--to-exchange`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exchange: Option<String>,
@@ -137,27 +138,27 @@ impl Target {
         self.destination_of(event.bus, &event.topic, event.amqp.exchange.as_deref())
     }
 
-    /// The target without secrets (the password of an AMQP URL), for views.
-    pub fn redacted(&self) -> Target {
+    /// True when this target was read back from a record, so its
+    /// credentials were left out (they are never stored) and it cannot
+    /// connect as it is.
+    pub fn lacks_credentials(&self) -> bool {
         match self {
-            Target::Kafka(kafka) => Target::Kafka(kafka.clone()),
-            Target::Amqp(amqp) => {
-                let mut amqp = amqp.clone();
-                amqp.url = redact_url(&amqp.url);
-                Target::Amqp(amqp)
-            }
+            Target::Kafka(kafka) => kafka.client.lacks_secrets(),
+            Target::Amqp(amqp) => amqp.url.lacks_password(),
         }
     }
-}
 
-/// `amqp://user:secret@host/` becomes `amqp://user:***@host/`.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
+    /// This target (read back from a record) with the credentials of
+    /// `given`, which must be the same target otherwise.
+    pub fn with_credentials_of(&self, given: &Target) -> Result<Target> {
+        let same = serde_json::to_value(self).ok() == serde_json::to_value(given).ok();
+        if !same {
+            return Err(Error::invalid_input(
+                "the target given to resume is not the replay's target: give the same \
+                 target, with its credentials",
+            ));
         }
-        _ => url.to_owned(),
+        Ok(given.clone())
     }
 }
 
@@ -264,6 +265,47 @@ pub struct SizeExcess {
     pub limit_from: String,
 }
 
+/// The largest record batch a Kafka topic accepts, and who said so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SizeLimit {
+    pub bytes: u64,
+    pub from: String,
+}
+
+/// What a target's destinations accept, asked once and then judged per
+/// event exactly as its publisher judges (the dry-run uses it).
+#[async_trait]
+pub trait SizeLimits: Send {
+    /// What each destination asked so far accepts.
+    fn limits(&self) -> BTreeMap<String, SizeLimit>;
+    /// `Some` when `event` is larger than `destination` accepts.
+    async fn excess(&mut self, event: &Event, destination: &str) -> Option<SizeExcess>;
+}
+
+/// Opens publishers onto targets. The binary passes in the one its build
+/// has (`hindsight-connectors`, with a cargo feature per bus), so this
+/// crate needs no broker client.
+#[async_trait]
+pub trait Connector: Send + Sync + std::fmt::Debug {
+    /// Connects a publisher for `target`, which will send to `destinations`
+    /// (the topics or exchanges the plan names).
+    async fn publisher(
+        &self,
+        target: &Target,
+        rules: HeaderRules,
+        destinations: &[String],
+    ) -> Result<Box<dyn Publisher>>;
+
+    /// The size limits of `target`'s destinations; `None` for a bus whose
+    /// limits this side cannot ask.
+    async fn size_limits(
+        &self,
+        target: &Target,
+        rules: HeaderRules,
+        destinations: &[String],
+    ) -> Result<Option<Box<dyn SizeLimits>>>;
+}
+
 /// Publishes replayed events onto one bus.
 #[async_trait]
 pub trait Publisher: Send {
@@ -329,7 +371,7 @@ mod tests {
             topic_map: BTreeMap::new(),
             partitioning: Partitioning::Preserve,
             keep_timestamp: false,
-            client: BTreeMap::new(),
+            client: Default::default(),
         };
         let target = Target::Kafka(kafka.clone());
         assert_eq!(target.destination(&event(Bus::Kafka)).unwrap(), "orders");
@@ -375,11 +417,32 @@ mod tests {
     }
 
     #[test]
-    fn amqp_passwords_are_redacted() {
-        assert_eq!(
-            redact_url("amqp://guest:secret@127.0.0.1:5672/%2f"),
-            "amqp://guest:***@127.0.0.1:5672/%2f"
-        );
-        assert_eq!(redact_url("amqp://host/"), "amqp://host/");
+    fn a_stored_target_keeps_no_credentials_and_takes_them_back_on_resume() {
+        let target: Target = serde_json::from_value(serde_json::json!({
+            "type": "amqp", "url": "amqp://guest:hunter2@127.0.0.1:5672/%2f", "exchange": "x"
+        }))
+        .unwrap();
+        let stored = serde_json::to_string(&target).unwrap();
+        assert!(!stored.contains("hunter2"), "{stored}");
+        assert!(stored.contains("127.0.0.1:5672"), "{stored}");
+        let read_back: Target = serde_json::from_str(&stored).unwrap();
+        assert!(read_back.lacks_credentials());
+        assert!(!target.lacks_credentials());
+        assert_eq!(read_back.with_credentials_of(&target).unwrap(), target);
+        let other: Target = serde_json::from_value(serde_json::json!({
+            "type": "amqp", "url": "amqp://guest:hunter2@10.0.0.1:5672/%2f", "exchange": "x"
+        }))
+        .unwrap();
+        assert!(read_back.with_credentials_of(&other).is_err());
+
+        let kafka: Target = serde_json::from_value(serde_json::json!({
+            "type": "kafka", "brokers": "b:9092", "client": {"sasl.password": "pw", "acks": "all"}
+        }))
+        .unwrap();
+        let stored = serde_json::to_string(&kafka).unwrap();
+        assert!(!stored.contains("\"pw\""), "{stored}");
+        assert!(stored.contains("acks"), "{stored}");
+        let read_back: Target = serde_json::from_str(&stored).unwrap();
+        assert!(read_back.lacks_credentials());
     }
 }

@@ -11,7 +11,7 @@
 //! committed to Kafka, so that standard lag tools work; Kafka's committed
 //! offsets are never read back.
 
-use std::collections::HashMap;
+use hindsight_archive::secret::ClientProperties;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +20,6 @@ use hindsight_archive::catalog::{Catalog, CheckpointAdvance};
 use hindsight_archive::event::{event_id, now_micros};
 use hindsight_archive::metrics::{self, PartitionLabels};
 use hindsight_archive::{Bus, Error, ErrorKind, Event, Header, Result};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message, Timestamp};
@@ -31,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{count_consumed, BatchMark, Poll, Source};
+use hindsight_ingest::source::{count_consumed, BatchMark, Poll, Source};
 
 /// Where a partition without a checkpoint starts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,14 +58,15 @@ pub struct KafkaSourceConfig {
     #[serde(default)]
     pub start: StartPosition,
     /// Payloads larger than this are archived truncated, flagged, with their size.
-    #[serde(default = "super::default_max_payload_bytes")]
+    #[serde(default = "hindsight_ingest::source::default_max_payload_bytes")]
     pub max_payload_bytes: usize,
     /// Overrides of the `[flush]` limits for this source.
     #[serde(default)]
-    pub flush: super::FlushOverride,
+    pub flush: hindsight_ingest::source::FlushOverride,
     /// Extra librdkafka properties (`security.protocol`, `sasl.*`, …).
+    /// Secret ones are printed redacted.
     #[serde(default)]
-    pub client: HashMap<String, String>,
+    pub client: ClientProperties,
 }
 
 impl KafkaSourceConfig {
@@ -228,25 +228,23 @@ impl KafkaSource {
             deliveries: sender.clone(),
             revoked: std::sync::Mutex::new(Vec::new()),
         };
-        let mut client = ClientConfig::new();
-        client
-            .set("bootstrap.servers", config.brokers.join(","))
-            .set("group.id", &config.group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set(
-                "auto.offset.reset",
-                match config.start {
-                    StartPosition::Earliest => "earliest",
-                    StartPosition::Latest => "latest",
-                },
-            )
-            .set("enable.partition.eof", "false")
-            .set("statistics.interval.ms", "5000")
-            .set("client.id", format!("hindsight-{}", config.name));
-        for (key, value) in &config.client {
-            client.set(key, value);
-        }
+        let reset = match config.start {
+            StartPosition::Earliest => "earliest",
+            StartPosition::Latest => "latest",
+        };
+        let client = super::client::client_config(
+            &config.brokers.join(","),
+            &[
+                ("group.id", config.group_id.clone()),
+                ("enable.auto.commit", "false".into()),
+                ("enable.auto.offset.store", "false".into()),
+                ("auto.offset.reset", reset.into()),
+                ("enable.partition.eof", "false".into()),
+                ("statistics.interval.ms", "5000".into()),
+                ("client.id", format!("hindsight-{}", config.name)),
+            ],
+            &config.client,
+        );
         let consumer: HindsightConsumer = client.create_with_context(context).map_err(|error| {
             Error::with_source(
                 ErrorKind::InvalidInput,
@@ -448,6 +446,10 @@ fn to_event(source: &str, message: &BorrowedMessage<'_>, max_payload: usize) -> 
 
 #[async_trait]
 impl Source for KafkaSource {
+    async fn close(&mut self) {
+        self.stop().await;
+    }
+
     fn name(&self) -> &str {
         &self.config.name
     }

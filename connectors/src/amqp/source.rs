@@ -28,7 +28,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use base64::Engine as _;
 use futures::{FutureExt, StreamExt};
 use hindsight_archive::catalog::{Catalog, CheckpointAdvance};
 use hindsight_archive::event::{event_id, now_micros, AmqpProperties};
@@ -39,10 +38,13 @@ use lapin::options::{
     QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+use lapin::{BasicProperties, Channel, Connection, Consumer};
 use serde::{Deserialize, Serialize};
 
-use super::{count_consumed, BatchMark, Poll, Source};
+use hindsight_archive::SecretUrl;
+use hindsight_ingest::source::{count_consumed, BatchMark, Poll, Source};
+
+use super::convert::{encode_lapin_table, value_json};
 
 /// How the source reaches its messages.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,9 +103,10 @@ pub enum QueueType {
 #[serde(deny_unknown_fields)]
 pub struct AmqpSourceConfig {
     pub name: String,
-    /// `amqp://user:password@host:port/vhost` (`%2f` is the default vhost).
+    /// `amqp://user:password@host:port/vhost` (`%2f` is the default vhost);
+    /// printed without the password.
     #[serde(default)]
-    pub url: String,
+    pub url: SecretUrl,
     #[serde(default)]
     pub mode: AmqpMode,
     /// The queue (or stream) to consume, declared in `archive_queue` mode.
@@ -122,11 +125,11 @@ pub struct AmqpSourceConfig {
     #[serde(default)]
     pub stream_start: StreamStart,
     /// Payloads larger than this are archived truncated, flagged, with their size.
-    #[serde(default = "super::default_max_payload_bytes")]
+    #[serde(default = "hindsight_ingest::source::default_max_payload_bytes")]
     pub max_payload_bytes: usize,
     /// Overrides of the `[flush]` limits for this source.
     #[serde(default)]
-    pub flush: super::FlushOverride,
+    pub flush: hindsight_ingest::source::FlushOverride,
     /// The broker's `consumer_timeout` (RabbitMQ's default is 30 minutes). The
     /// flush age must stay well below it, or the broker closes the channel.
     #[serde(default = "default_consumer_timeout", with = "humantime_serde")]
@@ -142,11 +145,12 @@ impl AmqpSourceConfig {
     /// `flush_age` is the effective flush age limit for this source.
     pub fn problems(&self, path: &str, flush_age: Duration) -> Vec<String> {
         let mut problems = Vec::new();
-        if self.url.starts_with("amqps://") {
+        let url = self.url.expose();
+        if url.starts_with("amqps://") {
             problems.push(format!(
                 "{path}.url: amqps:// (TLS) is not supported by this build; use amqp:// through a TLS tunnel"
             ));
-        } else if !self.url.starts_with("amqp://") {
+        } else if !url.starts_with("amqp://") {
             problems.push(format!("{path}.url: must start with amqp://"));
         }
         if self.queue.trim().is_empty() {
@@ -250,16 +254,15 @@ impl AmqpSource {
 
     async fn open_session(&self) -> Result<Session> {
         let config = &self.config;
-        let properties = ConnectionProperties::default()
-            .with_connection_name(format!("hindsight source {}", config.name).into());
-        let connection = Connection::connect(&config.url, properties)
-            .await
-            .map_err(|e| {
-                amqp_error(
-                    format!("cannot connect to RabbitMQ for source {}", config.name),
-                    e,
-                )
-            })?;
+        let connection =
+            super::client::connect(&config.url, &format!("hindsight source {}", config.name))
+                .await
+                .map_err(|error| {
+                    Error::new(
+                        error.kind(),
+                        format!("source {}: {}", config.name, error.full_message()),
+                    )
+                })?;
         let channel = connection
             .create_channel()
             .await
@@ -482,6 +485,10 @@ fn amqp_error(message: impl Into<String>, error: lapin::Error) -> Error {
 
 #[async_trait]
 impl Source for AmqpSource {
+    async fn close(&mut self) {
+        self.stop().await;
+    }
+
     fn name(&self) -> &str {
         &self.config.name
     }
@@ -660,7 +667,7 @@ pub fn delivery_to_event(
             message_type: short(properties.kind()),
             app_id: short(properties.app_id()),
             user_id: short(properties.user_id()),
-            headers_table: table.map(|t| table_to_json(t).to_string()),
+            headers_table: table.map(encode_lapin_table),
             exchange: Some(exchange.to_owned()),
         },
         redelivered: Some(redelivered),
@@ -696,59 +703,12 @@ fn flat_value(value: &AMQPValue) -> Option<Vec<u8>> {
         AMQPValue::Float(v) => v.to_string(),
         AMQPValue::Double(v) => v.to_string(),
         AMQPValue::DecimalValue(d) => format!("{}e-{}", d.value, d.scale),
-        AMQPValue::FieldArray(_) | AMQPValue::FieldTable(_) => {
-            value_to_json(value)["v"].to_string()
-        }
+        AMQPValue::FieldArray(_) | AMQPValue::FieldTable(_) => value_json(value).to_string(),
         other => amqp_integer(other)
             .map(|v| v.to_string())
             .unwrap_or_default(),
     };
     Some(text.into_bytes())
-}
-
-/// The headers table as typed JSON: `{"name": {"t": "S", "v": …}}`, where
-/// `t` is the AMQP field type letter (RabbitMQ's) so that a replay can
-/// rebuild the exact table. Strings that are not UTF-8, and byte arrays, are
-/// base64 under `"b64"` instead of `"v"`.
-pub fn table_to_json(table: &FieldTable) -> serde_json::Value {
-    let map = table
-        .inner()
-        .iter()
-        .map(|(name, value)| (name.as_str().to_owned(), value_to_json(value)))
-        .collect::<serde_json::Map<_, _>>();
-    serde_json::Value::Object(map)
-}
-
-fn value_to_json(value: &AMQPValue) -> serde_json::Value {
-    use serde_json::json;
-    let kind = value.get_type().get_id().to_string();
-    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
-    match value {
-        AMQPValue::Boolean(v) => json!({"t": kind, "v": v}),
-        AMQPValue::ShortShortInt(v) => json!({"t": kind, "v": v}),
-        AMQPValue::ShortShortUInt(v) => json!({"t": kind, "v": v}),
-        AMQPValue::ShortInt(v) => json!({"t": kind, "v": v}),
-        AMQPValue::ShortUInt(v) => json!({"t": kind, "v": v}),
-        AMQPValue::LongInt(v) => json!({"t": kind, "v": v}),
-        AMQPValue::LongUInt(v) => json!({"t": kind, "v": v}),
-        AMQPValue::LongLongInt(v) => json!({"t": kind, "v": v}),
-        AMQPValue::Float(v) => json!({"t": kind, "v": v}),
-        AMQPValue::Double(v) => json!({"t": kind, "v": v}),
-        AMQPValue::DecimalValue(d) => json!({"t": kind, "v": {"scale": d.scale, "value": d.value}}),
-        AMQPValue::ShortString(s) => json!({"t": kind, "v": s.as_str()}),
-        AMQPValue::LongString(s) => match std::str::from_utf8(s.as_bytes()) {
-            Ok(text) => json!({"t": kind, "v": text}),
-            Err(_) => json!({"t": kind, "b64": b64(s.as_bytes())}),
-        },
-        AMQPValue::ByteArray(b) => json!({"t": kind, "b64": b64(b.as_slice())}),
-        AMQPValue::Timestamp(v) => json!({"t": kind, "v": v}),
-        AMQPValue::FieldArray(items) => json!({
-            "t": kind,
-            "v": items.as_slice().iter().map(value_to_json).collect::<Vec<_>>(),
-        }),
-        AMQPValue::FieldTable(table) => json!({"t": kind, "v": table_to_json(table)}),
-        AMQPValue::Void => json!({"t": kind, "v": null}),
-    }
 }
 
 #[cfg(test)]

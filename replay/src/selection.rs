@@ -21,8 +21,8 @@ use hindsight_archive::store::ArchiveStore;
 use hindsight_archive::{Bus, Event};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::sql::QueryEngine;
+use hindsight_query::filter::{EventFilter, FilterSelection};
+use hindsight_query::{Error, ErrorKind, QueryEngine, Result};
 
 /// The largest SQL selection: its event ids are kept in memory and in the catalog.
 pub const MAX_SQL_SELECTION: usize = 5_000_000;
@@ -31,194 +31,11 @@ pub const MAX_SQL_SELECTION: usize = 5_000_000;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Selection {
-    /// The filters of `GET /api/v1/events`.
+    /// The filters of `GET /api/v1/events` (`hindsight_query::filter`).
     Filter(FilterSelection),
     /// A read-only SQL query whose result has an `event_id` column. When it
     /// also returns `source` and `topic`, only those topics' segments are read.
     Sql { sql: String },
-}
-
-/// The filters of `GET /api/v1/events`; every field narrows.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FilterSelection {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub topic: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub partition: Option<i32>,
-    /// Inclusive lower bound of event_time, RFC 3339.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
-    /// Exclusive upper bound of event_time, RFC 3339.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to: Option<String>,
-    /// The Kafka key, as UTF-8.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
-    /// `name=value`: a header with exactly this value must be present.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub headers: Vec<String>,
-    /// Text the UTF-8 payload must contain.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub contains: Option<String>,
-    /// `path=value`: a JSON field (dot path) of the payload must equal the value, as text.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub json: Vec<String>,
-}
-
-/// A filter, parsed once, applied to every event read.
-#[derive(Debug, Clone, Default)]
-pub struct EventFilter {
-    partition: Option<i32>,
-    time_from: Option<i64>,
-    time_to: Option<i64>,
-    key: Option<Vec<u8>>,
-    headers: Vec<(String, Vec<u8>)>,
-    contains: Option<String>,
-    json: Vec<(Vec<String>, String)>,
-}
-
-fn parse_time(what: &str, text: &str) -> Result<i64> {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|time| time.timestamp_micros())
-        .map_err(|error| {
-            Error::invalid_input(format!(
-                "{what} {text:?} is not an RFC 3339 time like 2026-01-31T00:00:00Z: {error}"
-            ))
-        })
-}
-
-fn split_pair<'a>(what: &str, text: &'a str) -> Result<(&'a str, &'a str)> {
-    match text.split_once('=') {
-        Some((name, value)) if !name.is_empty() => Ok((name, value)),
-        _ => Err(Error::invalid_input(format!(
-            "{what} {text:?} must be name=value"
-        ))),
-    }
-}
-
-impl FilterSelection {
-    pub fn compile(&self) -> Result<EventFilter> {
-        let json = self
-            .json
-            .iter()
-            .map(|pair| {
-                let (path, value) = split_pair("json filter", pair)?;
-                let parts: Vec<String> = path.split('.').map(str::to_owned).collect();
-                if parts.iter().any(String::is_empty) {
-                    return Err(Error::invalid_input(format!(
-                        "json field path {path:?} must be dot-separated names, like customer.id"
-                    )));
-                }
-                Ok((parts, value.to_owned()))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let headers = self
-            .headers
-            .iter()
-            .map(|pair| {
-                split_pair("header filter", pair)
-                    .map(|(name, value)| (name.to_owned(), value.as_bytes().to_vec()))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(EventFilter {
-            partition: self.partition,
-            time_from: self
-                .from
-                .as_deref()
-                .map(|t| parse_time("from", t))
-                .transpose()?,
-            time_to: self
-                .to
-                .as_deref()
-                .map(|t| parse_time("to", t))
-                .transpose()?,
-            key: self.key.as_ref().map(|key| key.as_bytes().to_vec()),
-            headers,
-            contains: self.contains.clone(),
-            json,
-        })
-    }
-
-    fn segment_filter(&self, filter: &EventFilter) -> SegmentFilter {
-        SegmentFilter {
-            source: self.source.clone(),
-            topic: self.topic.clone(),
-            partition: self.partition,
-            time_from: filter.time_from,
-            time_to: filter.time_to,
-        }
-    }
-}
-
-/// A JSON value as `json_as_text` renders it: strings bare, the rest as JSON.
-fn json_text(value: &serde_json::Value) -> String {
-    match value {
-        serde_json::Value::String(text) => text.clone(),
-        other => other.to_string(),
-    }
-}
-
-impl EventFilter {
-    pub fn matches(&self, event: &Event) -> bool {
-        if self.partition.is_some() && event.partition != self.partition {
-            return false;
-        }
-        if self.time_from.is_some_and(|from| event.event_time < from)
-            || self.time_to.is_some_and(|to| event.event_time >= to)
-        {
-            return false;
-        }
-        if self.key.is_some() && event.key != self.key {
-            return false;
-        }
-        for (name, value) in &self.headers {
-            let present = event
-                .headers
-                .iter()
-                .any(|header| &header.name == name && header.value.as_deref() == Some(value));
-            if !present {
-                return false;
-            }
-        }
-        if self.contains.is_none() && self.json.is_empty() {
-            return true;
-        }
-        // A tombstone has no text, as `payload_text` is NULL for it in SQL.
-        let Some(Ok(text)) = event.payload.as_deref().map(std::str::from_utf8) else {
-            return false;
-        };
-        if let Some(needle) = &self.contains {
-            if !text.contains(needle.as_str()) {
-                return false;
-            }
-        }
-        if self.json.is_empty() {
-            return true;
-        }
-        let Ok(document) = serde_json::from_str::<serde_json::Value>(text) else {
-            return false;
-        };
-        self.json.iter().all(|(path, expected)| {
-            let mut current = &document;
-            for part in path {
-                let next = match current {
-                    serde_json::Value::Object(map) => map.get(part),
-                    serde_json::Value::Array(items) => {
-                        part.parse::<usize>().ok().and_then(|i| items.get(i))
-                    }
-                    _ => None,
-                };
-                match next {
-                    Some(value) => current = value,
-                    None => return false,
-                }
-            }
-            json_text(current) == *expected
-        })
-    }
 }
 
 /// Segments read and merged together: one partition's, in offset order.
@@ -428,11 +245,7 @@ pub async fn plan(
     let (segment_filters, filter, ids) = match selection {
         Selection::Filter(filters) => {
             let compiled = filters.compile()?;
-            (
-                vec![filters.segment_filter(&compiled)],
-                Some(compiled),
-                None,
-            )
+            (compiled.segment_filters(), Some(compiled), None)
         }
         Selection::Sql { .. } => {
             let result = sql.ok_or_else(|| Error::internal("sql selection without its result"))?;

@@ -1,0 +1,14 @@
+//! Kafka through rdkafka (librdkafka).
+//!
+//! - [`client`]: what the consumer and the producer share: the brokers and
+//!   the user's librdkafka properties (`security.protocol`, `sasl.*`,
+//!   `ssl.*`).
+//! - [`source`]: the consumer-group source.
+//! - [`publisher`]: the replay publisher (idempotent, `acks=all`).
+
+pub mod client;
+pub mod publisher;
+pub mod source;
+
+pub use publisher::KafkaPublisher;
+pub use source::{KafkaSource, KafkaSourceConfig};

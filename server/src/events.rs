@@ -1,0 +1,153 @@
+//! The event routes: search (`GET /api/v1/events`), counts per time bucket
+//! (`/api/v1/events/histogram`), the filter as SQL text
+//! (`/api/v1/events/sql`) and fetch by id. All four read the same filter
+//! parameters into the one `EventFilter` (`hindsight_query::filter`).
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use hindsight_archive::event::rfc3339;
+use hindsight_query::events::{Cursor, EventSearch, DEFAULT_PAGE, MAX_PAGE};
+use hindsight_query::filter::{EventFilter, FilterSelection};
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::params::{parse_number, query_pairs, single};
+use crate::AppState;
+
+/// The filter parameters every event route takes.
+const FILTER_PARAMETERS: [&str; 9] = [
+    "source",
+    "topic",
+    "partition",
+    "from",
+    "to",
+    "key",
+    "header",
+    "contains",
+    "json",
+];
+
+fn allowed(extra: &[&'static str]) -> Vec<&'static str> {
+    FILTER_PARAMETERS.iter().chain(extra).copied().collect()
+}
+
+/// The filter of a query string: `topic`, `header` and `json` may repeat.
+fn filter_of(pairs: &[(String, String)]) -> Result<EventFilter, ApiError> {
+    let all = |name: &str| -> Vec<String> {
+        pairs
+            .iter()
+            .filter(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+            .collect()
+    };
+    let selection = FilterSelection {
+        source: single(pairs, "source")?,
+        topic: None,
+        topics: all("topic"),
+        partition: parse_number("partition", single(pairs, "partition")?)?,
+        from: single(pairs, "from")?,
+        to: single(pairs, "to")?,
+        key: single(pairs, "key")?,
+        headers: all("header"),
+        contains: single(pairs, "contains")?,
+        json: all("json"),
+    };
+    Ok(selection.compile()?)
+}
+
+pub(crate) async fn search_events(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let pairs = query_pairs(raw.as_deref(), &allowed(&["limit", "cursor"]))?;
+    let limit = parse_number::<usize>("limit", single(&pairs, "limit")?)?.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::bad_request(format!(
+            "query parameter \"limit\" must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    let search = EventSearch {
+        filter: filter_of(&pairs)?,
+        limit,
+        cursor: single(&pairs, "cursor")?
+            .map(|text| Cursor::decode(&text))
+            .transpose()?,
+    };
+    let page = hindsight_query::events::search(&state.engine, &search).await?;
+    Ok(Json(page).into_response())
+}
+
+#[derive(Debug, Serialize)]
+struct Bucket {
+    start: Option<String>,
+    count: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Histogram {
+    step_ms: i64,
+    buckets: Vec<Bucket>,
+}
+
+pub(crate) async fn histogram(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let pairs = query_pairs(raw.as_deref(), &allowed(&["step_ms"]))?;
+    let step_ms = parse_number::<i64>("step_ms", single(&pairs, "step_ms")?)?
+        .ok_or_else(|| ApiError::bad_request("query parameter \"step_ms\" is required"))?;
+    if step_ms < 1 {
+        return Err(ApiError::bad_request(
+            "query parameter \"step_ms\" must be at least 1",
+        ));
+    }
+    let filter = filter_of(&pairs)?;
+    let buckets =
+        hindsight_query::events::histogram(&state.engine, &filter, step_ms.saturating_mul(1000))
+            .await?;
+    Ok(Json(Histogram {
+        step_ms,
+        buckets: buckets
+            .into_iter()
+            .map(|(start, count)| Bucket {
+                start: rfc3339(start),
+                count,
+            })
+            .collect(),
+    })
+    .into_response())
+}
+
+#[derive(Debug, Serialize)]
+struct FilterSql {
+    /// The filter as a condition over the `events` view.
+    #[serde(rename = "where")]
+    condition: String,
+    /// A query selecting the filter's events, as a replay's SQL selection.
+    sql: String,
+}
+
+pub(crate) async fn filter_sql(RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let pairs = query_pairs(raw.as_deref(), &allowed(&[]))?;
+    let condition = filter_of(&pairs)?.to_sql();
+    Ok(Json(FilterSql {
+        sql: format!("SELECT event_id, source, topic FROM events WHERE {condition}"),
+        condition,
+    })
+    .into_response())
+}
+
+pub(crate) async fn get_event(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(event_id) = path.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    match hindsight_query::events::fetch(&state.engine, &event_id).await? {
+        Some(detail) => Ok(Json(detail).into_response()),
+        None => Err(ApiError::not_found(format!(
+            "no event {event_id} in the archive"
+        ))),
+    }
+}

@@ -1,0 +1,236 @@
+//! The HTTP API and the embedded UI.
+//!
+//! Routes ([`ROUTES`], described by [`crate::openapi::document`]):
+//! `/healthz`, `/readyz`, `/metrics`, `/api/v1/openapi.json`,
+//! `/api/v1/topics`, `/api/v1/sources`, `/api/v1/segments`, `POST /api/v1/sql`,
+//! `/api/v1/events`, `/api/v1/events/histogram`, `/api/v1/events/sql`,
+//! `/api/v1/events/{event_id}`, the replay routes
+//! (`/api/v1/replays…`, in [`replays`]), and the UI at `/`.
+//!
+//! Every error is JSON `{"error", "message"}`, including unknown routes, wrong
+//! methods, oversized bodies and bad parameters (axum's own plain-text
+//! rejections are rewritten by [`layers::json_errors`]). With a bearer token
+//! configured, the API routes and `/metrics` need it; the token is compared in
+//! constant time (both sides hashed with blake3, then compared with `subtle`).
+//!
+//! One layer, [`layers::refuse_foreign_requests`], stops other web sites from using
+//! the API through a visitor's browser: a `Host` the server does not answer
+//! to (DNS rebinding, see [`crate::allowed_hosts`]) is refused with 403, and
+//! a state-changing request (any method but GET, HEAD and OPTIONS) needs a
+//! `Content-Type` that a page on another origin cannot send without the
+//! server's CORS consent, which this server never gives: `text/plain`, form
+//! types and no content type at all are refused with 415.
+
+//!
+//! Errors reach clients through one mapping, [`error`]: each [`ErrorKind`]
+//! has one status code on every route, and an internal error's details go
+//! to the log, never to the client. Replays started here run under the
+//! [`supervisor`]: on shutdown they stop at a checkpoint, are recorded
+//! `interrupted`, and resume over HTTP.
+//!
+//! [`ErrorKind`]: hindsight_archive::ErrorKind
+
+pub mod allowed_hosts;
+mod auth;
+mod catalog;
+pub mod error;
+mod events;
+mod layers;
+pub mod openapi;
+mod params;
+pub mod replays;
+mod sql;
+pub mod supervisor;
+mod ui;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::{get, post};
+use axum::Router;
+use hindsight_archive::Secret;
+use hindsight_query::QueryEngine;
+use hindsight_replay::ReplayService;
+use tokio_util::sync::CancellationToken;
+
+use crate::allowed_hosts::AllowedHosts;
+pub use crate::supervisor::Supervisor;
+
+/// Every route the router serves, as (method, path). The OpenAPI document
+/// describes exactly these.
+pub const ROUTES: [(&str, &str); 18] = [
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/api/v1/openapi.json"),
+    ("get", "/api/v1/topics"),
+    ("get", "/api/v1/sources"),
+    ("get", "/api/v1/segments"),
+    ("post", "/api/v1/sql"),
+    ("get", "/api/v1/events"),
+    ("get", "/api/v1/events/histogram"),
+    ("get", "/api/v1/events/sql"),
+    ("get", "/api/v1/events/{event_id}"),
+    ("post", "/api/v1/replays"),
+    ("get", "/api/v1/replays"),
+    ("get", "/api/v1/replays/{id}"),
+    ("post", "/api/v1/replays/{id}/pause"),
+    ("post", "/api/v1/replays/{id}/resume"),
+    ("post", "/api/v1/replays/{id}/cancel"),
+];
+
+/// HTTP settings beyond the listen address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpOptions {
+    /// When set, API routes and `/metrics` need `Authorization: Bearer <token>`.
+    pub auth_token: Option<Secret>,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Host names accepted in the `Host` header besides the listen address
+    /// and, on loopback or every address, `localhost` (see
+    /// [`crate::allowed_hosts`]); `"*"` accepts any.
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            auth_token: None,
+            max_body_bytes: 1024 * 1024,
+            allowed_hosts: Vec::new(),
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub engine: QueryEngine,
+    pub replays: ReplayService,
+    pub supervisor: Supervisor,
+    max_body_bytes: usize,
+    /// blake3 of the configured token.
+    token_hash: Option<Arc<[u8; 32]>>,
+    allowed_hosts: Arc<AllowedHosts>,
+}
+
+impl AppState {
+    /// The state of a server bound to loopback until [`serve`] learns the
+    /// listen address.
+    ///
+    /// Replays run under `supervisor`; `replays` plans and records them.
+    pub fn new(replays: ReplayService, supervisor: Supervisor, options: HttpOptions) -> Self {
+        AppState {
+            engine: replays.engine().clone(),
+            replays,
+            supervisor,
+            max_body_bytes: options.max_body_bytes,
+            allowed_hosts: Arc::new(AllowedHosts::new(&options.allowed_hosts)),
+            token_hash: options
+                .auth_token
+                .filter(|token| !token.is_empty())
+                .map(|token| Arc::new(*blake3::hash(token.expose().as_bytes()).as_bytes())),
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let protected = Router::new()
+        .route("/metrics", get(catalog::metrics))
+        .route("/api/v1/topics", get(catalog::topics))
+        .route("/api/v1/sources", get(catalog::sources))
+        .route("/api/v1/segments", get(catalog::segments))
+        .route("/api/v1/sql", post(sql::sql))
+        .route("/api/v1/events", get(events::search_events))
+        .route("/api/v1/events/histogram", get(events::histogram))
+        .route("/api/v1/events/sql", get(events::filter_sql))
+        .route("/api/v1/events/{event_id}", get(events::get_event))
+        .merge(replays::routes())
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(catalog::healthz))
+        .route("/readyz", get(catalog::readyz))
+        .route("/api/v1/openapi.json", get(catalog::openapi))
+        .merge(protected)
+        .fallback(ui::static_or_not_found)
+        .method_not_allowed_fallback(ui::method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            layers::refuse_foreign_requests,
+        ))
+        .layer(middleware::from_fn(layers::json_errors))
+        .layer(middleware::from_fn(layers::count_requests))
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .with_state(state)
+}
+
+/// Serves until `cancel` fires, then finishes in-flight requests. Replays
+/// running under the state's supervisor are the caller's to wait for
+/// ([`Supervisor::shutdown`]).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    let listen = listener.local_addr()?.ip();
+    let state = AppState {
+        allowed_hosts: Arc::new(state.allowed_hosts.as_ref().clone().listening_on(listen)),
+        ..state
+    };
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await
+}
+
+/// `/metrics` and `/healthz` for an ingester (`hindsight archive
+/// --metrics-listen`), until `cancel` fires. Binds before it returns, so a
+/// wrong address fails the start.
+pub async fn serve_metrics(address: &str, cancel: CancellationToken) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    println!("metrics on http://{}/metrics", listener.local_addr()?);
+    let router = Router::new()
+        .route("/metrics", get(catalog::metrics))
+        .route("/healthz", get(catalog::healthz));
+    tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { cancel.cancelled().await })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "the metrics listener failed");
+        }
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_describes_exactly_the_routes() {
+        let document = crate::openapi::document(true);
+        let mut documented: Vec<(String, String)> = document["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object()
+                    .unwrap()
+                    .keys()
+                    .map(|method| (method.clone(), path.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        documented.sort();
+        let mut served: Vec<(String, String)> = ROUTES
+            .iter()
+            .map(|(method, path)| ((*method).to_owned(), (*path).to_owned()))
+            .collect();
+        served.sort();
+        assert_eq!(documented, served);
+    }
+}

@@ -1,0 +1,84 @@
+//! Supervision of the replays a server runs in the background.
+//!
+//! Every replay started or resumed over HTTP runs as a tracked task (a
+//! count in a `watch` channel, like tokio-util's `TaskTracker`, whose `rt`
+//! feature would rebuild DataFusion), under a child of the process's
+//! shutdown token. On
+//! shutdown the token fires: each replay stops at its next window boundary,
+//! once its windows in flight are confirmed and checkpointed, and records
+//! itself `interrupted`; [`Supervisor::shutdown`] waits for that. An
+//! interrupted replay resumes with `POST /api/v1/replays/{id}/resume`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hindsight_replay::ReplayRun;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// The background replays of one server.
+#[derive(Debug, Clone)]
+pub struct Supervisor {
+    running: Arc<watch::Sender<usize>>,
+    cancel: CancellationToken,
+}
+
+/// Counts a task as running until it is dropped (finished or panicked).
+struct Running(Arc<watch::Sender<usize>>);
+
+impl Running {
+    fn start(running: &Arc<watch::Sender<usize>>) -> Self {
+        running.send_modify(|count| *count += 1);
+        Running(Arc::clone(running))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.send_modify(|count| *count -= 1);
+    }
+}
+
+impl Supervisor {
+    /// Replays stop when `shutdown` fires.
+    pub fn new(shutdown: &CancellationToken) -> Self {
+        Supervisor {
+            running: Arc::new(watch::channel(0).0),
+            cancel: shutdown.child_token(),
+        }
+    }
+
+    /// Runs `run` in the background until it ends or the server shuts down.
+    pub fn spawn(&self, run: ReplayRun) {
+        let span = tracing::info_span!("replay", id = %run.id());
+        let cancel = self.cancel.clone();
+        let running = Running::start(&self.running);
+        tokio::spawn(
+            async move {
+                let _running = running;
+                if let Err(error) = run.execute(cancel, None).await {
+                    tracing::error!(error = %error.message(), "replay stopped");
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Replays running now.
+    pub fn running(&self) -> usize {
+        *self.running.borrow()
+    }
+
+    /// Stops every replay at a checkpoint and waits up to `grace` for them
+    /// to record where they stopped. Returns false when some did not finish
+    /// in time (they resume from their last checkpoint all the same).
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        self.cancel.cancel();
+        let mut idle = self.running.subscribe();
+        let finished = tokio::time::timeout(grace, idle.wait_for(|count| *count == 0))
+            .await
+            .is_ok();
+        finished
+    }
+}

@@ -1,0 +1,65 @@
+//! `hindsight serve` (and the end of `hindsight demo`): the HTTP API and
+//! UI, with replays supervised until shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hindsight_archive::catalog::Catalog;
+use hindsight_archive::store::ArchiveStore;
+use hindsight_connectors::BusConnector;
+use hindsight_query::QueryEngine;
+use hindsight_replay::ReplayService;
+use hindsight_server::{AppState, Supervisor};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// How long a shutdown waits for running replays to reach a checkpoint.
+const REPLAY_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Serves the HTTP API until `cancel` fires, then stops every replay it
+/// runs at a checkpoint (recorded `interrupted`, resumable) and returns.
+pub async fn serve(
+    config: &Config,
+    store: ArchiveStore,
+    catalog: Catalog,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let address = config.listen_address()?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    let local = listener.local_addr()?;
+    println!("serving the API and UI on http://{local}/ (Ctrl-C to stop)");
+    if local.ip().is_unspecified() && config.http.allowed_hosts.is_empty() {
+        println!(
+            "listening on every address: requests must name this server by an IP address or \
+             localhost; list its other names (DNS, a proxy's) in http.allowed_hosts"
+        );
+    }
+    let engine = QueryEngine::new(store, catalog.clone(), config.query.limits())
+        .context("cannot start the query engine")?;
+    let replays = ReplayService::new(
+        engine,
+        crate::replay::configured_guard(config)?,
+        Arc::new(BusConnector),
+    );
+    let supervisor = Supervisor::new(&cancel);
+    let state = AppState::new(replays, supervisor.clone(), config.http.options());
+    let served = hindsight_server::serve(listener, state, cancel).await;
+    if supervisor.running() > 0 {
+        println!(
+            "stopping {} replay(s) at a checkpoint; resume them with POST /api/v1/replays/ID/resume",
+            supervisor.running()
+        );
+    }
+    if !supervisor.shutdown(REPLAY_SHUTDOWN_GRACE).await {
+        tracing::warn!(
+            "some replays did not reach a checkpoint in {REPLAY_SHUTDOWN_GRACE:?}; they resume from their last one"
+        );
+    }
+    catalog.close().await;
+    served?;
+    Ok(())
+}
