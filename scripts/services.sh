@@ -331,15 +331,37 @@ _hs_pg_start() {
   _hs_as_root install -d -o postgres -g postgres -m 2775 /var/run/postgresql
 
   _hs_log "postgres: starting $_hs_pg_ver/$_hs_pg_cluster"
-  _hs_as_root pg_ctlcluster "$_hs_pg_ver" "$_hs_pg_cluster" start \
-    >>"$_hs_state_dir/postgres-setup.log" 2>&1 ||
-    _hs_fail postgres "pg_ctlcluster $_hs_pg_ver $_hs_pg_cluster start failed" \
-      "$_hs_state_dir/postgres-setup.log" "$(_hs_pg_logfile)"
+  # After an unclean stop (the machine was reset), PostgreSQL first fsyncs
+  # its data directory, which can take longer than pg_ctl's default 60 s
+  # wait: give it 10 minutes, and if pg_ctl still gives up while the server
+  # is recovering, let _hs_pg_wait decide.
+  if ! _hs_as_root pg_ctlcluster "$_hs_pg_ver" "$_hs_pg_cluster" start -- -t 600 \
+    >>"$_hs_state_dir/postgres-setup.log" 2>&1; then
+    pid="$(_hs_as_root head -n1 "$datadir/postmaster.pid" 2>/dev/null || true)"
+    _hs_pid_matches "$pid" postgres ||
+      _hs_fail postgres "pg_ctlcluster $_hs_pg_ver $_hs_pg_cluster start failed" \
+        "$_hs_state_dir/postgres-setup.log" "$(_hs_pg_logfile)"
+    _hs_log "postgres: still starting (recovery after an unclean stop); waiting"
+  fi
   touch "$_hs_state_dir/postgres.started"
 }
 
+# The tests create a fresh database each (tests/util.rs,
+# fresh_postgres_database) and leave it for inspection; drop those of earlier
+# runs so that they do not pile up (and slow down a recovery's fsync).
+_hs_pg_drop_test_databases() {
+  local name
+  PGCONNECT_TIMEOUT=5 psql "$_hs_pg_url" -XAtqc \
+    "SELECT datname FROM pg_database WHERE datname ~ '^hindsight_(conformance|query|demo)_[0-9a-f]{32}$'" \
+    2>/dev/null | while read -r name; do
+    [[ -n "$name" ]] && PGCONNECT_TIMEOUT=5 psql "$_hs_pg_url" -XAtqc "DROP DATABASE IF EXISTS $name" >/dev/null 2>&1
+  done
+  return 0
+}
+
 _hs_pg_wait() {
-  local deadline=$((SECONDS + _hs_timeout)) hba
+  # Recovery after an unclean stop can take minutes (see _hs_pg_start).
+  local deadline=$((SECONDS + (_hs_timeout > 600 ? _hs_timeout : 600))) hba
   until pg_isready -q -h 127.0.0.1 -p 5432 -t 2; do
     if ((SECONDS >= deadline)); then
       _hs_fail postgres "not accepting connections on 127.0.0.1:5432 after ${_hs_timeout}s" \
@@ -349,6 +371,7 @@ _hs_pg_wait() {
   done
 
   if _hs_pg_client_ok; then
+    _hs_pg_drop_test_databases
     _hs_log "postgres: ready ($_hs_pg_url)"
     return 0
   fi

@@ -39,20 +39,11 @@ impl Filter {
     /// The filters as a plain API client writes them: RFC 3986
     /// percent-encoding, times with microseconds, `from` and `to` first.
     fn api_query(&self) -> String {
-        let mut pairs = vec![
-            ("from", micros_time(self.from)),
-            ("to", micros_time(self.to)),
-        ];
-        pairs.extend(self.topics.iter().map(|topic| ("topic", topic.clone())));
-        pairs.extend(self.key.iter().map(|key| ("key", key.clone())));
-        pairs.extend(self.headers.iter().map(|header| ("header", header.clone())));
-        pairs.extend(self.contains.iter().map(|text| ("contains", text.clone())));
-        pairs.extend(self.json.iter().map(|field| ("json", field.clone())));
-        pairs
-            .iter()
-            .map(|(name, value)| format!("{name}={}", percent_encode(value)))
-            .collect::<Vec<_>>()
-            .join("&")
+        self.query(
+            (micros_time(self.from), micros_time(self.to)),
+            true,
+            percent_encode,
+        )
     }
 
     /// The filters as the explorer sends them: `filterParams` of
@@ -62,17 +53,35 @@ impl Filter {
     /// and the histogram's bounds). `searchParams` then appends `limit` and
     /// `cursor`, as `search` does.
     fn ui_query(&self) -> String {
-        let mut pairs: Vec<(&str, String)> = Vec::new();
-        pairs.extend(self.topics.iter().map(|topic| ("topic", topic.clone())));
-        pairs.push(("from", iso_millis(self.from)));
-        pairs.push(("to", iso_millis(self.to)));
+        self.query(
+            (iso_millis(self.from), iso_millis(self.to)),
+            false,
+            form_encode,
+        )
+    }
+
+    /// The filter parameters with `times` as from and to (first, or after
+    /// the topics), each value encoded with `encode`.
+    fn query(
+        &self,
+        times: (String, String),
+        times_first: bool,
+        encode: fn(&str) -> String,
+    ) -> String {
+        let topics = self.topics.iter().map(|topic| ("topic", topic.clone()));
+        let range = [("from", times.0), ("to", times.1)];
+        let mut pairs: Vec<(&str, String)> = if times_first {
+            range.into_iter().chain(topics).collect()
+        } else {
+            topics.chain(range).collect()
+        };
         pairs.extend(self.key.iter().map(|key| ("key", key.clone())));
         pairs.extend(self.headers.iter().map(|header| ("header", header.clone())));
         pairs.extend(self.contains.iter().map(|text| ("contains", text.clone())));
         pairs.extend(self.json.iter().map(|field| ("json", field.clone())));
         pairs
             .iter()
-            .map(|(name, value)| format!("{name}={}", form_encode(value)))
+            .map(|(name, value)| format!("{name}={}", encode(value)))
             .collect::<Vec<_>>()
             .join("&")
     }

@@ -675,9 +675,9 @@ async fn amqp_replay_keeps_properties_headers_and_routing_keys() {
     // As the ingester archives them from an archive queue.
     let events: Vec<Event> = (0..TOTAL)
         .map(|seq| {
-            hindsight_connectors::amqp::source::delivery_to_event(
+            hindsight_connectors::amqp::delivery_to_event(
                 "rabbit",
-                hindsight_connectors::amqp::source::AmqpMode::ArchiveQueue,
+                hindsight_connectors::amqp::AmqpMode::ArchiveQueue,
                 "hindsight.archive",
                 1 << 20,
                 &source_exchange,
@@ -1036,9 +1036,9 @@ fn amqp_events(
         partition: 0,
         events: (0..total)
             .map(|seq| {
-                hindsight_connectors::amqp::source::delivery_to_event(
+                hindsight_connectors::amqp::delivery_to_event(
                     "rabbit",
-                    hindsight_connectors::amqp::source::AmqpMode::ArchiveQueue,
+                    hindsight_connectors::amqp::AmqpMode::ArchiveQueue,
                     "hindsight.archive",
                     1 << 20,
                     exchange,

@@ -138,7 +138,7 @@ fn a_replay_stopped_by_sigterm_is_interrupted_and_resumes_over_http_after_a_rest
         .as_u64()
         .unwrap_or_else(|| panic!("no progress.published in {interrupted}"));
     assert!(
-        published >= 2 * WINDOW && published < EVENTS,
+        (2 * WINDOW..EVENTS).contains(&published),
         "SIGTERM must land mid-replay, after the windows seen published: {interrupted}"
     );
     let resend = interrupted["progress"]["resend_on_resume"]

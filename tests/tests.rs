@@ -15,7 +15,6 @@ mod http_guard;
 mod integrity;
 mod kafka;
 mod query;
-mod repair;
 mod replay;
 mod secrets;
 mod store;

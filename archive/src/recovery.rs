@@ -55,22 +55,9 @@ pub async fn recover_abandoned(
 mod tests {
     use super::*;
     use crate::catalog::{Commit, NewSegment, SegmentFilter};
-
     use crate::lease::WriterLease;
-    use crate::store::StoreConfig;
+    use crate::writer::tests::open;
     use crate::ErrorKind;
-
-    async fn open(directory: &std::path::Path) -> (ArchiveStore, Catalog) {
-        let store = ArchiveStore::open(&StoreConfig {
-            url: directory.display().to_string(),
-            ..StoreConfig::default()
-        })
-        .unwrap();
-        let catalog = Catalog::open(&format!("sqlite://{}/catalog.db", directory.display()))
-            .await
-            .unwrap();
-        (store, catalog)
-    }
 
     #[tokio::test]
     async fn recovery_removes_what_a_crash_between_publish_and_commit_left() {

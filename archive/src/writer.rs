@@ -477,7 +477,7 @@ fn write_batch_is_spawnable(writer: ArchiveWriter, batch: Batch) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::catalog::SegmentFilter;
     use crate::event::{event_id, Bus};
@@ -509,26 +509,18 @@ mod tests {
             source: "s".into(),
             bus: Bus::Kafka,
             topic: topic.into(),
-            routing_key: None,
             partition: Some(partition),
             offset: Some(offset),
-            key: None,
-            headers: vec![],
             payload: Some(vec![1, 2, 3]),
             payload_size: 3,
-            payload_truncated: false,
-            content_type: None,
-            message_id: None,
-            correlation_id: None,
-            timestamp_type: None,
-            amqp: Default::default(),
-            redelivered: None,
             event_time,
             ingest_time: event_time,
+            ..Event::default()
         }
     }
 
-    async fn open(directory: &std::path::Path) -> (ArchiveStore, Catalog) {
+    /// A local store and a SQLite catalog in `directory`.
+    pub(crate) async fn open(directory: &std::path::Path) -> (ArchiveStore, Catalog) {
         let store = ArchiveStore::open(&StoreConfig {
             url: directory.display().to_string(),
             ..StoreConfig::default()

@@ -185,30 +185,17 @@ pub fn approximate_size(event: &Event) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hindsight_archive::event::{event_id, Bus};
+    use hindsight_archive::event::event_id;
 
     fn event(topic: &str, partition: i32, offset: i64, event_time: i64) -> Event {
         Event {
             event_id: event_id::kafka("s", topic, partition, offset),
-            source: "s".into(),
-            bus: Bus::Kafka,
             topic: topic.into(),
-            routing_key: None,
             partition: Some(partition),
             offset: Some(offset),
-            key: None,
-            headers: vec![],
             payload: Some(vec![1, 2, 3]),
-            payload_size: 3,
-            payload_truncated: false,
-            content_type: None,
-            message_id: None,
-            correlation_id: None,
-            timestamp_type: None,
-            amqp: Default::default(),
-            redelivered: None,
             event_time,
-            ingest_time: event_time,
+            ..Event::default()
         }
     }
 

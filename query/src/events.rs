@@ -236,7 +236,11 @@ pub async fn histogram(
     let batches = session.run(dataframe).await?.collect().await?;
     let mut buckets = Vec::new();
     for batch in &batches {
-        let starts = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Int64)
+        // date_bin may answer in another unit than event_time's: microseconds first.
+        let micros =
+            arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None);
+        let starts = arrow::compute::cast(batch.column(0), &micros)
+            .and_then(|starts| arrow::compute::cast(&starts, &arrow::datatypes::DataType::Int64))
             .map_err(|error| Error::internal(format!("cannot read the histogram: {error}")))?;
         let counts = arrow::compute::cast(batch.column(1), &arrow::datatypes::DataType::Int64)
             .map_err(|error| Error::internal(format!("cannot read the histogram: {error}")))?;

@@ -595,9 +595,8 @@ mod archive_tests {
     use hindsight_archive::event::{event_id, AmqpProperties};
     use hindsight_archive::segment::SegmentFormat;
     use hindsight_archive::store::StoreConfig;
-    use hindsight_archive::writer::ArchiveWriter;
+    use hindsight_archive::writer::{ArchiveWriter, Batch};
     use hindsight_archive::{Bus, Event, Header};
-    use hindsight_ingest::batch::{Batcher, FlushPolicy};
 
     use super::*;
 
@@ -676,12 +675,8 @@ mod archive_tests {
         let mut checkpoints: HashMap<(String, i32), Option<i64>> = HashMap::new();
         for (source, bus, events) in batches {
             catalog.register_source(source, bus).await.unwrap();
-            let mut batcher = Batcher::new(source, FlushPolicy::default());
-            for event in events {
-                batcher.push(event);
-            }
             let summary = writer
-                .write_batch(&batcher.take(), &checkpoints)
+                .write_batch(&Batch::from_events(source, events), &checkpoints)
                 .await
                 .unwrap();
             for advance in summary.advanced {
@@ -709,6 +704,40 @@ mod archive_tests {
             batches.push(("src", Bus::Kafka, events));
         }
         archive_with(batches, limits).await
+    }
+
+    #[tokio::test]
+    async fn histograms_count_each_bucket_from_a_multiple_of_the_step() {
+        let (_directory, engine) = kafka_archive(QueryLimits::default()).await;
+        let filter = crate::filter::EventFilter {
+            topics: vec!["a".to_owned()],
+            ..Default::default()
+        };
+        let hourly = crate::events::histogram(&engine, &filter, HOUR)
+            .await
+            .unwrap();
+        let first = START.div_euclid(HOUR) * HOUR;
+        assert_eq!(
+            hourly,
+            vec![(first, 20), (first + HOUR, 20), (first + 2 * HOUR, 20)]
+        );
+        // One event a minute in each of two partitions: a bucket a minute.
+        let minute = 60_000_000;
+        let by_minute = crate::events::histogram(&engine, &filter, minute)
+            .await
+            .unwrap();
+        assert_eq!(by_minute.len(), 30);
+        assert!(by_minute
+            .iter()
+            .all(|(start, count)| start % minute == 0 && *count == 2));
+        assert_eq!(by_minute[0].0, START.div_euclid(minute) * minute);
+        // Sub-second steps start at multiples of the step too.
+        let millis = crate::events::histogram(&engine, &filter, 20_000)
+            .await
+            .unwrap();
+        assert_eq!(millis.iter().map(|(_, count)| count).sum::<u64>(), 60);
+        assert!(millis.iter().all(|(start, _)| start % 20_000 == 0));
+        assert!(crate::events::histogram(&engine, &filter, 0).await.is_err());
     }
 
     async fn rows_and_stats(engine: &QueryEngine, sql: &str) -> (String, ScanStats) {

@@ -26,7 +26,7 @@
 use async_trait::async_trait;
 use hindsight_archive::{Bus, Event};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
+use lapin::types::{AMQPValue, FieldArray, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, PublisherConfirm};
 
 use hindsight_replay::publisher::{
@@ -34,7 +34,7 @@ use hindsight_replay::publisher::{
 };
 use hindsight_replay::{Error, ErrorKind, Result};
 
-use super::convert::decode_lapin_table;
+use super::convert::{decode_lapin_table, long_string};
 
 fn amqp_error(message: &str, error: lapin::Error) -> Error {
     Error::new(ErrorKind::Retryable, format!("{message}: {error}"))
@@ -42,10 +42,6 @@ fn amqp_error(message: &str, error: lapin::Error) -> Error {
 
 /// Marks a replayed Kafka tombstone, whose body is empty.
 pub const TOMBSTONE_HEADER: &str = "hindsight-tombstone";
-
-fn long_string(bytes: &[u8]) -> AMQPValue {
-    AMQPValue::LongString(LongString::from(bytes.to_vec()))
-}
 
 /// The headers table of a replayed message, after the rules and provenance:
 /// `None` when the original had none and nothing is added.
