@@ -156,7 +156,7 @@ impl Connector for BusConnector {
         match target {
             #[cfg(feature = "kafka")]
             Target::Kafka(kafka) => Ok(Some(Box::new(
-                crate::kafka::publisher::TopicSizes::ask(kafka, rules, destinations).await?,
+                crate::kafka::sizes::TopicSizes::ask(kafka, rules, destinations).await?,
             ))),
             #[cfg(not(feature = "kafka"))]
             Target::Kafka(_) => {

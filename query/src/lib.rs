@@ -11,6 +11,8 @@ pub mod events;
 pub mod filter;
 pub mod format;
 pub mod functions;
+pub mod pruning;
+pub mod segment_reader;
 pub mod sql;
 pub mod tables;
 pub mod view;
