@@ -123,8 +123,13 @@ fn main() -> std::process::ExitCode {
     process::hold_shutdown_signals();
     let cli = Cli::parse();
     if let Command::Completions { shell } = cli.command {
-        completions::print(shell);
-        return std::process::ExitCode::SUCCESS;
+        return match completions::print(shell) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: cannot write the completion script: {error}");
+                std::process::ExitCode::FAILURE
+            }
+        };
     }
     if matches!(cli.command, Command::Archive { .. }) {
         process::tune_allocator_for_ingest();

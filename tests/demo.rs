@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use crate::util::{
-    archive_demo, duckdb_scalar, hindsight, http_get, read_until, spawn_with_stdout, terminate,
+    archive_demo, duckdb_scalar, hindsight, http_get, read_until, run_ok, spawn_with_stdout,
+    terminate,
 };
 
 fn number_after(lines: &[String], prefix: &str) -> u64 {
@@ -182,4 +183,39 @@ ulr = \"x\"
     .unwrap();
     let stderr = check_config_fails(&file);
     assert!(stderr.contains("ulr"), "{stderr}");
+}
+
+#[test]
+fn completions_name_every_command_for_bash_zsh_and_fish_and_a_closed_pipe_is_no_error() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = run_ok(hindsight().args(["completions", shell]));
+        let script = String::from_utf8(output.stdout).unwrap();
+        for command in [
+            "demo",
+            "archive",
+            "serve",
+            "replay",
+            "check-config",
+            "completions",
+        ] {
+            assert!(
+                script.contains(command),
+                "{shell} completions lack {command}"
+            );
+        }
+    }
+    // `hindsight completions bash | head -1`: the reader goes away early.
+    let mut child = hindsight()
+        .args(["completions", "bash"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
