@@ -104,15 +104,10 @@ impl AmqpSource {
 
     async fn open_session(&self) -> Result<Session> {
         let config = &self.config;
+        // The caller names the source (start-up context, or the log span).
         let connection =
             super::client::connect(&config.url, &format!("hindsight source {}", config.name))
-                .await
-                .map_err(|error| {
-                    Error::new(
-                        error.kind(),
-                        format!("source {}: {}", config.name, error.full_message()),
-                    )
-                })?;
+                .await?;
         let channel = connection
             .create_channel()
             .await
