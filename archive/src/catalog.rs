@@ -157,7 +157,8 @@ impl Catalog {
             (CatalogBackend::Sqlite, with_mode)
         } else {
             return Err(Error::invalid_input(format!(
-                "unsupported catalog url {url:?}: use sqlite://path or postgres://…"
+                "unsupported catalog url {:?}: use sqlite://path or postgres://…",
+                crate::secret::redact_url(url)
             )));
         };
         if backend == CatalogBackend::Sqlite {

@@ -10,7 +10,7 @@
 //!
 //! Reading: [`verify_pages_in_range`] checks every page inside a run of bytes
 //! against its header. Every reader of segments calls it: the SQL scan on
-//! each range it fetches (`query/src/tables.rs`), [`decode_segment`] (replay)
+//! each range it fetches (`query/src/segment_reader.rs`), [`decode_segment`] (replay)
 //! on the whole object, and `hindsight verify`. The errors name the column;
 //! callers add the segment's key. (The `parquet` crate's own check, its `crc`
 //! feature, is left off: it would check the same pages again, unnamed, and

@@ -52,8 +52,56 @@ impl Serialize for Secret {
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(Secret)
+        deserializer.deserialize_any(ScalarText).map(Secret)
     }
+}
+
+/// Reads any scalar as text, and never puts the value in an error: an
+/// environment variable `HINDSIGHT__HTTP__AUTH_TOKEN=123456` reaches serde
+/// as a number, and serde's own "invalid type: integer `123456`" would
+/// print the secret.
+struct ScalarText;
+
+impl serde::de::Visitor<'_> for ScalarText {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string (the value is not shown: it is a secret)")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<String, E> {
+        Ok(value.to_owned())
+    }
+
+    fn visit_string<E: serde::de::Error>(self, value: String) -> Result<String, E> {
+        Ok(value)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<String, E> {
+        Ok(value.to_string())
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<String, E> {
+        Ok(value.to_string())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<String, E> {
+        Ok(value.to_string())
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<String, E> {
+        Ok(value.to_string())
+    }
+}
+
+/// A client property's value: any scalar, as text (secret or not, so an
+/// error never shows one).
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct PropertyValue(#[serde(deserialize_with = "scalar_text")] String);
+
+fn scalar_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    deserializer.deserialize_any(ScalarText)
 }
 
 impl From<&str> for Secret {
@@ -122,7 +170,7 @@ impl Serialize for SecretUrl {
 
 impl<'de> Deserialize<'de> for SecretUrl {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(SecretUrl)
+        deserializer.deserialize_any(ScalarText).map(SecretUrl)
     }
 }
 
@@ -187,9 +235,19 @@ pub fn redact_properties<'a>(
 /// Client properties (librdkafka's `name = value` pairs), some of them
 /// secret: `Debug` and `Serialize` show the secret ones (see
 /// [`is_secret_property`]) as [`REDACTED`]. It derefs to the map.
-#[derive(Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct ClientProperties(pub std::collections::BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for ClientProperties {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let map = std::collections::BTreeMap::<String, PropertyValue>::deserialize(deserializer)?;
+        Ok(ClientProperties(
+            map.into_iter()
+                .map(|(name, value)| (name, value.0))
+                .collect(),
+        ))
+    }
+}
 
 impl ClientProperties {
     pub fn is_empty(&self) -> bool {
@@ -247,6 +305,18 @@ mod tests {
         assert_eq!(secret.expose(), "hunter2");
         assert_eq!(format!("{secret:?} {secret}"), "[redacted] [redacted]");
         assert_eq!(serde_json::to_string(&secret).unwrap(), "\"[redacted]\"");
+    }
+
+    #[test]
+    fn secrets_given_as_numbers_are_read_as_text_and_never_echoed() {
+        let secret: Secret = serde_json::from_str("123456").unwrap();
+        assert_eq!(secret.expose(), "123456");
+        let properties: ClientProperties =
+            serde_json::from_str(r#"{"sasl.password": 987654, "linger.ms": 5}"#).unwrap();
+        assert_eq!(properties["sasl.password"], "987654");
+        assert_eq!(properties["linger.ms"], "5");
+        let error = serde_json::from_str::<Secret>("[\"hunter2\"]").unwrap_err();
+        assert!(!error.to_string().contains("hunter2"), "{error}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! The write path every source uses: batch events, write them as segments,
-//! commit them to the catalog, and only then tell the source it may
-//! acknowledge.
+//! The write path every source's pipeline uses: write a batch as segments,
+//! publish them, and commit them to the catalog with their checkpoints (the
+//! pipeline in `hindsight-ingest` acknowledges only after that).
 //!
 //! The ingest crate's batcher hands over a [`Batch`]: events grouped by
 //! (topic, partition). [`ArchiveWriter::write_batch`] splits each partition's events
@@ -424,7 +424,8 @@ impl ArchiveWriter {
     }
 
     /// Best effort: removes published objects and pending rows of a failed write.
-    /// Whatever is left is found later by [`recover_abandoned`].
+    /// Whatever is left is found later by
+    /// [`recover_abandoned`](crate::recovery::recover_abandoned).
     async fn abandon(&self, planned: &[PlannedSegment]) {
         for segment in planned {
             if let Err(error) = self.store.delete(&segment.path).await {

@@ -58,6 +58,21 @@ impl Error {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// The message followed by every cause not already in it, `a: b: c`, for logs.
+    pub fn full_message(&self) -> String {
+        let mut text = self.message.clone();
+        let mut cause = std::error::Error::source(self);
+        while let Some(inner) = cause {
+            let shown = inner.to_string();
+            if !text.contains(&shown) {
+                text.push_str(": ");
+                text.push_str(&shown);
+            }
+            cause = inner.source();
+        }
+        text
+    }
 }
 
 /// An archive error keeps its kind (a lost compare-and-set stays a

@@ -4,7 +4,7 @@
 //! [`FilterSelection`] is its wire form (JSON in a replay request, query
 //! parameters over HTTP, flags on the command line). [`EventFilter`] is the
 //! parsed filter, with three translations kept side by side so they cannot
-//! drift apart: [`EventFilter::to_expr`] (DataFusion expressions, for
+//! drift apart: [`EventFilter::to_exprs`] (DataFusion expressions, for
 //! search and counts), [`EventFilter::matches`] (in memory, for replay,
 //! which reads segments itself) and [`EventFilter::to_sql`] (SQL text over
 //! the `events` view, shown to people who want to edit it).
@@ -166,11 +166,34 @@ impl FilterSelection {
     }
 }
 
-/// A JSON value as `json_as_text` renders it: strings bare, the rest as JSON.
-fn json_text(value: &serde_json::Value) -> String {
-    match value {
-        serde_json::Value::String(text) => text.clone(),
-        other => other.to_string(),
+/// The value at `path` in the JSON `text` as `json_as_text` (jiter) gives
+/// it: a string's content, any other value's text as the payload writes it
+/// (`1.50` stays `1.50`, `{"a": 1}` keeps its spaces); `None` for a
+/// missing path, `null`, or text that is not JSON. Raw values, not parsed
+/// ones, so that the matcher and SQL compare the same text.
+fn json_as_text(text: &str, path: &[PathPart]) -> Option<String> {
+    use serde_json::value::RawValue;
+    let mut current: &RawValue = serde_json::from_str(text).ok()?;
+    for part in path {
+        let raw = current.get();
+        current = match part {
+            PathPart::Member(name) if raw.starts_with('{') => {
+                let members: std::collections::HashMap<String, &RawValue> =
+                    serde_json::from_str(raw).ok()?;
+                *members.get(name)?
+            }
+            PathPart::Index(index) if raw.starts_with('[') => {
+                let items: Vec<&RawValue> = serde_json::from_str(raw).ok()?;
+                *items.get(*index)?
+            }
+            _ => return None,
+        };
+    }
+    let raw = current.get().trim();
+    match raw {
+        "null" => None,
+        _ if raw.starts_with('"') => serde_json::from_str::<String>(raw).ok(),
+        _ => Some(raw.to_owned()),
     }
 }
 
@@ -402,23 +425,8 @@ impl EventFilter {
         if self.json.is_empty() {
             return true;
         }
-        let Ok(document) = serde_json::from_str::<serde_json::Value>(text) else {
-            return false;
-        };
         self.json.iter().all(|condition| {
-            let mut current = &document;
-            for part in &condition.path {
-                let next = match (current, part) {
-                    (serde_json::Value::Object(map), PathPart::Member(name)) => map.get(name),
-                    (serde_json::Value::Array(items), PathPart::Index(index)) => items.get(*index),
-                    _ => None,
-                };
-                match next {
-                    Some(value) => current = value,
-                    None => return false,
-                }
-            }
-            json_text(current) == condition.value
+            json_as_text(text, &condition.path).as_deref() == Some(condition.value.as_str())
         })
     }
 }
@@ -462,11 +470,15 @@ mod tests {
 
     #[test]
     fn values_compare_as_json_as_text_renders_them() {
-        let event = event_with(r#"{"n": 42, "ok": true, "s": "x", "o": {"a": 1}}"#);
-        for pair in ["n=42", "ok=true", "s=x", r#"o={"a":1}"#] {
+        let event =
+            event_with(r#"{"n": 42, "f": 1.50, "ok": true, "s": "x", "o": {"a": 1}, "z": null}"#);
+        for pair in ["n=42", "f=1.50", "ok=true", "s=x", r#"o={"a": 1}"#] {
             assert!(filter(&[pair]).matches(&event), "{pair}");
         }
-        assert!(!filter(&["s=\"x\""]).matches(&event));
+        // SQL's json_as_text gives the text as written, and NULL for null.
+        for pair in ["s=\"x\"", "f=1.5", r#"o={"a":1}"#, "z=null", "missing=x"] {
+            assert!(!filter(&[pair]).matches(&event), "{pair}");
+        }
     }
 
     #[test]

@@ -706,6 +706,71 @@ mod archive_tests {
         archive_with(batches, limits).await
     }
 
+    /// The one filter's DataFusion translation (search) and its in-memory
+    /// matcher (replay) select the same events, JSON edge cases included.
+    #[tokio::test]
+    async fn the_filter_selects_the_same_events_in_sql_and_in_memory() {
+        let payloads = [
+            r#"{"n": 42, "f": 1.50, "o": {"a": 1}, "z": null, "items": [{"sku": "A"}, {"sku": "B"}]}"#,
+            r#"{"n": "42", "f": 1.5, "o": {"a":1}, "items": {"0": {"sku": "A"}}}"#,
+            r#"{"n": 42.0, "items": [{"sku": "B"}], "s": "x y"}"#,
+            r#"not json, but "n": 42"#,
+            "",
+        ];
+        let events: Vec<Event> = payloads
+            .iter()
+            .enumerate()
+            .map(|(offset, payload)| Event {
+                payload: Some(payload.as_bytes().to_vec()),
+                payload_size: payload.len() as i64,
+                ..kafka_event("t", 0, offset as i64, START + offset as i64)
+            })
+            .collect();
+        let (_directory, engine) = archive_with(
+            vec![("src", Bus::Kafka, events.clone())],
+            QueryLimits::default(),
+        )
+        .await;
+        for conditions in [
+            vec!["n=42"],
+            vec!["f=1.50"],
+            vec!["f=1.5"],
+            vec![r#"o={"a": 1}"#],
+            vec![r#"o={"a":1}"#],
+            vec!["z=null"],
+            vec!["items.0.sku=A"],
+            vec!["items.1.sku=B"],
+            vec!["items.0.sku=B", "n=42.0"],
+            vec!["s=x y"],
+        ] {
+            let filter = crate::filter::FilterSelection {
+                json: conditions.iter().map(|c| (*c).to_owned()).collect(),
+                ..Default::default()
+            }
+            .compile()
+            .unwrap();
+            let page = crate::events::search(
+                &engine,
+                &crate::events::EventSearch {
+                    filter: filter.clone(),
+                    limit: 100,
+                    cursor: None,
+                },
+            )
+            .await
+            .unwrap();
+            let mut by_sql: Vec<String> = page.events.into_iter().map(|e| e.event_id).collect();
+            let mut in_memory: Vec<String> = events
+                .iter()
+                .filter(|event| filter.matches(event))
+                .map(|event| event.event_id.clone())
+                .collect();
+            by_sql.sort();
+            in_memory.sort();
+            assert_eq!(by_sql, in_memory, "{conditions:?}");
+        }
+    }
+
     #[tokio::test]
     async fn histograms_count_each_bucket_from_a_multiple_of_the_step() {
         let (_directory, engine) = kafka_archive(QueryLimits::default()).await;

@@ -3,12 +3,13 @@
 //! - [`selection`] says which events, in which order (per partition, by
 //!   offset), as a [`selection::Plan`] over segments committed by a snapshot.
 //! - [`publisher`] is the seam to the buses: the [`publisher::Publisher`]
-//!   trait, [`kafka`] (idempotent, `acks=all`) and [`amqp`] (confirms,
-//!   mandatory), targets and header rules.
-//! - [`rate`] paces publishing.
-//! - This module runs replays: dry-runs, the loop guard, windows of sends
-//!   closed by a seal and a catalog checkpoint, control (pause, resume,
-//!   cancel through the catalog), and resume after a crash.
+//!   and [`publisher::Connector`] traits (implemented per bus in
+//!   `hindsight-connectors`), targets and header rules.
+//! - [`rate`] paces publishing; [`guard`] is the loop guard.
+//! - [`service`] plans, audits and controls replays (dry-runs, pause,
+//!   resume, cancel through the catalog); [`runner`] and [`window`] run
+//!   one: windows of sends closed by a seal and a catalog checkpoint, and
+//!   resume after a crash.
 //!
 //! Windows are pipelined. Window N+1 is read and sent while the broker
 //! confirms window N and its checkpoint is written, in a background task.

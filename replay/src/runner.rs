@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use hindsight_query::{Error, Result};
+use hindsight_query::{Error, ErrorKind, Result};
 
 use crate::publisher::{PendingWindow, Publisher};
 use crate::rate::Limiter;
@@ -123,7 +123,13 @@ impl ReplayRun {
                 tracing::info!(replay = %self.id, status = status.as_str(), published = self.progress.published, failed = self.progress.failed, "replay finished");
             }
             Err(error) => {
-                tracing::error!(replay = %self.id, error = %error.message(), published = self.progress.published, resend_on_resume = self.progress.resend_on_resume, "replay failed");
+                tracing::error!(replay = %self.id, error = %error.full_message(), published = self.progress.published, resend_on_resume = self.progress.resend_on_resume, "replay failed");
+                // The record is shown by the API: an internal error's details stay in the log.
+                let recorded = if error.kind() == ErrorKind::Internal {
+                    "internal error: the log of the process that ran the replay has the details"
+                } else {
+                    error.message()
+                };
                 let _ = catalog
                     .checkpoint_replay(
                         &self.id,
@@ -131,7 +137,7 @@ impl ReplayRun {
                         ReplayStatus::Failed,
                         &self.progress,
                         &self.details,
-                        Some(error.message()),
+                        Some(recorded),
                     )
                     .await;
                 self.report(live.as_ref(), ReplayStatus::Failed);

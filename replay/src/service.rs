@@ -7,7 +7,7 @@ use hindsight_archive::event::now_micros;
 use hindsight_archive::replays::{
     NewReplay, ReplayDetails, ReplayProgress, ReplayRequest, SkippedEvent, MAX_LISTED_OVERSIZED,
 };
-use hindsight_archive::{ErrorKind as ArchiveErrorKind, Event};
+use hindsight_archive::Event;
 use serde::Serialize;
 
 use hindsight_query::events::EventView;
@@ -31,14 +31,6 @@ pub struct ReplayService {
 pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value)
         .map_err(|error| Error::internal(format!("cannot encode the replay as JSON: {error}")))
-}
-
-pub(crate) fn conflict_or(error: hindsight_archive::Error) -> Error {
-    if error.kind() == ArchiveErrorKind::Conflict {
-        Error::new(ErrorKind::InvalidInput, error.full_message())
-    } else {
-        Error::from(error)
-    }
 }
 
 impl ReplayService {
@@ -347,7 +339,7 @@ impl ReplayService {
         catalog
             .claim_replay(id, record.owner.as_deref(), &owner)
             .await
-            .map_err(conflict_or)?;
+            .map_err(Error::from)?;
         tracing::info!(replay = %id, position_group = record.progress.position_group, position_row = record.progress.position_row, "replay resumed");
         Ok(ReplayRun {
             service: self.clone(),

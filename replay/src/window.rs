@@ -15,10 +15,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use hindsight_query::Result;
+use hindsight_query::{Error, Result};
 
 use crate::selection::{LoadedGroup, SegmentGroup};
-use crate::service::conflict_or;
 
 /// The window being sent.
 pub(crate) struct Window {
@@ -80,7 +79,7 @@ pub(crate) async fn record_progress(
     catalog
         .checkpoint_replay(id, owner, status, progress, details, None)
         .await
-        .map_err(conflict_or)
+        .map_err(Error::from)
 }
 
 /// Reads the plan's groups from `first` on, ahead of the sender, through a

@@ -102,7 +102,12 @@ impl From<hindsight_archive::Error> for ApiError {
 
 impl From<hindsight_query::Error> for ApiError {
     fn from(error: hindsight_query::Error) -> Self {
-        ApiError::of_kind(error.kind(), error.message().to_owned())
+        let message = if error.kind() == ErrorKind::Internal {
+            error.full_message()
+        } else {
+            error.message().to_owned()
+        };
+        ApiError::of_kind(error.kind(), message)
     }
 }
 

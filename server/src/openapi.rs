@@ -1,5 +1,5 @@
 //! The OpenAPI 3.1 description of the HTTP API, served at
-//! `GET /api/v1/openapi.json`. [`crate::http::ROUTES`] lists the routes the
+//! `GET /api/v1/openapi.json`. [`crate::ROUTES`] lists the routes the
 //! router serves; a unit test checks that both agree.
 
 use serde_json::{json, Value};

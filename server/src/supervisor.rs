@@ -57,9 +57,8 @@ impl Supervisor {
         tokio::spawn(
             async move {
                 let _running = running;
-                if let Err(error) = run.execute(cancel, None).await {
-                    tracing::error!(error = %error.message(), "replay stopped");
-                }
+                // The runner logs and records its own failure.
+                let _ = run.execute(cancel, None).await;
             }
             .instrument(span),
         );

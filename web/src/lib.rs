@@ -3,8 +3,9 @@
 //!
 //! `index.html` loads `app.js`, a hash router (`#/explorer?topic=…`) over
 //! one module per page: `overview.js`, `explorer.js`, `event.js`, `sql.js`
-//! and `replay.js`. `selection.js` turns the explorer's URL state into event
-//! search parameters, SQL and replay selections; `util.js` holds the API
+//! and `replay.js`. `selection.js` turns the explorer's URL state into the
+//! filter parameters of the event routes and into replay selections (the
+//! server writes any SQL); `util.js` holds the API
 //! client and DOM helpers. Every page reads only the public HTTP API.
 
 /// One embedded file.
