@@ -146,10 +146,15 @@ fn replay_paths() -> serde_json::Map<String, Value> {
     resume["post"]["description"] = json!(
         "Send Content-Type: application/json. The body is empty, or {\"target\": …}: credentials are \
          never stored with a replay, so resuming one whose target had some (an AMQP URL's password, \
-         Kafka sasl.* properties) takes the same target again with them."
+         Kafka sasl.* properties) takes the same target again with them. {\"take_over\": true} starts a \
+         running or paused replay here whose process is gone (a killed server); a process that \
+         still runs it is fenced off at its next checkpoint."
     );
     resume["post"]["requestBody"] = json!({ "required": false, "content": { "application/json": { "schema": {
-        "type": "object", "properties": { "target": { "$ref": "#/components/schemas/ReplayTarget" } }
+        "type": "object", "properties": {
+            "target": { "$ref": "#/components/schemas/ReplayTarget" },
+            "take_over": { "type": "boolean", "description": "start a running or paused replay here that no process runs any more (its server was killed)" }
+        }
     } } } });
     paths.insert("/api/v1/replays/{id}/resume".to_owned(), resume);
     paths.insert(

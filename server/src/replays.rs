@@ -49,6 +49,11 @@ pub struct ListParams {
 pub struct ResumeBody {
     /// The replay's target again, with its credentials.
     pub target: Option<Target>,
+    /// Take a `running` or `paused` replay over that no process runs any
+    /// more (its server was killed): start it here from its checkpoint. A
+    /// process that still runs it is fenced off at its next checkpoint.
+    #[serde(default)]
+    pub take_over: bool,
 }
 
 /// The replay routes; merge them behind the token check.
@@ -125,7 +130,15 @@ async fn resume(
     };
     let service = &state.replays;
     let current = service.get(&id).await?;
+    let orphan = body.take_over
+        && matches!(current.status, ReplayStatus::Running | ReplayStatus::Paused)
+        && !state.supervisor.runs(&id);
     match current.status {
+        _ if orphan => {
+            let run = service.resume(&id, body.target.as_ref()).await?;
+            state.supervisor.spawn(run);
+            Ok((StatusCode::ACCEPTED, Json(service.get(&id).await?)).into_response())
+        }
         ReplayStatus::Interrupted | ReplayStatus::Failed => {
             let run = service.resume(&id, body.target.as_ref()).await?;
             state.supervisor.spawn(run);

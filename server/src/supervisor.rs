@@ -9,7 +9,8 @@
 //! itself `interrupted`; [`Supervisor::shutdown`] waits for that. An
 //! interrupted replay resumes with `POST /api/v1/replays/{id}/resume`.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hindsight_replay::ReplayRun;
@@ -21,23 +22,40 @@ use tracing::Instrument;
 #[derive(Debug, Clone)]
 pub struct Supervisor {
     running: Arc<watch::Sender<usize>>,
+    ids: Arc<Mutex<HashSet<String>>>,
     cancel: CancellationToken,
 }
 
-/// Counts a task as running until it is dropped (finished or panicked).
-struct Running(Arc<watch::Sender<usize>>);
+/// Counts a replay as running until it is dropped (finished or panicked).
+struct Running {
+    count: Arc<watch::Sender<usize>>,
+    ids: Arc<Mutex<HashSet<String>>>,
+    id: String,
+}
 
 impl Running {
-    fn start(running: &Arc<watch::Sender<usize>>) -> Self {
-        running.send_modify(|count| *count += 1);
-        Running(Arc::clone(running))
+    fn start(supervisor: &Supervisor, id: &str) -> Self {
+        supervisor.running.send_modify(|count| *count += 1);
+        lock(&supervisor.ids).insert(id.to_owned());
+        Running {
+            count: Arc::clone(&supervisor.running),
+            ids: Arc::clone(&supervisor.ids),
+            id: id.to_owned(),
+        }
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.0.send_modify(|count| *count -= 1);
+        lock(&self.ids).remove(&self.id);
+        self.count.send_modify(|count| *count -= 1);
     }
+}
+
+/// The set, even if a holder panicked (it only ever inserts or removes).
+fn lock(ids: &Mutex<HashSet<String>>) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    ids.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Supervisor {
@@ -45,6 +63,7 @@ impl Supervisor {
     pub fn new(shutdown: &CancellationToken) -> Self {
         Supervisor {
             running: Arc::new(watch::channel(0).0),
+            ids: Arc::default(),
             cancel: shutdown.child_token(),
         }
     }
@@ -53,7 +72,7 @@ impl Supervisor {
     pub fn spawn(&self, run: ReplayRun) {
         let span = tracing::info_span!("replay", id = %run.id());
         let cancel = self.cancel.clone();
-        let running = Running::start(&self.running);
+        let running = Running::start(self, run.id());
         tokio::spawn(
             async move {
                 let _running = running;
@@ -62,6 +81,11 @@ impl Supervisor {
             }
             .instrument(span),
         );
+    }
+
+    /// True when this server runs the replay `id` now.
+    pub fn runs(&self, id: &str) -> bool {
+        lock(&self.ids).contains(id)
     }
 
     /// Replays running now.
