@@ -1,4 +1,5 @@
-//! The one event filter: what `GET /api/v1/events`, the histogram, a
+//! The one event filter (source, topics, partition, time range, key,
+//! headers, text, correlation id, JSON fields): what `GET /api/v1/events`, the histogram, a
 //! replay's filter selection and the UI select by.
 //!
 //! [`FilterSelection`] is its wire form (JSON in a replay request, query
@@ -52,6 +53,9 @@ pub struct FilterSelection {
     /// Text the UTF-8 payload must contain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contains: Option<String>,
+    /// The correlation id (Kafka header-less events have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
     /// `path=value`: a JSON field (dot path) of the payload must equal the value, as text.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub json: Vec<String>,
@@ -87,6 +91,7 @@ pub struct EventFilter {
     /// Headers that must be present with exactly these values.
     pub headers: Vec<(String, Vec<u8>)>,
     pub contains: Option<String>,
+    pub correlation_id: Option<String>,
     pub json: Vec<JsonCondition>,
 }
 
@@ -157,6 +162,7 @@ impl FilterSelection {
             key: self.key.as_ref().map(|key| key.as_bytes().to_vec()),
             headers,
             contains: self.contains.clone(),
+            correlation_id: self.correlation_id.clone(),
             json: self
                 .json
                 .iter()
@@ -305,6 +311,9 @@ impl EventFilter {
         if let Some(needle) = &self.contains {
             filters.push(contains(col("payload_text"), lit(needle.clone())));
         }
+        if let Some(id) = &self.correlation_id {
+            filters.push(col("correlation_id").eq(lit(id.clone())));
+        }
         if !self.json.is_empty() {
             let json_as_text = functions.udf("json_as_text")?;
             for condition in &self.json {
@@ -363,6 +372,9 @@ impl EventFilter {
         if let Some(needle) = &self.contains {
             conditions.push(format!("contains(payload_text, {})", sql_string(needle)));
         }
+        if let Some(id) = &self.correlation_id {
+            conditions.push(format!("correlation_id = {}", sql_string(id)));
+        }
         for condition in &self.json {
             let parts: Vec<String> = condition
                 .path
@@ -400,6 +412,9 @@ impl EventFilter {
             return false;
         }
         if self.key.is_some() && event.key != self.key {
+            return false;
+        }
+        if self.correlation_id.is_some() && event.correlation_id != self.correlation_id {
             return false;
         }
         for (name, value) in &self.headers {
@@ -514,6 +529,21 @@ mod tests {
             ..FilterSelection::default()
         })
         .contains("name=value"));
+    }
+
+    #[test]
+    fn the_correlation_id_narrows_in_memory_and_in_sql_text() {
+        let filter = FilterSelection {
+            correlation_id: Some("order-7".into()),
+            ..FilterSelection::default()
+        }
+        .compile()
+        .unwrap();
+        let mut event = event_with("{}");
+        assert!(!filter.matches(&event));
+        event.correlation_id = Some("order-7".into());
+        assert!(filter.matches(&event));
+        assert_eq!(filter.to_sql(), "correlation_id = 'order-7'");
     }
 
     #[test]

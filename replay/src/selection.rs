@@ -30,6 +30,7 @@ pub const MAX_SQL_SELECTION: usize = 5_000_000;
 /// Which events to replay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[allow(clippy::large_enum_variant)] // one per replay request: size does not matter
 pub enum Selection {
     /// The filters of `GET /api/v1/events` (`hindsight_query::filter`).
     Filter(FilterSelection),

@@ -17,7 +17,7 @@ use crate::params::{parse_number, query_pairs, single};
 use crate::AppState;
 
 /// The filter parameters every event route takes.
-const FILTER_PARAMETERS: [&str; 9] = [
+const FILTER_PARAMETERS: [&str; 10] = [
     "source",
     "topic",
     "partition",
@@ -26,6 +26,7 @@ const FILTER_PARAMETERS: [&str; 9] = [
     "key",
     "header",
     "contains",
+    "correlation_id",
     "json",
 ];
 
@@ -52,6 +53,7 @@ fn filter_of(pairs: &[(String, String)]) -> Result<EventFilter, ApiError> {
         key: single(pairs, "key")?,
         headers: all("header"),
         contains: single(pairs, "contains")?,
+        correlation_id: single(pairs, "correlation_id")?,
         json: all("json"),
     };
     Ok(selection.compile()?)

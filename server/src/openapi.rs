@@ -467,6 +467,7 @@ fn filter_parameters(extra: &[Value]) -> Value {
         query_parameter("key", "Kafka key (UTF-8)", json!({ "type": "string" })),
         query_parameter("header", "name=value; repeat for several", json!({ "type": "array", "items": { "type": "string" } })),
         query_parameter("contains", "text the UTF-8 payload contains", json!({ "type": "string" })),
+        query_parameter("correlation_id", "the event's correlation id", json!({ "type": "string" })),
         query_parameter("json", "path=value on the JSON payload, path dot-separated (customer.id=42; a number indexes an array: items.0.sku=A-1); repeat for several", json!({ "type": "array", "items": { "type": "string" } })),
     ];
     parameters.extend(extra.iter().cloned());

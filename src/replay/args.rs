@@ -35,6 +35,9 @@ pub struct RunArgs {
     /// Text the payload must contain.
     #[arg(long)]
     contains: Option<String>,
+    /// Only events with this correlation id.
+    #[arg(long)]
+    correlation_id: Option<String>,
     /// PATH=VALUE: a JSON field of the payload (repeatable).
     #[arg(long = "json-field")]
     json_fields: Vec<String>,
@@ -141,6 +144,7 @@ impl RunArgs {
                 key: self.key.clone(),
                 headers: self.headers.clone(),
                 contains: self.contains.clone(),
+                correlation_id: self.correlation_id.clone(),
                 json: self.json_fields.clone(),
             }),
         };

@@ -2,7 +2,7 @@
 // JSON, text or hex with copy buttons, and related events by key and by
 // correlation id.
 
-import { api, base64Bytes, copyButton, el, errorBox, formatBytes, formatNumber, formatTime, hexDump, routeHref, sqlRows, sqlString, statusLine, table } from "./util.js";
+import { api, base64Bytes, copyButton, el, errorBox, formatBytes, formatNumber, formatTime, hexDump, routeHref, statusLine, table } from "./util.js";
 
 export async function render(main, route, signal) {
   const id = decodeURIComponent(route.path.slice("/event/".length));
@@ -209,10 +209,14 @@ async function relatedByCorrelation(section, event, signal) {
   }
   const status = statusLine("Searching…");
   box.append(status);
-  const sql = `SELECT event_id, topic, "partition", "offset", event_time, header_text(headers, 'event-type') AS type FROM events WHERE correlation_id = ${sqlString(event.correlation_id)} ORDER BY event_time, event_id LIMIT 50`;
+  const filter = new URLSearchParams({ correlation_id: event.correlation_id });
   try {
-    const rows = await sqlRows(sql, signal);
-    relatedList(box, status, rows, event.event_id, { none: "No other event has this correlation id.", more: rows.length >= 50 ? "the SQL console" : "" });
+    // Newest first from the API; a flow reads oldest first.
+    const page = await api(`/api/v1/events?${filter}&limit=50`, { signal });
+    const events = page.events.reverse().map((e) => ({ ...e, type: (e.headers.find((h) => h.name === "event-type") || {}).value }));
+    relatedList(box, status, events, event.event_id, { none: "No other event has this correlation id.", more: page.next_cursor ? "the SQL console" : "" });
+    const { where } = await api(`/api/v1/events/sql?${filter}`, { signal });
+    const sql = `SELECT event_id, topic, "partition", "offset", event_time, header_text(headers, 'event-type') AS type FROM events WHERE ${where} ORDER BY event_time, event_id`;
     box.append(el("a", { href: routeHref("/sql", { q: sql }) }, "Open this query in the SQL console"));
   } catch (error) {
     if (error.name === "AbortError") return;
