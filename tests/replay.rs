@@ -225,7 +225,9 @@ pub(crate) fn consume_kafka(topic: &str, expected: u64, idle_seconds: u64) -> Ve
         .unwrap_or_else(|e| panic!("cannot run python3 ({e}); set up with {START_SERVICES}"));
     assert!(
         output.status.success(),
-        "the confluent-kafka consumer failed"
+        "the confluent-kafka consumer of {topic} at {} failed (its error is above); \
+         is Kafka up? start it with {START_SERVICES}",
+        brokers()
     );
     String::from_utf8(output.stdout)
         .unwrap()

@@ -47,6 +47,11 @@ impl Batch {
                 .or_default()
                 .push(event);
         }
+        Batch::from_partitions(source, partitions)
+    }
+
+    /// A batch of events already grouped by (topic, partition).
+    pub fn from_partitions(source: &str, partitions: BTreeMap<(String, i32), Vec<Event>>) -> Batch {
         Batch {
             source: source.to_owned(),
             partitions: partitions

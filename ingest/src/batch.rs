@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use hindsight_archive::writer::{Batch, PartitionBatch};
+use hindsight_archive::writer::Batch;
 use hindsight_archive::{Event, Header};
 
 /// When a batch is flushed: whichever limit is reached first.
@@ -105,18 +105,7 @@ impl Batcher {
         self.rows = 0;
         self.bytes = 0;
         self.first_event_at = None;
-        let partitions = std::mem::take(&mut self.partitions)
-            .into_iter()
-            .map(|((topic, partition), events)| PartitionBatch {
-                topic,
-                partition,
-                events,
-            })
-            .collect();
-        Batch {
-            source: self.source.clone(),
-            partitions,
-        }
+        Batch::from_partitions(&self.source, std::mem::take(&mut self.partitions))
     }
 }
 

@@ -34,10 +34,9 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(5), state.engine.catalog().ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
         Ok(Err(error)) => ApiError::from(error).into_response(),
-        Err(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "retryable",
-            "the catalog did not answer within 5 s",
+        Err(_) => ApiError::of_kind(
+            hindsight_archive::ErrorKind::Retryable,
+            "the catalog did not answer within 5 s".to_owned(),
         )
         .into_response(),
     }

@@ -100,11 +100,6 @@ pub(crate) async fn histogram(
     let pairs = query_pairs(raw.as_deref(), &allowed(&["step_ms"]))?;
     let step_ms = parse_number::<i64>("step_ms", single(&pairs, "step_ms")?)?
         .ok_or_else(|| ApiError::bad_request("query parameter \"step_ms\" is required"))?;
-    if step_ms < 1 {
-        return Err(ApiError::bad_request(
-            "query parameter \"step_ms\" must be at least 1",
-        ));
-    }
     let filter = filter_of(&pairs)?;
     let buckets =
         hindsight_query::events::histogram(&state.engine, &filter, step_ms.saturating_mul(1000))
