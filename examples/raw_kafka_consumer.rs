@@ -3,6 +3,7 @@
 //! payload, with no processing, no storage and no commits.
 //!
 //! usage: raw_kafka_consumer BROKERS TOPIC COUNT [TIMEOUT_SECONDS]
+//! (`BENCH_KAFKA_CLIENT="security.protocol=sasl_ssl;…"` adds properties)
 //!
 //! Prints one JSON line: events, bytes, seconds (from start, group join
 //! included, to the last record), events_per_second.
@@ -23,12 +24,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let count: u64 = count.parse()?;
     let timeout = support::timeout(rest)?;
     let started = Instant::now();
-    let consumer: BaseConsumer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("raw-bench-{}", std::process::id()))
         .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()?;
+        .set("auto.offset.reset", "earliest");
+    support::with_client_properties(&mut config)?;
+    let consumer: BaseConsumer = config.create()?;
     consumer.subscribe(&[topic])?;
     let (mut events, mut bytes) = (0u64, 0u64);
     while events < count {

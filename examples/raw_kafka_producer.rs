@@ -45,12 +45,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let timeout = support::timeout(rest)?;
     let records = support::read_records(file)?;
-    let producer: rdkafka::producer::BaseProducer<Counting> = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "5")
-        .create_with_context(Counting::default())?;
+        .set("linger.ms", "5");
+    support::with_client_properties(&mut config)?;
+    let producer: rdkafka::producer::BaseProducer<Counting> =
+        config.create_with_context(Counting::default())?;
     let started = Instant::now();
     let mut bytes = 0u64;
     for support::Record {

@@ -3,9 +3,24 @@
 # the Hindsight test suite talks to, all bound to 127.0.0.1:
 #
 #   PostgreSQL  127.0.0.1:5432  role/password hindsight, database hindsight_test
-#   RabbitMQ    127.0.0.1:5672  AMQP (guest/guest), 5552 streams, 15672 management
+#   RabbitMQ    127.0.0.1:5672  AMQP (guest/guest), 5552 streams, 15672 management,
+#               127.0.0.1:5671  AMQPS: TLS with server.pem; PLAIN (guest/guest) or
+#                               EXTERNAL with client.pem (user hindsight-client)
 #   Tansu       127.0.0.1:9092  Kafka-protocol broker, in-memory storage
 #   moto        127.0.0.1:5000  S3-compatible server
+#
+# and the secured Kafka set ("secure" in HINDSIGHT_SERVICES_SKIP): one Tansu
+# broker per port, TLS by stunnel in front of it, SCRAM user hindsight /
+# hindsight-secret (SHA-256 and SHA-512), certificates from
+# scripts/tls-fixtures.sh in $HINDSIGHT_SERVICES_DIR/tls:
+#
+#   127.0.0.1:9192  SASL_PLAINTEXT  tansu-sasl (SCRAM users in PostgreSQL)
+#   127.0.0.1:9293  SSL             stunnel -> tansu-ssl 127.0.0.1:9292
+#   127.0.0.1:9393  SASL_SSL        stunnel -> tansu-sasl-ssl 127.0.0.1:9392
+#   127.0.0.1:9493  SSL + required client certificate from ca.pem (mTLS)
+#                                   stunnel -> tansu-mtls 127.0.0.1:9492
+#   127.0.0.1:9593  SSL, certificate for DNS:wrong.example only -> tansu-ssl
+#   127.0.0.1:9693  SSL, expired server certificate -> tansu-ssl
 #
 # and the browser-test tools: Debian's chromium (/usr/bin/chromium), node and
 # npm, and playwright-core from tests/web/package-lock.json installed into
@@ -17,7 +32,8 @@
 #                                into the calling shell
 #   scripts/services.sh env      only print the `export ...` lines (no startup)
 #   scripts/services.sh status   probe each service, start nothing
-#   scripts/services.sh stop     stop what this script started
+#   scripts/services.sh stop     stop what this script started (except the
+#                                services in HINDSIGHT_SERVICES_SKIP)
 #
 # Idempotent: a service that already answers on its port is left alone, and
 # nothing is installed twice. Fails loudly (non-zero exit, the reason and the
@@ -29,8 +45,9 @@
 #   HINDSIGHT_SERVICES_TIMEOUT  readiness timeout per service, seconds (120)
 #   HINDSIGHT_TANSU_VERSION     tansu version for `cargo install` (0.6.0)
 #   HINDSIGHT_SERVICES_SKIP     space/comma separated services not to manage
-#                               (postgres rabbitmq tansu moto); tests that need
-#                               a skipped service will fail
+#                               (postgres rabbitmq tansu moto secure); tests
+#                               that need a skipped service will fail. `secure`
+#                               needs PostgreSQL (it keeps the SCRAM users).
 
 # ---------------------------------------------------------------------------
 # Everything below is wrapped in functions so that sourcing this file only
@@ -40,6 +57,9 @@
 
 _hs_self="${BASH_SOURCE[0]}"
 _hs_state_dir="${HINDSIGHT_SERVICES_DIR:-$HOME/.cache/hindsight/services}"
+# Certificate fixtures (functions only; sets _hs_tls_dir).
+# shellcheck source-path=SCRIPTDIR source=tls-fixtures.sh
+source "$(dirname "$_hs_self")/tls-fixtures.sh"
 
 _hs_export_env() {
   export HINDSIGHT_TEST_POSTGRES_URL="postgres://hindsight:hindsight@127.0.0.1:5432/hindsight_test"
@@ -51,13 +71,27 @@ _hs_export_env() {
   export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
   export HINDSIGHT_TEST_SERVICES_DIR="$_hs_state_dir"
   export HINDSIGHT_WEB_TEST_DIR="${HINDSIGHT_WEB_TEST_DIR:-$HOME/.cache/hindsight/web-tests}"
+  export HINDSIGHT_TEST_TLS_DIR="$_hs_tls_dir"
+  export HINDSIGHT_TEST_KAFKA_SASL_BROKERS="127.0.0.1:9192"
+  export HINDSIGHT_TEST_KAFKA_SSL_BROKERS="127.0.0.1:9293"
+  export HINDSIGHT_TEST_KAFKA_SASL_SSL_BROKERS="127.0.0.1:9393"
+  export HINDSIGHT_TEST_KAFKA_MTLS_BROKERS="127.0.0.1:9493"
+  export HINDSIGHT_TEST_KAFKA_WRONG_HOST_BROKERS="127.0.0.1:9593"
+  export HINDSIGHT_TEST_KAFKA_EXPIRED_BROKERS="127.0.0.1:9693"
+  export HINDSIGHT_TEST_KAFKA_USER="hindsight"
+  export HINDSIGHT_TEST_KAFKA_PASSWORD="hindsight-secret"
+  export HINDSIGHT_TEST_AMQPS_URL="amqps://guest:guest@127.0.0.1:5671/%2f"
 }
 
 _hs_print_env() {
   local v
   for v in HINDSIGHT_TEST_POSTGRES_URL HINDSIGHT_TEST_KAFKA_BROKERS \
     HINDSIGHT_TEST_AMQP_URL HINDSIGHT_TEST_S3_ENDPOINT AWS_ACCESS_KEY_ID \
-    AWS_SECRET_ACCESS_KEY AWS_DEFAULT_REGION HINDSIGHT_TEST_SERVICES_DIR HINDSIGHT_WEB_TEST_DIR; do
+    AWS_SECRET_ACCESS_KEY AWS_DEFAULT_REGION HINDSIGHT_TEST_SERVICES_DIR HINDSIGHT_WEB_TEST_DIR \
+    HINDSIGHT_TEST_TLS_DIR HINDSIGHT_TEST_KAFKA_SASL_BROKERS HINDSIGHT_TEST_KAFKA_SSL_BROKERS \
+    HINDSIGHT_TEST_KAFKA_SASL_SSL_BROKERS HINDSIGHT_TEST_KAFKA_MTLS_BROKERS \
+    HINDSIGHT_TEST_KAFKA_WRONG_HOST_BROKERS HINDSIGHT_TEST_KAFKA_EXPIRED_BROKERS \
+    HINDSIGHT_TEST_KAFKA_USER HINDSIGHT_TEST_KAFKA_PASSWORD HINDSIGHT_TEST_AMQPS_URL; do
     printf 'export %s=%q\n' "$v" "${!v}"
   done
 }
@@ -122,6 +156,19 @@ _hs_apt_install() {
   _hs_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
     --no-install-recommends "$@" >>"$_hs_state_dir/apt.log" 2>&1 ||
     _hs_fail apt "apt-get install $* failed" "$_hs_state_dir/apt.log"
+}
+
+# _hs_ensure_debs PKG...: apt-get install the PKGs dpkg does not list as
+# installed (nothing at all when every one is there).
+_hs_ensure_debs() {
+  local p missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+      missing+=("$p")
+  done
+  if [[ ${#missing[@]} -gt 0 ]]; then
+    _hs_apt_install "${missing[@]}"
+  fi
 }
 
 # Write FILE (as root) with the content read from stdin, only when it differs.
@@ -198,6 +245,12 @@ PY
     pkgs=($(printf '%s\n' "${pkgs[@]}" | sort -u))
     _hs_pip_install "${pkgs[@]}"
   fi
+}
+
+# Headers and pkg-config files the Rust build links against: OpenSSL (TLS in
+# rdkafka and lapin) and zstd (rdkafka).
+_hs_ensure_build_deps() {
+  _hs_ensure_debs libssl-dev pkg-config libzstd-dev
 }
 
 _hs_ensure_nextest() {
@@ -443,13 +496,32 @@ _hs_rabbit_fail() {
   _hs_fail rabbitmq "$1" "$_hs_state_dir/rabbitmq.log" "$newest" /var/log/rabbitmq/startup_err
 }
 
+_hs_rabbit_plugins="rabbitmq_stream rabbitmq_management rabbitmq_auth_mechanism_ssl"
+
 _hs_rabbit_plugins_in_file() {
   local f=/etc/rabbitmq/enabled_plugins
-  [[ -r "$f" ]] && grep -q rabbitmq_stream "$f" && grep -q 'rabbitmq_management[],. ]' "$f"
+  [[ -r "$f" ]] && grep -q rabbitmq_stream "$f" && grep -q 'rabbitmq_management[],. ]' "$f" &&
+    grep -q rabbitmq_auth_mechanism_ssl "$f"
+}
+
+# The broker runs as user rabbitmq, which cannot read the state dir under
+# $HOME: give it its own copies of the CA, certificate and key. Returns 0
+# when a file changed (the node must restart to load it), 1 otherwise.
+_hs_rabbit_tls_dir=/etc/rabbitmq/tls
+_hs_rabbit_install_tls() {
+  local f changed=1
+  _hs_as_root install -d -o rabbitmq -g rabbitmq -m 0750 "$_hs_rabbit_tls_dir"
+  for f in ca.pem server.pem server.key; do
+    if ! _hs_as_root cmp -s "$_hs_tls_dir/$f" "$_hs_rabbit_tls_dir/$f"; then
+      _hs_as_root install -o rabbitmq -g rabbitmq -m 0640 "$_hs_tls_dir/$f" "$_hs_rabbit_tls_dir/$f"
+      changed=0
+    fi
+  done
+  return $changed
 }
 
 _hs_rabbit_write_conf() {
-  _hs_write_if_changed /etc/rabbitmq/conf.d/90-hindsight.conf <<'EOF'
+  _hs_write_if_changed /etc/rabbitmq/conf.d/90-hindsight.conf <<EOF
 # Managed by Hindsight scripts/services.sh: loopback-only listeners.
 listeners.tcp.1 = 127.0.0.1:5672
 management.tcp.ip = 127.0.0.1
@@ -457,6 +529,19 @@ management.tcp.port = 15672
 stream.listeners.tcp.1 = 127.0.0.1:5552
 stream.advertised_host = 127.0.0.1
 stream.advertised_port = 5552
+# AMQPS with the test certificates (scripts/tls-fixtures.sh). A client
+# certificate is verified when offered but not required, so PLAIN over TLS
+# works without one; EXTERNAL logs in as the certificate's CN.
+listeners.ssl.1 = 127.0.0.1:5671
+ssl_options.cacertfile = $_hs_rabbit_tls_dir/ca.pem
+ssl_options.certfile = $_hs_rabbit_tls_dir/server.pem
+ssl_options.keyfile = $_hs_rabbit_tls_dir/server.key
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = false
+auth_mechanisms.1 = PLAIN
+auth_mechanisms.2 = AMQPLAIN
+auth_mechanisms.3 = EXTERNAL
+ssl_cert_login_from = common_name
 EOF
 }
 
@@ -468,18 +553,20 @@ _hs_rabbit_start() {
   # Enable the plugins in the plugins file first: the config below uses
   # stream.* keys, which only validate when the stream plugin is enabled.
   if ! _hs_rabbit_plugins_in_file; then
-    _hs_log "rabbitmq: enabling plugins rabbitmq_stream rabbitmq_management"
+    _hs_log "rabbitmq: enabling plugins $_hs_rabbit_plugins"
+    # shellcheck disable=SC2086
     if _hs_port_open 5672; then
-      rabbitmq-plugins enable rabbitmq_stream rabbitmq_management \
+      rabbitmq-plugins enable $_hs_rabbit_plugins \
         >>"$_hs_state_dir/rabbitmq.log" 2>&1 ||
         _hs_rabbit_fail "rabbitmq-plugins enable failed"
     else
-      rabbitmq-plugins enable --offline rabbitmq_stream rabbitmq_management \
+      rabbitmq-plugins enable --offline $_hs_rabbit_plugins \
         >>"$_hs_state_dir/rabbitmq.log" 2>&1 ||
         _hs_rabbit_fail "rabbitmq-plugins enable --offline failed"
     fi
   fi
   local conf_changed=0
+  if _hs_rabbit_install_tls; then conf_changed=1; fi
   if _hs_rabbit_write_conf; then conf_changed=1; fi
 
   if _hs_port_open 5672; then
@@ -488,7 +575,7 @@ _hs_rabbit_start() {
       _hs_rabbit_started=0
       return 0
     fi
-    _hs_log "rabbitmq: restarting to apply /etc/rabbitmq/conf.d/90-hindsight.conf"
+    _hs_log "rabbitmq: restarting to apply /etc/rabbitmq/conf.d/90-hindsight.conf and $_hs_rabbit_tls_dir"
     timeout 60 rabbitmqctl stop >>"$_hs_state_dir/rabbitmq.log" 2>&1 || true
     local deadline=$((SECONDS + 30))
     while _hs_port_open 5672 && ((SECONDS < deadline)); do sleep 0.5; done
@@ -529,7 +616,8 @@ _hs_rabbit_wait() {
   done
   if ! _hs_port_open 5552; then
     # Running node whose plugin set lags the plugins file: apply it online.
-    rabbitmq-plugins enable rabbitmq_stream rabbitmq_management \
+    # shellcheck disable=SC2086
+    rabbitmq-plugins enable $_hs_rabbit_plugins \
       >>"$_hs_state_dir/rabbitmq.log" 2>&1 || true
     until _hs_port_open 5552; do
       if ((SECONDS >= deadline)); then
@@ -538,7 +626,90 @@ _hs_rabbit_wait() {
       sleep 0.5
     done
   fi
-  _hs_log "rabbitmq: ready (amqp 5672, stream 5552, management 15672)"
+  _hs_rabbit_tls_wait "$deadline"
+  _hs_log "rabbitmq: ready (amqp 5672, amqps 5671, stream 5552, management 15672)"
+}
+
+# A TLS handshake on 5671 that verifies the server certificate against ca.pem.
+_hs_rabbit_tls_handshake_ok() {
+  timeout 10 openssl s_client -connect 127.0.0.1:5671 -CAfile "$_hs_tls_dir/ca.pem" \
+    -verify_return_error </dev/null >>"$_hs_state_dir/rabbitmq-tls-probe.log" 2>&1
+}
+
+# HTTP status of a management API GET (000 when it does not answer).
+_hs_rabbit_api_status() {
+  curl -s -o /dev/null -w '%{http_code}' --max-time 5 -u guest:guest \
+    "http://127.0.0.1:15672/api/$1" 2>/dev/null || true
+}
+
+# The EXTERNAL user: the client certificate's CN, without a password, with
+# full permissions on vhost /.
+_hs_rabbit_ensure_cert_user() {
+  local user=hindsight-client
+  if [[ "$(_hs_rabbit_api_status "users/$user")" == 200 ]] &&
+    [[ "$(_hs_rabbit_api_status "permissions/%2F/$user")" == 200 ]]; then
+    return 0
+  fi
+  _hs_log "rabbitmq: creating user $user (no password, EXTERNAL login with client.pem)"
+  {
+    echo "=== $(date -Is) creating rabbitmq user $user"
+    if ! rabbitmqctl -q list_users 2>/dev/null | awk '{print $1}' | grep -qx "$user"; then
+      rabbitmqctl add_user "$user" "unused-$(openssl rand -hex 16)"
+    fi
+    rabbitmqctl clear_password "$user" &&
+      rabbitmqctl set_permissions -p / "$user" '.*' '.*' '.*'
+  } >>"$_hs_state_dir/rabbitmq.log" 2>&1 ||
+    _hs_rabbit_fail "creating the rabbitmq user $user failed"
+}
+
+# With pika installed (this script does not install it): log in over TLS
+# with PLAIN (guest) and with EXTERNAL (client.pem).
+_hs_rabbit_pika_ok() {
+  timeout 60 "$_hs_py" - "$_hs_tls_dir" <<'PY' >>"$_hs_state_dir/rabbitmq-tls-probe.log" 2>&1
+import ssl, sys
+import pika
+tls = sys.argv[1]
+def connect(creds, client_cert):
+    ctx = ssl.create_default_context(cafile=f"{tls}/ca.pem")
+    if client_cert:
+        ctx.load_cert_chain(f"{tls}/client.pem", f"{tls}/client.key")
+    params = pika.ConnectionParameters("127.0.0.1", 5671, "/", creds,
+                                       ssl_options=pika.SSLOptions(ctx, "localhost"),
+                                       connection_attempts=1, socket_timeout=10)
+    conn = pika.BlockingConnection(params)
+    conn.channel().queue_declare(queue="", exclusive=True)
+    conn.close()
+connect(pika.PlainCredentials("guest", "guest"), False)
+print("amqps PLAIN guest: ok")
+connect(pika.credentials.ExternalCredentials(), True)
+print("amqps EXTERNAL hindsight-client: ok")
+PY
+}
+
+# _hs_rabbit_tls_wait DEADLINE: the AMQPS listener answers a verified TLS
+# handshake, the certificate user exists, and (with pika) both logins work.
+_hs_rabbit_tls_wait() {
+  local deadline="$1"
+  until _hs_port_open 5671 && _hs_rabbit_tls_handshake_ok; do
+    if ((SECONDS >= deadline)); then
+      _hs_fail rabbitmq "AMQPS port 127.0.0.1:5671 does not complete a TLS handshake verified with $_hs_tls_dir/ca.pem" \
+        "$_hs_state_dir/rabbitmq-tls-probe.log" "$_hs_state_dir/rabbitmq.log"
+    fi
+    sleep 0.5
+  done
+  _hs_rabbit_ensure_cert_user
+  _hs_python
+  if "$_hs_py" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("pika") is None)' 2>/dev/null; then
+    until _hs_rabbit_pika_ok; do
+      if ((SECONDS >= deadline)); then
+        _hs_fail rabbitmq "AMQPS login over TLS (PLAIN guest or EXTERNAL with client.pem) fails" \
+          "$_hs_state_dir/rabbitmq-tls-probe.log" "$_hs_state_dir/rabbitmq.log"
+      fi
+      sleep 1
+    done
+  else
+    _hs_log "rabbitmq: pika not installed; AMQPS checked by TLS handshake only"
+  fi
 }
 
 _hs_rabbit_stop() {
@@ -578,8 +749,10 @@ print("metadata ok:", {b.id: f"{b.host}:{b.port}" for b in md.brokers.values()})
 PY
 }
 
-_hs_tansu_start() {
+# Sets _hs_tansu_cmd, installing tansu first when it is missing.
+_hs_tansu_ensure_bin() {
   local bin
+  if [[ -n "${_hs_tansu_cmd:-}" ]]; then return 0; fi
   if ! bin="$(_hs_tansu_bin)" && pgrep -f 'cargo install.* tansu' >/dev/null 2>&1; then
     # Someone (another checkout, a setup step) is already building tansu:
     # wait for that build instead of compiling it a second time in parallel.
@@ -599,7 +772,11 @@ _hs_tansu_start() {
       "$_hs_state_dir/tansu-install.log"
   fi
   _hs_tansu_cmd="$bin"
+}
 
+_hs_tansu_start() {
+  _hs_tansu_ensure_bin
+  local bin="$_hs_tansu_cmd"
   if _hs_port_open 9092; then
     _hs_log "tansu: port 9092 already answers"
     return 0
@@ -662,6 +839,557 @@ _hs_pidfile_stop() {
   rm -f "$_hs_state_dir/$name.pid"
 }
 
+# ------------------------------------------------------ secured Kafka set --
+#
+# Tansu 0.6.0 ignores its own --cert/--key, so TLS comes from stunnel in
+# front of a plain Tansu broker. Clients connect to whatever host:port the
+# broker advertises, so every TLS port has its own Tansu process advertising
+# that stunnel port. SASL (--authentication) notes, from tansu 0.6.0's source:
+#  - SCRAM credentials live in the storage engine, and only the postgres
+#    engine keeps them: the memory/s3 engine (dynostore) drops
+#    AlterUserScramCredentials and finds no user, so every login fails. The
+#    two SASL brokers therefore use a PostgreSQL database each (reset on every
+#    start, like memory://), with the schema below.
+#  - An authenticated broker answers nothing but ApiVersions/SaslHandshake/
+#    SaslAuthenticate before a login, and `tansu user create` / `tansu topic
+#    create` cannot log in. Users are made through a short-lived broker
+#    without --authentication on the same database and cluster id
+#    (127.0.0.1:9191), then the SASL broker sees them at once. Topics are
+#    made by the clients (e.g. AdminClient with the SASL settings); a produce
+#    to a missing topic does not create it.
+#  - PLAIN: tansu-auth's check accepts any password for PLAIN, but the
+#    released binary's rsasl is built without the PLAIN mechanism, so a PLAIN
+#    handshake is refused (NoSharedMechanism). Use SCRAM-SHA-256/512.
+
+_hs_secure_user=hindsight
+_hs_secure_password=hindsight-secret
+_hs_secure_admin_port=9191
+_hs_stunnel_conf="$_hs_state_dir/stunnel.conf"
+
+# name, listen port, advertised port, kind (sasl: PostgreSQL storage and
+# --authentication; plain: memory storage).
+_hs_secure_brokers=(
+  "tansu-sasl 9192 9192 sasl"
+  "tansu-ssl 9292 9293 plain"
+  "tansu-sasl-ssl 9392 9393 sasl"
+  "tansu-mtls 9492 9493 plain"
+)
+# stunnel service, accept port, backend port, certificate name, mTLS?
+_hs_stunnel_services=(
+  "kafka-ssl 9293 9292 server no"
+  "kafka-sasl-ssl 9393 9392 server no"
+  "kafka-mtls 9493 9492 server yes"
+  "kafka-wrong-host 9593 9292 wrong-host-server no"
+  "kafka-expired 9693 9292 expired-server no"
+)
+
+_hs_secure_db() { echo "hindsight_${1//-/_}"; }
+_hs_secure_db_url() {
+  echo "postgres://hindsight:hindsight@127.0.0.1:5432/$(_hs_secure_db "$1")?sslmode=disable"
+}
+
+# Tables and columns of Tansu 0.6.0's postgres engine. The crate ships its
+# schema only in SQLite form (tansu-storage src/ddl); this is that schema with
+# the PostgreSQL types the engine binds (tansu-storage src/pg.rs, src/sql).
+_hs_tansu_pg_schema() {
+  cat <<'SQL'
+create table cluster (
+  id int generated by default as identity primary key,
+  name text not null unique,
+  last_updated timestamptz default current_timestamp not null,
+  created_at timestamptz default current_timestamp not null);
+create table consumer_group (
+  id int generated by default as identity primary key,
+  cluster int references cluster (id) on delete cascade not null,
+  name text not null,
+  last_updated timestamptz default current_timestamp not null,
+  created_at timestamptz default current_timestamp not null,
+  unique (cluster, name));
+create table producer (
+  id bigint generated by default as identity primary key,
+  cluster int references cluster (id) on delete cascade not null,
+  last_updated timestamptz default current_timestamp not null,
+  created_at timestamptz default current_timestamp not null);
+create table scram_credential (
+  id int generated by default as identity primary key,
+  cluster int references cluster (id) on delete cascade not null,
+  username text not null,
+  mechanism int not null,
+  salt bytea not null,
+  iterations int not null,
+  stored_key bytea not null,
+  server_key bytea not null,
+  last_updated timestamptz default current_timestamp not null,
+  created_at timestamptz default current_timestamp not null,
+  unique (cluster, username, mechanism));
+create table topic (
+  id int generated by default as identity primary key,
+  cluster int references cluster (id) on delete cascade not null,
+  name text not null,
+  uuid uuid not null,
+  partitions int not null,
+  replication_factor int not null,
+  is_internal bool default false not null,
+  last_updated timestamptz default current_timestamp not null,
+  created_at timestamptz default current_timestamp not null,
+  unique (cluster, name));
+create table consumer_group_detail (
+  id int generated by default as identity primary key,
+  consumer_group int references consumer_group (id) on delete cascade,
+  e_tag uuid not null,
+  detail jsonb not null,
+  last_updated timestamptz default current_timestamp not null,
+  created_at timestamptz default current_timestamp not null,
+  unique (consumer_group));
+create table producer_epoch (
+  id int generated by default as identity primary key,
+  producer bigint references producer (id) on delete cascade,
+  epoch smallint default 0 not null,
+  last_updated timestamptz default current_timestamp not null,
+  created_at timestamptz default current_timestamp not null,
+  unique (producer, epoch));
+create table topic_configuration (
+  id int generated by default as identity primary key,
+  topic int references topic (id) on delete cascade,
+  name text not null,
+  value text,
+  last_updated timestamptz default current_timestamp not null,
+  created_at timestamptz default current_timestamp not null,
+  unique (topic, name));
+create table topition (
+  id int generated by default as identity primary key,
+  topic int references topic (id) on delete cascade,
+  partition int,
+  last_updated timestamptz default current_timestamp not null,
+  created_at timestamptz default current_timestamp not null,
+  unique (topic, partition));
+create table txn (
+  id int generated by default as identity primary key,
+  cluster int references cluster (id) on delete cascade,
+  name text,
+  producer bigint references producer (id) on delete cascade,
+  last_updated timestamptz default current_timestamp not null,
+  created_at timestamptz default current_timestamp not null,
+  unique (cluster, name));
+create table consumer_offset (
+  id int generated by default as identity primary key,
+  consumer_group int references consumer_group (id) on delete cascade,
+  topition int references topition (id) on delete cascade,
+  committed_offset bigint,
+  leader_epoch int,
+  timestamp timestamptz,
+  metadata text,
+  last_updated timestamptz default current_timestamp not null,
+  created_at timestamptz default current_timestamp not null,
+  unique (consumer_group, topition));
+create table record (
+  topition int references topition (id) on delete cascade,
+  offset_id bigint not null,
+  attributes smallint,
+  producer_id bigint,
+  producer_epoch smallint,
+  timestamp timestamptz,
+  k bytea,
+  v bytea,
+  transaction_id xid8 default pg_current_xact_id() not null,
+  last_updated timestamptz default current_timestamp not null,
+  created_at timestamptz default current_timestamp not null,
+  primary key (topition, offset_id));
+create table header (
+  topition int,
+  offset_id bigint,
+  k bytea,
+  v bytea,
+  last_updated timestamptz default current_timestamp not null,
+  created_at timestamptz default current_timestamp not null,
+  foreign key (topition, offset_id) references record (topition, offset_id) on delete cascade);
+create table producer_detail (
+  id int generated by default as identity primary key,
+  producer_epoch int references producer_epoch (id) on delete cascade,
+  topition int references topition (id) on delete cascade,
+  sequence int default 0 not null,
+  last_updated timestamptz default current_timestamp not null,
+  created_at timestamptz default current_timestamp not null,
+  unique (producer_epoch, topition));
+create table txn_detail (
+  id int generated by default as identity primary key,
+  "transaction" int references txn (id) on delete cascade,
+  producer_epoch int references producer_epoch (id) on delete cascade,
+  transaction_timeout_ms int not null,
+  started_at timestamptz,
+  status text,
+  last_updated timestamptz default current_timestamp not null,
+  created_at timestamptz default current_timestamp not null,
+  unique ("transaction", producer_epoch));
+create table watermark (
+  id int generated by default as identity primary key,
+  topition int references topition (id) on delete cascade unique,
+  low bigint,
+  high bigint,
+  stable bigint,
+  last_updated timestamptz default current_timestamp not null,
+  created_at timestamptz default current_timestamp not null);
+create table txn_offset_commit (
+  id int generated by default as identity primary key,
+  txn_detail int references txn_detail (id) on delete cascade,
+  consumer_group int references consumer_group (id) on delete cascade,
+  generation_id int,
+  member_id text,
+  last_updated timestamptz default current_timestamp not null,
+  created_at timestamptz default current_timestamp not null,
+  unique (txn_detail, consumer_group));
+create table txn_topition (
+  id int generated by default as identity primary key,
+  txn_detail int references txn_detail (id) on delete cascade,
+  topition int references topition (id) on delete cascade,
+  last_updated timestamptz default current_timestamp not null,
+  created_at timestamptz default current_timestamp not null,
+  unique (txn_detail, topition));
+create table txn_offset_commit_tp (
+  id int generated by default as identity primary key,
+  offset_commit int references txn_offset_commit (id) on delete cascade,
+  topition int references topition (id) on delete cascade,
+  committed_offset bigint,
+  leader_epoch int,
+  metadata text,
+  last_updated timestamptz default current_timestamp not null,
+  created_at timestamptz default current_timestamp not null,
+  unique (offset_commit, topition));
+create table txn_produce_offset (
+  id int generated by default as identity primary key,
+  txn_topition int references txn_topition (id) on delete cascade unique,
+  offset_start bigint,
+  offset_end bigint,
+  last_updated timestamptz default current_timestamp not null,
+  created_at timestamptz default current_timestamp not null);
+SQL
+}
+
+# _hs_secure_reset_db NAME: a fresh database with the Tansu schema.
+_hs_secure_reset_db() {
+  local name="$1" db
+  db="$(_hs_secure_db "$name")"
+  {
+    echo "=== $(date -Is) recreating database $db"
+    PGCONNECT_TIMEOUT=5 psql "$_hs_pg_url" -XAtq -v ON_ERROR_STOP=1 \
+      -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db OWNER hindsight" &&
+      _hs_tansu_pg_schema | PGCONNECT_TIMEOUT=5 psql "${_hs_pg_url%/*}/$db" -Xq -v ON_ERROR_STOP=1
+  } >>"$_hs_state_dir/$name.log" 2>&1 ||
+    _hs_fail "$name" "creating its PostgreSQL database $db failed" "$_hs_state_dir/$name.log"
+}
+
+# _hs_secure_broker_start NAME LISTEN ADVERTISED KIND: start one Tansu of the
+# secured set unless its port already answers.
+_hs_secure_broker_start() {
+  local name="$1" listen="$2" adv="$3" kind="$4" pid storage args=()
+  if _hs_port_open "$listen"; then
+    _hs_log "$name: port $listen already answers"
+    return 0
+  fi
+  pid="$(cat "$_hs_state_dir/$name.pid" 2>/dev/null || true)"
+  if _hs_pid_matches "$pid" "listener-url tcp://127.0.0.1:$listen"; then
+    _hs_log "$name: pid $pid exists but $listen does not answer; restarting it"
+    kill "$pid" 2>/dev/null || true
+    sleep 1
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  if [[ "$kind" == sasl ]]; then
+    _hs_secure_reset_db "$name"
+    storage="$(_hs_secure_db_url "$name")"
+    args=(--authentication)
+    _hs_secure_fresh+=("$name")
+  else
+    storage=memory://tansu/
+  fi
+  _hs_log "$name: starting broker on 127.0.0.1:$listen, advertised 127.0.0.1:$adv (${storage%%:*} storage${args[*]:+, SASL})"
+  echo "=== $(date -Is) starting $_hs_tansu_cmd broker ($name)" >>"$_hs_state_dir/$name.log"
+  nohup setsid "$_hs_tansu_cmd" broker "${args[@]}" \
+    --cluster-id "$name" \
+    --listener-url "tcp://127.0.0.1:$listen" \
+    --advertised-listener-url "tcp://127.0.0.1:$adv" \
+    --storage-engine "$storage" \
+    </dev/null >>"$_hs_state_dir/$name.log" 2>&1 &
+  echo $! >"$_hs_state_dir/$name.pid"
+}
+
+# _hs_secure_create_users NAME...: SCRAM-SHA-256 and -512 credentials for
+# hindsight/hindsight-secret in each SASL broker's cluster, made through a
+# temporary broker without --authentication on the same database.
+_hs_secure_create_users() {
+  local name pid m log="$_hs_state_dir/tansu-users.log" port="$_hs_secure_admin_port" deadline
+  for name in "$@"; do
+    _hs_log "$name: creating SCRAM user $_hs_secure_user (SHA-256, SHA-512)"
+    if _hs_port_open "$port"; then
+      _hs_fail "$name" "127.0.0.1:$port (temporary broker for creating users) is already in use" "$log"
+    fi
+    echo "=== $(date -Is) temporary broker for $name users" >>"$log"
+    nohup setsid "$_hs_tansu_cmd" broker --cluster-id "$name" \
+      --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
+      --storage-engine "$(_hs_secure_db_url "$name")" </dev/null >>"$log" 2>&1 &
+    pid=$!
+    deadline=$((SECONDS + 30))
+    until _hs_port_open "$port"; do
+      if ! kill -0 "$pid" 2>/dev/null || ((SECONDS >= deadline)); then
+        kill "$pid" 2>/dev/null || true
+        _hs_fail "$name" "the temporary broker for creating users did not come up on $port" "$log"
+      fi
+      sleep 0.2
+    done
+    for m in scram256 scram512; do
+      if ! timeout 30 "$_hs_tansu_cmd" user create "$_hs_secure_user" "$_hs_secure_password" \
+        --broker "tcp://127.0.0.1:$port" --mechanism "$m" >>"$log" 2>&1; then
+        kill "$pid" 2>/dev/null || true
+        _hs_fail "$name" "tansu user create $_hs_secure_user --mechanism $m failed" "$log"
+      fi
+    done
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+}
+
+# Write the stunnel configuration; returns 0 when it changed.
+_hs_stunnel_write_conf() {
+  local spec svc accept connect cert mtls content
+  content="; Managed by Hindsight scripts/services.sh (fixtures $(_hs_tls_fingerprint)).
+foreground = yes
+pid =
+syslog = no
+debug = notice"
+  for spec in "${_hs_stunnel_services[@]}"; do
+    read -r svc accept connect cert mtls <<<"$spec"
+    content+="
+
+[$svc]
+accept = 127.0.0.1:$accept
+connect = 127.0.0.1:$connect
+cert = $_hs_tls_dir/$cert.pem
+key = $_hs_tls_dir/$cert.key"
+    if [[ "$mtls" == yes ]]; then
+      content+="
+CAfile = $_hs_tls_dir/ca.pem
+verifyChain = yes
+requireCert = yes"
+    fi
+  done
+  if [[ -f "$_hs_stunnel_conf" ]] && [[ "$(cat "$_hs_stunnel_conf")" == "$content" ]]; then
+    return 1
+  fi
+  printf '%s\n' "$content" >"$_hs_stunnel_conf"
+}
+
+_hs_stunnel_ports() {
+  local spec svc accept rest
+  for spec in "${_hs_stunnel_services[@]}"; do
+    read -r svc accept rest <<<"$spec"
+    echo "$accept"
+  done
+}
+
+_hs_stunnel_start() {
+  local bin pid conf_changed=0 port all_open=1 deadline
+  bin="$(command -v stunnel4 || command -v stunnel || true)"
+  [[ -n "$bin" ]] || _hs_fail stunnel "stunnel4 is not installed" "$_hs_state_dir/apt.log"
+  if _hs_stunnel_write_conf; then conf_changed=1; fi
+  for port in $(_hs_stunnel_ports); do
+    _hs_port_open "$port" || all_open=0
+  done
+  pid="$(cat "$_hs_state_dir/stunnel.pid" 2>/dev/null || true)"
+  if _hs_pid_matches "$pid" stunnel; then
+    if [[ $conf_changed -eq 0 && $all_open -eq 1 ]]; then
+      _hs_log "stunnel: already running (pid $pid)"
+      return 0
+    fi
+    _hs_log "stunnel: restarting pid $pid to apply $_hs_stunnel_conf"
+    kill "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + 10))
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  elif [[ $all_open -eq 1 && $conf_changed -eq 0 ]]; then
+    _hs_log "stunnel: ports $(_hs_stunnel_ports | paste -sd' ') already answer; using them"
+    return 0
+  fi
+  for port in $(_hs_stunnel_ports); do
+    if _hs_port_open "$port"; then
+      _hs_fail stunnel "127.0.0.1:$port is already in use by a process this script did not start" \
+        "$_hs_state_dir/stunnel.log"
+    fi
+  done
+  _hs_log "stunnel: starting TLS ports $(_hs_stunnel_ports | paste -sd' ')"
+  echo "=== $(date -Is) starting $bin $_hs_stunnel_conf" >>"$_hs_state_dir/stunnel.log"
+  nohup setsid "$bin" "$_hs_stunnel_conf" </dev/null >>"$_hs_state_dir/stunnel.log" 2>&1 &
+  echo $! >"$_hs_state_dir/stunnel.pid"
+}
+
+_hs_secure_start() {
+  _hs_ensure_debs stunnel4
+  command -v psql >/dev/null 2>&1 || _hs_apt_install postgresql-client
+  _hs_tansu_ensure_bin
+  _hs_secure_fresh=()
+  local spec name listen adv kind
+  # The SASL brokers need PostgreSQL, so _hs_secure_wait starts those.
+  for spec in "${_hs_secure_brokers[@]}"; do
+    read -r name listen adv kind <<<"$spec"
+    if [[ "$kind" == plain ]]; then
+      _hs_secure_broker_start "$name" "$listen" "$adv" "$kind"
+    fi
+  done
+  _hs_stunnel_start
+}
+
+# Every broker of the set with the client settings it needs: metadata
+# names the advertised TLS/SASL port, a wrong SCRAM password and an mTLS
+# client without a certificate are refused, and ports 9593/9693 fail the
+# certificate check for the reason they exist.
+_hs_secure_probe() {
+  _hs_python
+  timeout 60 "$_hs_py" - "$_hs_tls_dir" "$_hs_secure_user" "$_hs_secure_password" \
+    <<'PY' >>"$_hs_state_dir/secure-probe.log" 2>&1
+import re, socket, ssl, sys, time
+from concurrent.futures import ThreadPoolExecutor
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+
+tls, user, password = sys.argv[1:4]
+ca = {"ssl.ca.location": f"{tls}/ca.pem"}
+cert = {"ssl.certificate.location": f"{tls}/client.pem", "ssl.key.location": f"{tls}/client.key"}
+
+def scram(mech, pw=password):
+    return {"sasl.mechanism": mech, "sasl.username": user, "sasl.password": pw}
+
+# name, port, security.protocol, settings, should it work?
+kafka = [
+    ("tansu-sasl SCRAM-SHA-512", 9192, "SASL_PLAINTEXT", scram("SCRAM-SHA-512"), True),
+    ("tansu-sasl SCRAM-SHA-256", 9192, "SASL_PLAINTEXT", scram("SCRAM-SHA-256"), True),
+    ("tansu-sasl wrong password", 9192, "SASL_PLAINTEXT", scram("SCRAM-SHA-512", "wrong-password"), False),
+    ("tansu-ssl", 9293, "SSL", ca, True),
+    ("tansu-sasl-ssl SCRAM-SHA-512", 9393, "SASL_SSL", {**ca, **scram("SCRAM-SHA-512")}, True),
+    ("tansu-sasl-ssl SCRAM-SHA-256", 9393, "SASL_SSL", {**ca, **scram("SCRAM-SHA-256")}, True),
+    ("tansu-mtls client certificate", 9493, "SSL", {**ca, **cert}, True),
+    ("tansu-mtls no client certificate", 9493, "SSL", ca, False),
+]
+
+def kafka_check(check):
+    name, port, protocol, settings, want = check
+    errors = []
+    # log_level 0: the errors reach error_cb and are summed up below.
+    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}", "security.protocol": protocol,
+                         "error_cb": errors.append, "log_level": 0, **settings})
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            md = admin.list_topics(timeout=1)
+            brokers = sorted(f"{b.host}:{b.port}" for b in md.brokers.values())
+            if brokers != [f"127.0.0.1:{port}"]:
+                return name, False, f"metadata names brokers {brokers}, not 127.0.0.1:{port}"
+            return name, want, f"metadata ok, broker {brokers[0]}"
+        except KafkaException as e:
+            admin.poll(0)
+            detail = "; ".join(sorted({re.sub(r" \(after \d+ms in state \w+\)", "", err.str())
+                                       for err in errors})) or e.args[0].str()
+            if not want and errors:
+                return name, True, f"refused as expected: {detail}"
+            # A refused login does not get better by waiting (no user yet?).
+            if any(err.code() == KafkaError._AUTHENTICATION for err in errors) or \
+                    time.monotonic() >= deadline:
+                return name, not want, f"failed: {detail}"
+
+def tls_check(port, expect):
+    ctx = ssl.create_default_context(cafile=f"{tls}/ca.pem")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            with ctx.wrap_socket(s, server_hostname="127.0.0.1"):
+                return f"tls {port}", False, "handshake verified, expected a failure"
+    except ssl.SSLCertVerificationError as e:
+        return f"tls {port}", expect in str(e), f"refused: {e.verify_message}"
+    except OSError as e:
+        return f"tls {port}", False, f"no TLS handshake: {e}"
+
+with ThreadPoolExecutor(len(kafka) + 2) as pool:
+    futures = [pool.submit(kafka_check, c) for c in kafka]
+    futures.append(pool.submit(tls_check, 9593, "IP address mismatch"))
+    futures.append(pool.submit(tls_check, 9693, "certificate has expired"))
+    results = [f.result() for f in futures]
+bad = 0
+for name, ok, detail in results:
+    print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")
+    bad += not ok
+sys.exit(1 if bad else 0)
+PY
+}
+
+_hs_secure_wait() {
+  local deadline=$((SECONDS + _hs_timeout)) spec name listen adv kind pid recreated=0
+  local sasl=()
+  until pg_isready -q -h 127.0.0.1 -p 5432 -t 2 2>/dev/null; do
+    if ((SECONDS >= deadline)); then
+      _hs_fail secure "the SASL brokers keep their users in PostgreSQL, and 127.0.0.1:5432 does not answer" \
+        "$_hs_state_dir/postgres-setup.log"
+    fi
+    sleep 0.5
+  done
+  for spec in "${_hs_secure_brokers[@]}"; do
+    read -r name listen adv kind <<<"$spec"
+    if [[ "$kind" == sasl ]]; then
+      sasl+=("$name")
+      _hs_secure_broker_start "$name" "$listen" "$adv" "$kind"
+    fi
+  done
+  for spec in "${_hs_secure_brokers[@]}"; do
+    read -r name listen adv kind <<<"$spec"
+    pid="$(cat "$_hs_state_dir/$name.pid" 2>/dev/null || true)"
+    until _hs_port_open "$listen"; do
+      if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null && ! _hs_port_open "$listen"; then
+        _hs_fail "$name" "the tansu broker process (pid $pid) exited" "$_hs_state_dir/$name.log"
+      fi
+      if ((SECONDS >= deadline)); then
+        _hs_fail "$name" "port 127.0.0.1:$listen not answering after ${_hs_timeout}s" "$_hs_state_dir/$name.log"
+      fi
+      sleep 0.3
+    done
+  done
+  pid="$(cat "$_hs_state_dir/stunnel.pid" 2>/dev/null || true)"
+  for listen in $(_hs_stunnel_ports); do
+    until _hs_port_open "$listen"; do
+      if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
+        _hs_fail stunnel "the stunnel process (pid $pid) exited" "$_hs_state_dir/stunnel.log"
+      fi
+      if ((SECONDS >= deadline)); then
+        _hs_fail stunnel "port 127.0.0.1:$listen not answering after ${_hs_timeout}s" "$_hs_state_dir/stunnel.log"
+      fi
+      sleep 0.3
+    done
+  done
+  # Brokers started above have an empty database: give them their users.
+  if [[ ${#_hs_secure_fresh[@]} -gt 0 ]]; then
+    _hs_secure_create_users "${_hs_secure_fresh[@]}"
+  fi
+  echo "=== $(date -Is) probe" >>"$_hs_state_dir/secure-probe.log"
+  until _hs_secure_probe; do
+    if [[ $recreated -eq 0 ]]; then
+      # A running broker whose users are gone (its database was reset by
+      # hand): creating them again is an upsert, harmless where they exist.
+      _hs_secure_create_users "${sasl[@]}"
+      recreated=1
+      continue
+    fi
+    if ((SECONDS >= deadline)); then
+      _hs_fail secure "a Kafka client (confluent_kafka) does not get the expected answers from the secured brokers (broker logs: $_hs_state_dir/tansu-*.log)" \
+        "$_hs_state_dir/secure-probe.log" "$_hs_state_dir/stunnel.log" "$_hs_state_dir/tansu-users.log"
+    fi
+    sleep 1
+  done
+  _hs_log "secure: ready (SASL 9192, SSL 9293, SASL_SSL 9393, mTLS 9493, wrong host 9593, expired 9693)"
+}
+
+_hs_secure_stop() {
+  local spec name listen rest
+  _hs_pidfile_stop stunnel stunnel
+  for spec in "${_hs_secure_brokers[@]}"; do
+    read -r name listen rest <<<"$spec"
+    _hs_pidfile_stop "$name" "listener-url tcp://127.0.0.1:$listen"
+  done
+}
+
 # --------------------------------------------------------------------- moto --
 
 _hs_moto_ok() {
@@ -707,7 +1435,8 @@ _hs_moto_wait() {
 
 # ------------------------------------------------------------------ actions --
 
-# _hs_enabled pg|rabbit|tansu|moto: false when listed in HINDSIGHT_SERVICES_SKIP.
+# _hs_enabled pg|rabbit|tansu|moto|secure: false when listed in
+# HINDSIGHT_SERVICES_SKIP (as postgres, rabbitmq, tansu, moto or secure).
 _hs_svc_name() {
   case "$1" in
     pg) echo postgres ;;
@@ -737,36 +1466,63 @@ _hs_up() {
   # Installs first (slowest, may need apt/pip/cargo), then launch everything,
   # then wait for all of them, so the services boot in parallel.
   _hs_ensure_python_packages
+  _hs_ensure_build_deps
   _hs_ensure_nextest
   _hs_ensure_web_tools
+  if _hs_enabled rabbit || _hs_enabled secure; then
+    _hs_tls_ensure
+  fi
   local svc
-  for svc in pg rabbit tansu moto; do
+  for svc in pg rabbit tansu moto secure; do
     if _hs_enabled "$svc"; then
       "_hs_${svc}_start"
     else
       _hs_log "$(_hs_svc_name "$svc"): skipped (HINDSIGHT_SERVICES_SKIP)"
     fi
   done
-  for svc in pg rabbit tansu moto; do
+  for svc in pg rabbit tansu moto secure; do
     if _hs_enabled "$svc"; then "_hs_${svc}_wait"; fi
   done
   _hs_log "all services ready in $((SECONDS - _hs_t0))s"
 }
 
+# _hs_status_line NAME ADDRESS CHECK...: print NAME up/DOWN ADDRESS by CHECK.
+_hs_status_line() {
+  local name="$1" address="$2"
+  shift 2
+  if "$@"; then
+    printf '%-15s up    %s\n' "$name" "$address"
+  else
+    printf '%-15s DOWN  %s\n' "$name" "$address"
+    return 1
+  fi
+}
+
+_hs_pg_ready() { pg_isready -q -h 127.0.0.1 -p 5432 -t 2 2>/dev/null; }
+
 _hs_status() {
-  local rc=0
-  if pg_isready -q -h 127.0.0.1 -p 5432 -t 2 2>/dev/null; then echo "postgres  up    127.0.0.1:5432"; else echo "postgres  DOWN  127.0.0.1:5432"; rc=1; fi
-  if _hs_port_open 5672; then echo "rabbitmq  up    127.0.0.1:5672"; else echo "rabbitmq  DOWN  127.0.0.1:5672"; rc=1; fi
-  if _hs_port_open 9092; then echo "tansu     up    127.0.0.1:9092"; else echo "tansu     DOWN  127.0.0.1:9092"; rc=1; fi
-  if _hs_moto_ok; then echo "moto      up    127.0.0.1:5000"; else echo "moto      DOWN  127.0.0.1:5000"; rc=1; fi
+  local rc=0 line name port
+  _hs_status_line postgres 127.0.0.1:5432 _hs_pg_ready || rc=1
+  _hs_status_line rabbitmq 127.0.0.1:5672 _hs_port_open 5672 || rc=1
+  _hs_status_line tansu 127.0.0.1:9092 _hs_port_open 9092 || rc=1
+  _hs_status_line moto 127.0.0.1:5000 _hs_moto_ok || rc=1
+  # The TLS/SASL ports (a port check only; `up` runs the client probes).
+  for line in "rabbitmq-tls 5671" "tansu-sasl 9192" "tansu-ssl 9292" "tansu-sasl-ssl 9392" \
+    "tansu-mtls 9492" "stunnel 9293" "stunnel 9393" "stunnel 9493" "stunnel 9593" "stunnel 9693"; do
+    read -r name port <<<"$line"
+    _hs_status_line "$name" "127.0.0.1:$port" _hs_port_open "$port" || rc=1
+  done
   return $rc
 }
 
+# Stops what this script started, except the services named in
+# HINDSIGHT_SERVICES_SKIP.
 _hs_stop() {
-  _hs_pidfile_stop tansu tansu
-  _hs_pidfile_stop moto moto
-  _hs_rabbit_stop
-  _hs_pg_stop
+  if _hs_enabled secure; then _hs_secure_stop; fi
+  if _hs_enabled tansu; then _hs_pidfile_stop tansu tansu; fi
+  if _hs_enabled moto; then _hs_pidfile_stop moto moto; fi
+  if _hs_enabled rabbit; then _hs_rabbit_stop; fi
+  if _hs_enabled pg; then _hs_pg_stop; fi
 }
 
 _hs_summary() {

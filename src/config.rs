@@ -20,7 +20,7 @@ use hindsight_archive::layout::validate_source_name;
 use hindsight_archive::segment::SegmentFormat;
 use hindsight_archive::store::StoreConfig;
 use hindsight_archive::{Secret, SecretUrl};
-use hindsight_connectors::SourceSection;
+use hindsight_connectors::{Connections, SourceSection};
 use hindsight_ingest::FlushPolicy;
 use hindsight_query::QueryLimits;
 use hindsight_server::HttpOptions;
@@ -40,8 +40,25 @@ pub struct Config {
     pub query: QuerySection,
     /// Flush defaults for every source.
     pub flush: FlushSection,
+    pub replay: ReplaySection,
+    /// Named connections (`[connections.NAME]`), for sources and replay targets.
+    #[serde(default)]
+    pub connections: Connections,
     #[serde(default)]
     pub sources: Vec<SourceSection>,
+    /// Problems found while reading secret files and resolving connection
+    /// names, reported by [`Config::validate`] with the others.
+    #[serde(skip)]
+    pub load_problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaySection {
+    /// Let HTTP callers replay to an address rather than a named
+    /// connection. Off: the server connects only where its configuration
+    /// says.
+    pub allow_adhoc_targets: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +105,8 @@ impl HttpSection {
             auth_token: self.auth_token.clone(),
             max_body_bytes: self.max_body_bytes,
             allowed_hosts: self.allowed_hosts.clone(),
+            // `[replay] allow_adhoc_targets`, set by `serve`.
+            allow_adhoc_targets: false,
         }
     }
 }
@@ -145,8 +164,22 @@ impl Config {
             figment = figment.merge(Toml::file(file));
         }
         figment = figment.merge(Env::prefixed("HINDSIGHT__").split("__"));
-        let config: Config = figment.extract().context("invalid configuration")?;
+        let mut config: Config = figment.extract().context("invalid configuration")?;
+        config.resolve_connections();
         Ok(config)
+    }
+
+    /// Reads the connections' secret files, and gives each source the
+    /// connection it names. Problems go to [`Config::validate`].
+    pub fn resolve_connections(&mut self) {
+        let mut problems = Vec::new();
+        for (name, connection) in &mut self.connections {
+            problems.extend(connection.load_secrets(&format!("connections.{name}")));
+        }
+        for (index, source) in self.sources.iter_mut().enumerate() {
+            problems.extend(source.resolve(&format!("sources[{index}]"), &self.connections));
+        }
+        self.load_problems = problems;
     }
 
     pub fn storage_url(&self) -> String {
@@ -252,6 +285,19 @@ impl Config {
         if self.flush.max_age.is_zero() {
             problems.push("flush.max_age: must be longer than zero".to_owned());
         }
+        for (name, connection) in &self.connections {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
+                problems.push(format!(
+                    "connections.{name}: a connection name is letters, digits, '-', '_' and '.'"
+                ));
+            }
+            problems.extend(connection.problems(&format!("connections.{name}")));
+        }
+        problems.extend(self.load_problems.iter().cloned());
         let mut seen = std::collections::HashSet::new();
         for (index, source) in self.sources.iter().enumerate() {
             let path = format!("sources[{index}]");
@@ -273,9 +319,11 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> anyhow::Result<Config> {
-        Ok(Figment::from(Toml::string(DEFAULTS))
+        let mut config: Config = Figment::from(Toml::string(DEFAULTS))
             .merge(Toml::string(text))
-            .extract()?)
+            .extract()?;
+        config.resolve_connections();
+        Ok(config)
     }
 
     #[test]

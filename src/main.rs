@@ -108,7 +108,13 @@ enum Command {
         json: bool,
     },
     /// Validate the configuration and print it as resolved (secrets redacted).
-    CheckConfig,
+    CheckConfig {
+        /// Instead, connect with each named connection (and each source's
+        /// own brokers or URL) once and report, one line each; exits
+        /// non-zero when one fails.
+        #[arg(long)]
+        connect: bool,
+    },
     /// Replay archived events to Kafka or RabbitMQ: run, dry-run, resume, list, show, pause, cancel.
     #[command(subcommand)]
     Replay(replay::ReplayCommand),
@@ -213,7 +219,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             since,
             json,
         } => verify::run(&config, source, since, json).await,
-        Command::CheckConfig => check_config::run(&config),
+        Command::CheckConfig { connect: false } => check_config::run(&config),
+        Command::CheckConfig { connect: true } => check_config::connect(&config).await,
         Command::Completions { .. } => Ok(()),
     }
 }

@@ -43,10 +43,12 @@ pub async fn serve(
     let replays = ReplayService::new(
         engine,
         crate::replay::configured_guard(config)?,
-        Arc::new(BusConnector),
+        Arc::new(BusConnector::new(config.connections.clone())),
     );
     let supervisor = Supervisor::new(&cancel);
-    let state = AppState::new(replays, supervisor.clone(), config.http.options());
+    let mut options = config.http.options();
+    options.allow_adhoc_targets = config.replay.allow_adhoc_targets;
+    let state = AppState::new(replays, supervisor.clone(), options);
     let served = hindsight_server::serve(listener, state, cancel).await;
     if supervisor.running() > 0 {
         println!(

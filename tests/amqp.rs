@@ -28,7 +28,7 @@ fn amqp_url() -> String {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
 }
 
-async fn connect() -> (Connection, Channel) {
+pub(crate) async fn connect() -> (Connection, Channel) {
     let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
         .await
         .unwrap_or_else(|e| {
@@ -73,11 +73,11 @@ const ROUTING_KEYS: [&str; 4] = [
     "audit",
 ];
 
-fn routing_key(seq: u64) -> &'static str {
+pub(crate) fn routing_key(seq: u64) -> &'static str {
     ROUTING_KEYS[(seq % 4) as usize]
 }
 
-fn payload(seq: u64) -> Vec<u8> {
+pub(crate) fn payload(seq: u64) -> Vec<u8> {
     if seq % 101 == 0 {
         return Vec::new();
     }
@@ -87,7 +87,7 @@ fn payload(seq: u64) -> Vec<u8> {
     format!(r#"{{"seq":{seq},"customer":"c-{}"}}"#, seq % 500).into_bytes()
 }
 
-fn headers(seq: u64) -> FieldTable {
+pub(crate) fn headers(seq: u64) -> FieldTable {
     let mut nested = FieldTable::default();
     nested.insert("depth".into(), AMQPValue::LongInt((seq % 3) as i32));
     let mut table = FieldTable::default();
@@ -216,7 +216,7 @@ queue = "{queue}"
 }
 
 /// Every committed event, read back from the store.
-async fn archived_events(directory: &Path, store: &ArchiveStore) -> Vec<Event> {
+pub(crate) async fn archived_events(directory: &Path, store: &ArchiveStore) -> Vec<Event> {
     let catalog = Catalog::connect(&catalog_url(directory)).await.unwrap();
     let segments = catalog.segments(&SegmentFilter::default()).await.unwrap();
     catalog.close().await;
@@ -229,7 +229,7 @@ async fn archived_events(directory: &Path, store: &ArchiveStore) -> Vec<Event> {
     events
 }
 
-fn local_store(directory: &Path) -> ArchiveStore {
+pub(crate) fn local_store(directory: &Path) -> ArchiveStore {
     ArchiveStore::open(&StoreConfig {
         url: directory.join("data").display().to_string(),
         ..StoreConfig::default()
@@ -237,7 +237,7 @@ fn local_store(directory: &Path) -> ArchiveStore {
     .unwrap()
 }
 
-fn seq_of(event: &Event) -> u64 {
+pub(crate) fn seq_of(event: &Event) -> u64 {
     let value = event
         .headers
         .iter()

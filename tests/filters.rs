@@ -12,7 +12,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use crate::query::{http, Server, Target};
-use crate::replay::{amqp_url, unique};
+use crate::replay::unique;
 use crate::util::{archive_demo, query_rows};
 
 const HOUR: i64 = 3_600_000_000;
@@ -406,7 +406,7 @@ fn dry_run_ids(address: &str, filter: &Filter) -> BTreeSet<String> {
     let body = json!({
         "dry_run": true,
         "selection": filter.replay_selection(),
-        "target": {"type": "amqp", "url": amqp_url(), "exchange": unique("hs-filter-x")},
+        "target": {"type": "amqp", "connection": "local-rabbit", "exchange": unique("hs-filter-x")},
         "options": {"sample": 100_000},
     });
     let response = http(

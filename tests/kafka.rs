@@ -34,11 +34,11 @@ fn create_named_topic(topic: &str, partitions: u32) -> String {
 }
 
 // The deterministic event of number `seq`; mirrors tests/support/kafka_produce.py.
-fn expected_key(seq: u64) -> Vec<u8> {
+pub(crate) fn expected_key(seq: u64) -> Vec<u8> {
     format!("key-{}", seq % 997).into_bytes()
 }
 
-fn expected_payload(seq: u64) -> Vec<u8> {
+pub(crate) fn expected_payload(seq: u64) -> Vec<u8> {
     if seq % 101 == 0 {
         return Vec::new();
     }
@@ -53,7 +53,7 @@ fn expected_payload(seq: u64) -> Vec<u8> {
     .into_bytes()
 }
 
-fn expected_headers(seq: u64) -> Vec<Header> {
+pub(crate) fn expected_headers(seq: u64) -> Vec<Header> {
     let mut headers = vec![
         Header::new("seq", seq.to_string()),
         Header::new("bin", vec![(seq % 256) as u8, 0, 255]),

@@ -188,12 +188,12 @@ fn unhex(text: &str) -> Vec<u8> {
 
 #[derive(Debug)]
 pub(crate) struct Consumed {
-    partition: i32,
-    offset: i64,
-    key: Option<Vec<u8>>,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    pub(crate) key: Option<Vec<u8>>,
     /// `None`: a tombstone.
     pub(crate) value: Option<Vec<u8>>,
-    headers: Vec<Header>,
+    pub(crate) headers: Vec<Header>,
 }
 
 impl Consumed {
@@ -208,6 +208,18 @@ impl Consumed {
 
 /// Reads `topic` from the beginning with confluent-kafka.
 pub(crate) fn consume_kafka(topic: &str, expected: u64, idle_seconds: u64) -> Vec<Consumed> {
+    consume_kafka_from(&brokers(), "{}", topic, expected, idle_seconds)
+}
+
+/// [`consume_kafka`] from `brokers`, with `client` (a JSON object) as
+/// extra confluent-kafka settings (TLS, SASL).
+pub(crate) fn consume_kafka_from(
+    brokers: &str,
+    client: &str,
+    topic: &str,
+    expected: u64,
+    idle_seconds: u64,
+) -> Vec<Consumed> {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/support/replay_consume.py"
@@ -215,11 +227,12 @@ pub(crate) fn consume_kafka(topic: &str, expected: u64, idle_seconds: u64) -> Ve
     let output = Command::new("python3")
         .args([
             script,
-            &brokers(),
+            brokers,
             topic,
             &expected.to_string(),
             &idle_seconds.to_string(),
         ])
+        .env("HINDSIGHT_TEST_KAFKA_CLIENT", client)
         .stderr(Stdio::inherit())
         .output()
         .unwrap_or_else(|e| panic!("cannot run python3 ({e}); set up with {START_SERVICES}"));
@@ -227,7 +240,7 @@ pub(crate) fn consume_kafka(topic: &str, expected: u64, idle_seconds: u64) -> Ve
         output.status.success(),
         "the confluent-kafka consumer of {topic} at {} failed (its error is above); \
          is Kafka up? start it with {START_SERVICES}",
-        brokers()
+        brokers
     );
     String::from_utf8(output.stdout)
         .unwrap()
@@ -901,24 +914,52 @@ async fn http_replays_dry_run_run_pause_resume_and_cancel() {
     let source_topic = archive_kafka_topic(directory.path(), 2, TOTAL).await;
     let (_connection, channel) = connect().await;
     let (exchange, queue) = exchange_and_queue(&channel).await;
-    let (child, mut stdout) = crate::util::spawn_with_stdout(
-        hindsight()
-            .arg("--data-dir")
-            .arg(directory.path().join("data"))
-            .args(["serve", "--listen", "127.0.0.1:0"]),
-    );
+    let (child, address) = crate::util::serve_data_dir(&directory.path().join("data"));
     let _server = ChildGuard(child);
-    let lines = crate::util::read_until(&mut stdout, "serving the API", Duration::from_secs(60));
-    let address = lines
-        .last()
-        .and_then(|line| line.split("http://").nth(1))
-        .and_then(|rest| rest.split('/').next())
+    // Over HTTP a target names a connection; an address, or credentials,
+    // are refused.
+    for (target, status) in [
+        (
+            serde_json::json!({"type": "amqp", "url": "amqp://127.0.0.1:5672/%2f", "exchange": exchange}),
+            403,
+        ),
+        (
+            serde_json::json!({"type": "amqp", "url": amqp_url(), "exchange": exchange}),
+            400,
+        ),
+        (
+            serde_json::json!({"type": "kafka", "connection": "local-rabbit"}),
+            400,
+        ),
+        (
+            serde_json::json!({"type": "kafka", "connection": "nope"}),
+            400,
+        ),
+    ] {
+        let body = serde_json::json!({
+            "selection": {"type": "filter", "topic": source_topic},
+            "target": target,
+            "dry_run": true,
+        });
+        let (got, answer) = http_json(&address, "POST", "/api/v1/replays", &body.to_string());
+        assert_eq!(got, status, "{body}: {answer}");
+        assert!(!answer.to_string().contains("guest:guest"), "{answer}");
+    }
+    let (status, listed) = http_json(&address, "GET", "/api/v1/connections", "");
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["allow_adhoc_targets"], false);
+    let names: Vec<&str> = listed["connections"]
+        .as_array()
         .unwrap()
-        .to_owned();
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["local-kafka", "local-rabbit"]);
+    assert!(!listed.to_string().contains("guest:guest"), "{listed}");
     let spec = |dry_run: bool| {
         serde_json::json!({
             "selection": {"type": "filter", "topic": source_topic},
-            "target": {"type": "amqp", "url": amqp_url(), "exchange": exchange},
+            "target": {"type": "amqp", "connection": "local-rabbit", "exchange": exchange},
             "options": {"rate": 1000.0, "window": 500},
             "dry_run": dry_run,
         })
@@ -934,11 +975,9 @@ async fn http_replays_dry_run_run_pause_resume_and_cancel() {
     assert_eq!(status, 202, "{started}");
     let id = started["id"].as_str().unwrap().to_owned();
     let path = format!("/api/v1/replays/{id}");
-    // The password never shows.
-    assert!(!started["target"]["url"]
-        .as_str()
-        .unwrap()
-        .contains("guest:guest"));
+    // The record names the connection, never an address or a password.
+    assert_eq!(started["target"]["connection"], "local-rabbit", "{started}");
+    assert!(!started.to_string().contains("guest:guest"), "{started}");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (status, _) = http_json(&address, "POST", &format!("{path}/pause"), "");
     assert_eq!(status, 200);

@@ -1,9 +1,12 @@
 //! Secrets never leave the configuration: the S3 secret key, a RabbitMQ
-//! source's password, a Kafka source's SASL password, the API token and a
-//! replay target's password are absent from `check-config`, from logs at
-//! debug level, from every API response, from the catalog's files and from
-//! the replay commands' output, while what they guard (the bucket, the
-//! sources, the replay's broker) still shows.
+//! source's password, a Kafka source's SASL password, the API token, a
+//! replay target's password, and every secret of the named connections (a
+//! SASL password read from a file, an OAUTHBEARER token, an OIDC client
+//! secret, a TLS key password, a RabbitMQ password given by environment
+//! variable) are absent from `check-config` (and its `--connect` report),
+//! from logs at debug level, from every API response, from the catalog's
+//! files and from the replay commands' output, while what they guard (the
+//! bucket, the sources, the connections) still shows.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -27,6 +30,11 @@ struct Secrets {
     kafka_sasl_password: String,
     http_auth_token: String,
     replay_target_password: String,
+    connection_sasl_password: String,
+    connection_oauth_token: String,
+    connection_oidc_client_secret: String,
+    connection_tls_key_password: String,
+    connection_amqp_password: String,
 }
 
 impl Secrets {
@@ -38,10 +46,17 @@ impl Secrets {
             kafka_sasl_password: fresh(),
             http_auth_token: fresh(),
             replay_target_password: fresh(),
+            connection_sasl_password: fresh(),
+            connection_oauth_token: fresh(),
+            connection_oidc_client_secret: fresh(),
+            connection_tls_key_password: fresh(),
+            // From an environment variable: a prefix keeps figment from
+            // reading an all-digit value as a number.
+            connection_amqp_password: format!("env-{}", fresh()),
         }
     }
 
-    fn all(&self) -> [(&'static str, &str); 5] {
+    fn all(&self) -> [(&'static str, &str); 10] {
         [
             ("storage.secret_access_key", &self.s3_secret_access_key),
             ("the RabbitMQ source's password", &self.amqp_source_password),
@@ -51,6 +66,26 @@ impl Secrets {
             ),
             ("http.auth_token", &self.http_auth_token),
             ("the replay target's password", &self.replay_target_password),
+            (
+                "connections.secret-kafka.sasl.password_file's content",
+                &self.connection_sasl_password,
+            ),
+            (
+                "connections.secret-token.sasl.token",
+                &self.connection_oauth_token,
+            ),
+            (
+                "connections.secret-oidc.sasl.oidc.client_secret",
+                &self.connection_oidc_client_secret,
+            ),
+            (
+                "connections.secret-oidc.tls.key_password",
+                &self.connection_tls_key_password,
+            ),
+            (
+                "HINDSIGHT__CONNECTIONS__SECRET_RABBIT__PASSWORD",
+                &self.connection_amqp_password,
+            ),
         ]
     }
 }
@@ -133,7 +168,39 @@ queue = "hs-secret-test-queue"
 
 [[sources.bindings]]
 exchange = "hs-secret-test-exchange"
+
+[connections.secret-kafka]
+bus = "kafka"
+brokers = ["{sasl_brokers}"]
+security_protocol = "sasl_plaintext"
+sasl = {{ mechanism = "scram-sha-512", username = "hs-sasl-user", password_file = "{sasl_file}" }}
+
+[connections.secret-token]
+bus = "kafka"
+brokers = ["{sasl_brokers}"]
+security_protocol = "sasl_plaintext"
+sasl = {{ mechanism = "oauthbearer", token = "{token_value}" }}
+
+[connections.secret-oidc]
+bus = "kafka"
+brokers = ["{brokers}"]
+security_protocol = "sasl_ssl"
+sasl = {{ mechanism = "oauthbearer", oidc = {{ token_endpoint = "http://127.0.0.1:9/token", client_id = "hs-client", client_secret = "{oidc}" }} }}
+tls = {{ key_password = "{key_password}" }}
+
+[connections.secret_rabbit]
+bus = "amqp"
+url = "amqp://hs-amqp-user@{host}/%2f"
 "#,
+        sasl_file = {
+            let file = directory.join("sasl-password");
+            std::fs::write(&file, format!("{}\n", secrets.connection_sasl_password)).unwrap();
+            file.display().to_string()
+        },
+        sasl_brokers = crate::secure::service_env("HINDSIGHT_TEST_KAFKA_SASL_BROKERS"),
+        token_value = secrets.connection_oauth_token,
+        oidc = secrets.connection_oidc_client_secret,
+        key_password = secrets.connection_tls_key_password,
         data = directory.join("data").display(),
         endpoint = s3_endpoint(),
         s3 = secrets.s3_secret_access_key,
@@ -149,11 +216,15 @@ exchange = "hs-secret-test-exchange"
 
 /// `hindsight --config CONFIG` logging at debug level, with the S3 keys
 /// only from the configuration (not from `AWS_*` variables).
-fn hindsight_with(config: &Path) -> Command {
+fn hindsight_with(config: &Path, secrets: &Secrets) -> Command {
     let mut command = hindsight();
     command
         .arg("--config")
         .arg(config)
+        .env(
+            "HINDSIGHT__CONNECTIONS__SECRET_RABBIT__PASSWORD",
+            &secrets.connection_amqp_password,
+        )
         .env("HINDSIGHT_LOG", "debug")
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY");
@@ -229,20 +300,54 @@ fn check_config_prints_the_configuration_without_its_secrets() {
     // check-config reaches no service: the bucket need not exist.
     let bucket = format!("hs-secret-bucket-{}", uuid::Uuid::new_v4().simple());
     let config = write_config(directory.path(), &bucket, &secrets);
-    let output = hindsight_with(&config)
+    let output = hindsight_with(&config, &secrets)
         .arg("check-config")
         .output()
         .unwrap();
     let bytes = printed(&output);
     let text = String::from_utf8_lossy(&bytes).into_owned();
     assert!(output.status.success(), "check-config failed: {text}");
-    for shown in [bucket.as_str(), "secret-kafka", "secret-amqp"] {
+    for shown in [
+        bucket.as_str(),
+        "secret-kafka",
+        "secret-amqp",
+        "secret-token",
+        "secret-oidc",
+        "secret_rabbit",
+        "hs-client",
+    ] {
         assert!(
             text.contains(shown),
             "check-config must still print the configuration ({shown} is missing): {text}"
         );
     }
-    assert_no_secret(&secrets, &[("check-config's output".to_owned(), bytes)]);
+    // Each connection tried once: they all fail (no such users), and the
+    // report names them without a secret.
+    let connect = hindsight_with(&config, &secrets)
+        .args(["check-config", "--connect"])
+        .output()
+        .unwrap();
+    let report = printed(&connect);
+    let report_text = String::from_utf8_lossy(&report).into_owned();
+    assert!(!connect.status.success(), "{report_text}");
+    for name in [
+        "secret-kafka",
+        "secret-token",
+        "secret-oidc",
+        "secret_rabbit",
+    ] {
+        assert!(
+            report_text.contains(&format!("FAILED  connection \"{name}\"")),
+            "{name} is not reported as failed: {report_text}"
+        );
+    }
+    assert_no_secret(
+        &secrets,
+        &[
+            ("check-config's output".to_owned(), bytes),
+            ("check-config --connect's output".to_owned(), report),
+        ],
+    );
 }
 
 #[test]
@@ -251,7 +356,7 @@ fn an_ingester_refused_by_its_broker_names_the_source_but_no_password() {
     let secrets = Secrets::new();
     let config = write_config(directory.path(), &create_bucket(), &secrets);
     let (status, bytes) = run_within(
-        hindsight_with(&config).arg("archive"),
+        hindsight_with(&config, &secrets).arg("archive"),
         directory.path(),
         Duration::from_secs(120),
     );
@@ -285,11 +390,12 @@ fn secrets_stay_out_of_logs_api_responses_the_catalog_and_replay_output() {
     let mut checked: Vec<(String, Vec<u8>)> = Vec::new();
 
     // The demo archives into S3 with the secret key.
-    let demo = run_ok(hindsight_with(&config).args(["demo", "--no-serve", "--events", "2000"]));
+    let demo =
+        run_ok(hindsight_with(&config, &secrets).args(["demo", "--no-serve", "--events", "2000"]));
     checked.push(("demo's output".to_owned(), printed(&demo)));
 
     let log_file = directory.path().join("serve.log");
-    let mut command = hindsight_with(&config);
+    let mut command = hindsight_with(&config, &secrets);
     command
         .args(["serve", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
@@ -344,11 +450,40 @@ fn secrets_stay_out_of_logs_api_responses_the_catalog_and_replay_output() {
         keep(format!("GET {path}"), response);
     }
 
-    // A dry-run and a run to a RabbitMQ URL with a password: the dry-run
-    // publishes nothing, the run fails to log in; both are recorded.
+    // The API never takes credentials: a target URL with a password is
+    // refused, without echoing it.
+    let response = post(
+        "/api/v1/replays",
+        &json!({
+            "dry_run": true,
+            "selection": {"type": "filter", "source": "demo"},
+            "target": {
+                "type": "amqp",
+                "url": format!("amqp://guest:{}@{host}/%2f", secrets.replay_target_password),
+                "exchange": "hs-secret-replay-target",
+            },
+        }),
+    );
+    assert_eq!(response.status, 400, "{}", response.text());
+    keep("POST /api/v1/replays with a password".to_owned(), response);
+    let response = get("/api/v1/connections");
+    assert_eq!(response.status, 200, "{}", response.text());
+    let listed = keep("GET /api/v1/connections".to_owned(), response).to_string();
+    for name in [
+        "secret-kafka",
+        "secret-token",
+        "secret-oidc",
+        "secret_rabbit",
+    ] {
+        assert!(listed.contains(name), "{name} is not listed: {listed}");
+    }
+
+    // A dry-run and a run through a named connection whose password
+    // RabbitMQ does not know: the dry-run publishes nothing, the run fails
+    // to log in; both are recorded.
     let target = json!({
         "type": "amqp",
-        "url": format!("amqp://guest:{}@{host}/%2f", secrets.replay_target_password),
+        "connection": "secret_rabbit",
         "exchange": "hs-secret-replay-target",
     });
     let mut ids = Vec::new();
@@ -400,8 +535,8 @@ fn secrets_stay_out_of_logs_api_responses_the_catalog_and_replay_output() {
         );
         let shown = view["target"].to_string();
         assert!(
-            shown.contains(&host),
-            "replay {id} must still show where it went ({host}): {shown}"
+            shown.contains("secret_rabbit"),
+            "replay {id} must still show where it went (secret_rabbit): {shown}"
         );
     }
     let response = get("/api/v1/replays");
@@ -457,15 +592,15 @@ fn secrets_stay_out_of_logs_api_responses_the_catalog_and_replay_output() {
         "the catalog does not hold the replays {ids:?}"
     );
     assert!(
-        contains(&everything, host.as_bytes()),
-        "the catalog does not record where the replays went ({host})"
+        contains(&everything, b"secret_rabbit"),
+        "the catalog does not record where the replays went (secret_rabbit)"
     );
     for (file, bytes) in catalog {
         checked.push((format!("{file} at rest"), bytes));
     }
 
     // The replay commands.
-    let list = run_ok(hindsight_with(&config).args(["replay", "list"]));
+    let list = run_ok(hindsight_with(&config, &secrets).args(["replay", "list"]));
     assert!(
         ids.iter()
             .all(|id| String::from_utf8_lossy(&list.stdout).contains(id.as_str())),
@@ -474,11 +609,11 @@ fn secrets_stay_out_of_logs_api_responses_the_catalog_and_replay_output() {
     );
     checked.push(("replay list".to_owned(), printed(&list)));
     for id in &ids {
-        let show = run_ok(hindsight_with(&config).args(["replay", "show", id]));
+        let show = run_ok(hindsight_with(&config, &secrets).args(["replay", "show", id]));
         let shown = String::from_utf8_lossy(&show.stdout).into_owned();
         assert!(
-            shown.contains(&host),
-            "replay show {id} must still show where it went ({host}): {shown}"
+            shown.contains("secret_rabbit"),
+            "replay show {id} must still show where it went (secret_rabbit): {shown}"
         );
         checked.push((format!("replay show {id}"), printed(&show)));
     }

@@ -12,9 +12,7 @@ use serde_json::{json, Value};
 
 use crate::query::{http, HttpResponse};
 use crate::replay::{consume_kafka, unique};
-use crate::util::{
-    archive_demo, create_kafka_topic, kafka_brokers, query_rows, serve_data_dir, ChildGuard,
-};
+use crate::util::{archive_demo, create_kafka_topic, query_rows, serve_data_dir, ChildGuard};
 
 const EVENTS: u64 = 20_000;
 const WINDOW: u64 = 1_000;
@@ -115,7 +113,7 @@ fn stop_serve_mid_replay_then_resume_over_http(stop: Stop) {
     let mut server = ChildGuard(child);
     let spec = json!({
         "selection": {"type": "filter", "source": "demo"},
-        "target": {"type": "kafka", "brokers": kafka_brokers(), "topic": target},
+        "target": {"type": "kafka", "connection": "local-kafka", "topic": target},
         "options": {"rate": RATE, "window": WINDOW},
     });
     let response = post_json(&address, "/api/v1/replays", &spec.to_string());

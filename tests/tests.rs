@@ -17,6 +17,8 @@ mod kafka;
 mod query;
 mod replay;
 mod secrets;
+mod secure;
+mod secure_amqp;
 mod store;
 mod supervision;
 mod tombstone;

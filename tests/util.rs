@@ -301,13 +301,39 @@ pub fn query_rows(data: &Path, sql: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// `hindsight serve` on a free port over DATA; returns the child and its address.
+/// The named connections of the test services, as a configuration file
+/// section: `local-kafka` (Tansu) and `local-rabbit` (RabbitMQ).
+pub fn local_connections() -> String {
+    format!(
+        "[connections.local-kafka]\nbus = \"kafka\"\nbrokers = [{:?}]\n\n\
+         [connections.local-rabbit]\nbus = \"amqp\"\nurl = {:?}\n",
+        kafka_brokers(),
+        crate::replay::amqp_url()
+    )
+}
+
+/// `hindsight serve` on a free port over DATA, with the test services as
+/// named connections ([`local_connections`]); returns the child and its
+/// address.
 pub fn serve_data_dir(data: &Path) -> (Child, String) {
-    let (child, mut stdout) = spawn_with_stdout(hindsight().arg("--data-dir").arg(data).args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-    ]));
+    // Outside the data directory, which is the store's root.
+    let config = tempfile::Builder::new()
+        .prefix("hindsight-serve-")
+        .suffix(".toml")
+        .tempfile()
+        .unwrap()
+        .into_temp_path()
+        .keep()
+        .unwrap();
+    std::fs::write(&config, local_connections()).unwrap();
+    let (child, mut stdout) = spawn_with_stdout(
+        hindsight()
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(data)
+            .args(["serve", "--listen", "127.0.0.1:0"]),
+    );
     let lines = read_until(&mut stdout, "serving the API", Duration::from_secs(60));
     let address = lines
         .last()

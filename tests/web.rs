@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::util::{
-    archive_demo, create_kafka_topic, hindsight, kafka_brokers, read_until, spawn_with_stdout,
-    ChildGuard, START_SERVICES,
+    archive_demo, create_kafka_topic, hindsight, kafka_brokers, local_connections, read_until,
+    spawn_with_stdout, ChildGuard, START_SERVICES,
 };
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -133,8 +133,16 @@ fn header(record: &serde_json::Value, name: &str) -> Option<String> {
 fn browser_overview_search_event_sql_and_replay_to_kafka() {
     require_browser_tools();
     let data = tempfile::tempdir().unwrap();
+    // The replay wizard's targets: the named connections local-kafka (at
+    // kafka_brokers()) and local-rabbit. Outside the data directory, which
+    // is the store's root.
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("hindsight.toml");
+    std::fs::write(&config, local_connections()).unwrap();
     let (_server, base) = start_server(
         hindsight()
+            .arg("--config")
+            .arg(&config)
             .arg("demo")
             .args(["--events", "20000", "--listen", "127.0.0.1:0"])
             .arg("--data-dir")

@@ -141,7 +141,9 @@ impl Metrics {
         );
         registry.register(
             "consumer_lag",
-            "Events behind the broker's high watermark per partition",
+            "Events behind the high watermark the broker reports per partition (librdkafka statistics: \
+             hi_offset minus the committed offset). Only as right as the broker's watermark: Tansu 0.6 \
+             under-reports it, see RELIABILITY.md",
             metrics.consumer_lag.clone(),
         );
         registry.register(

@@ -137,6 +137,18 @@ impl SecretUrl {
         redact_url(&self.0)
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// True when the URL carries a real password (not a redacted one).
+    pub fn has_password(&self) -> bool {
+        url::Url::parse(&self.0)
+            .ok()
+            .and_then(|url| url.password().map(|p| p != REDACTED_IN_URL))
+            .unwrap_or(false)
+    }
+
     /// True when the password was taken out of this URL (it was read back
     /// from a record), so it cannot connect as it is.
     pub fn lacks_password(&self) -> bool {

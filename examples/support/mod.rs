@@ -42,3 +42,20 @@ pub fn report(events: u64, bytes: u64, seconds: f64) {
         events as f64 / seconds
     );
 }
+
+/// Extra librdkafka properties from `BENCH_KAFKA_CLIENT` (`name=value`
+/// pairs separated by `;`), for the TLS and SASL rows.
+pub fn with_client_properties(
+    config: &mut rdkafka::config::ClientConfig,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let Ok(pairs) = std::env::var("BENCH_KAFKA_CLIENT") else {
+        return Ok(());
+    };
+    for pair in pairs.split(';').filter(|pair| !pair.trim().is_empty()) {
+        let (name, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("BENCH_KAFKA_CLIENT: {pair:?} is not name=value"))?;
+        config.set(name.trim(), value.trim());
+    }
+    Ok(())
+}

@@ -54,7 +54,12 @@ pub enum Partitioning {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaTarget {
-    /// Bootstrap servers, comma-separated.
+    /// A `[connections.NAME]` with `bus = "kafka"`: what a record stores
+    /// instead of addresses and credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+    /// Instead of a connection (ad hoc): bootstrap servers, comma-separated.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub brokers: String,
     /// Every event goes to this topic (`--to-topic`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -77,7 +82,12 @@ pub struct KafkaTarget {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AmqpTarget {
-    /// `amqp://user:password@host:port/vhost`; serialised without the password.
+    /// A `[connections.NAME]` with `bus = "amqp"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+    /// Instead of a connection (ad hoc): `amqp://user:password@host:port/vhost`;
+    /// serialised without the password.
+    #[serde(default, skip_serializing_if = "SecretUrl::is_empty")]
     pub url: SecretUrl,
     /// Every event goes to this exchange (`--to-exchange`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -138,13 +148,62 @@ impl Target {
         self.destination_of(event.bus, &event.topic, event.amqp.exchange.as_deref())
     }
 
+    /// The named connection this target goes through, if any.
+    pub fn connection(&self) -> Option<&str> {
+        match self {
+            Target::Kafka(kafka) => kafka.connection.as_deref(),
+            Target::Amqp(amqp) => amqp.connection.as_deref(),
+        }
+    }
+
+    /// True when the target is given by address rather than by a named
+    /// connection.
+    pub fn is_adhoc(&self) -> bool {
+        self.connection().is_none()
+    }
+
+    /// True when the target itself carries credentials (a URL password,
+    /// secret client properties), which the HTTP API never takes.
+    pub fn carries_credentials(&self) -> bool {
+        match self {
+            Target::Kafka(kafka) => kafka
+                .client
+                .keys()
+                .any(|name| hindsight_archive::secret::is_secret_property(name)),
+            Target::Amqp(amqp) => amqp.url.has_password(),
+        }
+    }
+
+    /// Problems with how the target is addressed: exactly one of a named
+    /// connection or an address.
+    pub fn addressing_problem(&self) -> Option<String> {
+        let (connection, address, field) = match self {
+            Target::Kafka(kafka) => (
+                &kafka.connection,
+                !kafka.brokers.trim().is_empty(),
+                "brokers",
+            ),
+            Target::Amqp(amqp) => (&amqp.connection, !amqp.url.is_empty(), "url"),
+        };
+        match (connection, address) {
+            (Some(_), true) => Some(format!(
+                "the target names a connection and gives {field}: give one of them"
+            )),
+            (None, false) => Some(format!(
+                "the target needs a connection (a [connections.NAME] of the server's configuration) or {field}"
+            )),
+            _ => None,
+        }
+    }
+
     /// True when this target was read back from a record, so its
     /// credentials were left out (they are never stored) and it cannot
-    /// connect as it is.
+    /// connect as it is. A named connection never lacks them: they stay in
+    /// the configuration.
     pub fn lacks_credentials(&self) -> bool {
         match self {
-            Target::Kafka(kafka) => kafka.client.lacks_secrets(),
-            Target::Amqp(amqp) => amqp.url.lacks_password(),
+            Target::Kafka(kafka) => kafka.connection.is_none() && kafka.client.lacks_secrets(),
+            Target::Amqp(amqp) => amqp.connection.is_none() && amqp.url.lacks_password(),
         }
     }
 
@@ -304,6 +363,22 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
         rules: HeaderRules,
         destinations: &[String],
     ) -> Result<Option<Box<dyn SizeLimits>>>;
+
+    /// The named connections replays may target, without secrets.
+    fn connections(&self) -> Vec<ConnectionInfo> {
+        Vec::new()
+    }
+}
+
+/// A named connection as listings show it: never a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionInfo {
+    pub name: String,
+    pub bus: Bus,
+    /// Brokers (`host:port,…`) or the RabbitMQ `host:port`.
+    pub addresses: String,
+    /// `plaintext`, `ssl`, `sasl_ssl (scram-sha-256)`, `tls+external`, …
+    pub security: String,
 }
 
 /// Publishes replayed events onto one bus.
@@ -366,6 +441,7 @@ mod tests {
     #[test]
     fn destinations_map_then_override_then_original() {
         let mut kafka = KafkaTarget {
+            connection: None,
             brokers: "b".to_owned(),
             topic: None,
             topic_map: BTreeMap::new(),

@@ -217,6 +217,52 @@ class Bench:
                  "µs/event", "lower", 1.0)
         return data_dir, topic
 
+    def kafka_tls(self, data, count):
+        """P1 over SASL_SSL (SCRAM-SHA-256, stunnel in front of Tansu): Hindsight
+        through a named connection against the raw rdkafka consumer over the
+        same TLS and SASL (and confluent-kafka's, for reference)."""
+        brokers = os.environ.get("HINDSIGHT_TEST_KAFKA_SASL_SSL_BROKERS", "127.0.0.1:9393")
+        tls_dir = Path(os.environ.get("HINDSIGHT_TEST_TLS_DIR",
+                                      Path.home() / ".cache/hindsight/services/tls"))
+        user = os.environ.get("HINDSIGHT_TEST_KAFKA_USER", "hindsight")
+        password = os.environ.get("HINDSIGHT_TEST_KAFKA_PASSWORD", "hindsight-secret")
+        settings = {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-256",
+                    "sasl.username": user, "sasl.password": password,
+                    "ssl.ca.location": str(tls_dir / "ca.pem")}
+        env = dict(os.environ, BENCH_KAFKA_CLIENT=";".join(f"{k}={v}" for k, v in settings.items()),
+                   CONFLUENT_CLIENT=json.dumps(settings))
+        from confluent_kafka.admin import AdminClient, NewTopic
+        topic = f"bench-tls-{self.run_id}"
+        admin = AdminClient({"bootstrap.servers": brokers, **settings})
+        admin.create_topics([NewTopic(topic, num_partitions=6, replication_factor=1)])[topic].result(60)
+        log(f"P1 (SASL_SSL): loading {count} events into {topic} on {brokers}")
+        self.run([self.example("raw_kafka_producer"), brokers, topic, str(data), str(self.timeout)], env=env)
+        log("P1 (SASL_SSL) baseline: raw rdkafka BaseConsumer over the same TLS and SASL")
+        raw_wall, _ = self.run([self.example("raw_kafka_consumer"), brokers, topic, str(count),
+                                str(self.timeout)], env=env)
+        log("P1 (SASL_SSL) reference: confluent-kafka (Python) over the same TLS and SASL")
+        python_wall, _ = self.run([sys.executable, HERE / "confluent_consume.py", brokers, topic, str(count),
+                                   str(self.timeout)], env=env)
+        log("P1 (SASL_SSL): hindsight archive through a named connection")
+        data_dir = self.out / "kafka-tls-archive"
+        subprocess.run(["rm", "-rf", str(data_dir)], check=True)
+        password_file = self.out / "kafka-tls-password"
+        password_file.write_text(password + "\n")
+        config = (f'data_dir = "{data_dir}"\n'
+                  f'[connections.tls]\nbus = "kafka"\nbrokers = ["{brokers}"]\nsecurity_protocol = "sasl_ssl"\n'
+                  f'sasl = {{ mechanism = "scram-sha-256", username = "{user}", password_file = "{password_file}" }}\n'
+                  f'tls = {{ ca_file = "{tls_dir / "ca.pem"}" }}\n'
+                  f'[[sources]]\ntype = "kafka"\nname = "bench-tls"\nconnection = "tls"\n'
+                  f'topics = ["{topic}"]\ngroup_id = "hindsight-{topic}"\n')
+        wall, cpu, rss = self.archive("kafka-tls-archive", config, data_dir, "bench-tls", count)
+        self.facts["kafka_tls"] = dict(events=count, topic=topic, brokers=brokers, hindsight_seconds=wall,
+                                       raw_seconds=raw_wall, confluent_python_seconds=python_wall,
+                                       cpu_seconds=cpu, peak_rss=rss)
+        self.row("P1", "Kafka archive rate over SASL_SSL (SCRAM-SHA-256)", count / wall, count / raw_wall,
+                 "raw rdkafka consumer, same TLS and SASL", "events/s", "higher", 1.0)
+        self.row("P1", "Kafka archive rate over SASL_SSL (reference)", count / wall, count / python_wall,
+                 "confluent-kafka Python consumer, same TLS and SASL", "events/s", "higher")
+
     def backlog(self, data, data_count, count):
         """P8: peak RSS of `hindsight archive`, default settings, draining a
         backlog of `count` events (the P1 data sent count / data_count times,
@@ -427,8 +473,9 @@ def machine():
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny data, fewer runs: checks the harness (CI)")
-    parser.add_argument("--only", default="kafka,storage,amqp,replay,query,backlog",
-                        help="comma-separated parts: kafka (P1 P2), storage (P4), amqp (P3), backlog (P8), "
+    parser.add_argument("--only", default="kafka,kafka-tls,storage,amqp,replay,query,backlog",
+                        help="comma-separated parts: kafka (P1 P2), kafka-tls (P1 over SASL_SSL), "
+                             "storage (P4), amqp (P3), backlog (P8), "
                              "replay-kafka, replay-amqp or replay (P7), query (P5); "
                              "storage and replay-kafka archive from Kafka first, replay-amqp from RabbitMQ")
     parser.add_argument("--kafka-events", type=int)
@@ -467,6 +514,8 @@ def main():
             bench.storage(kafka_dir, kafka_events)
         if "replay-kafka" in parts:
             bench.replay_kafka(kafka_dir, topic, kafka_data, kafka_events)
+    if "kafka-tls" in parts:
+        bench.kafka_tls(kafka_data, kafka_events)
     if parts & {"amqp", "replay-amqp"}:
         amqp_dir = bench.amqp_archive(amqp_data, amqp_events)
         if "replay-amqp" in parts:

@@ -1,7 +1,10 @@
 """Outside reference for P1: confluent-kafka's Python consumer drains a topic.
 
 usage: confluent_consume.py BROKERS TOPIC COUNT TIMEOUT_SECONDS
+CONFLUENT_CLIENT, when set, is a JSON object of extra settings (TLS, SASL).
 """
+import json
+import os
 import sys
 import time
 
@@ -12,7 +15,8 @@ def main():
     brokers, topic, count, timeout = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     started = time.monotonic()
     consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"confluent-bench-{time.time_ns()}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         **json.loads(os.environ.get("CONFLUENT_CLIENT", "{}"))})
     consumer.subscribe([topic])
     events = 0
     while events < count:

@@ -2,7 +2,7 @@
 //!
 //! Routes ([`ROUTES`], described by [`crate::openapi::document`]):
 //! `/healthz`, `/readyz`, `/metrics`, `/api/v1/openapi.json`,
-//! `/api/v1/topics`, `/api/v1/sources`, `/api/v1/segments`, `POST /api/v1/sql`,
+//! `/api/v1/topics`, `/api/v1/connections`, `/api/v1/sources`, `/api/v1/segments`, `POST /api/v1/sql`,
 //! `/api/v1/events`, `/api/v1/events/histogram`, `/api/v1/events/sql`,
 //! `/api/v1/events/{event_id}`, the replay routes
 //! (`/api/v1/replays…`, in [`replays`]), and the UI at `/`.
@@ -59,12 +59,13 @@ pub use crate::supervisor::Supervisor;
 
 /// Every route the router serves, as (method, path). The OpenAPI document
 /// describes exactly these.
-pub const ROUTES: [(&str, &str); 18] = [
+pub const ROUTES: [(&str, &str); 19] = [
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
     ("get", "/api/v1/openapi.json"),
     ("get", "/api/v1/topics"),
+    ("get", "/api/v1/connections"),
     ("get", "/api/v1/sources"),
     ("get", "/api/v1/segments"),
     ("post", "/api/v1/sql"),
@@ -91,6 +92,8 @@ pub struct HttpOptions {
     /// and, on loopback or every address, `localhost` (see
     /// [`crate::allowed_hosts`]); `"*"` accepts any.
     pub allowed_hosts: Vec<String>,
+    /// Let replay targets name an address instead of a named connection.
+    pub allow_adhoc_targets: bool,
 }
 
 impl Default for HttpOptions {
@@ -99,6 +102,7 @@ impl Default for HttpOptions {
             auth_token: None,
             max_body_bytes: 1024 * 1024,
             allowed_hosts: Vec::new(),
+            allow_adhoc_targets: false,
         }
     }
 }
@@ -110,6 +114,7 @@ pub struct AppState {
     pub replays: ReplayService,
     pub supervisor: Supervisor,
     max_body_bytes: usize,
+    allow_adhoc_targets: bool,
     /// blake3 of the configured token.
     token_hash: Option<Arc<[u8; 32]>>,
     allowed_hosts: Arc<AllowedHosts>,
@@ -126,6 +131,7 @@ impl AppState {
             replays,
             supervisor,
             max_body_bytes: options.max_body_bytes,
+            allow_adhoc_targets: options.allow_adhoc_targets,
             allowed_hosts: Arc::new(AllowedHosts::new(&options.allowed_hosts)),
             token_hash: options
                 .auth_token
@@ -135,10 +141,17 @@ impl AppState {
     }
 }
 
+impl AppState {
+    pub fn allow_adhoc_targets(&self) -> bool {
+        self.allow_adhoc_targets
+    }
+}
+
 pub fn router(state: AppState) -> Router {
     let protected = Router::new()
         .route("/metrics", get(catalog::metrics))
         .route("/api/v1/topics", get(catalog::topics))
+        .route("/api/v1/connections", get(replays::connections))
         .route("/api/v1/sources", get(catalog::sources))
         .route("/api/v1/segments", get(catalog::segments))
         .route("/api/v1/sql", post(sql::sql))

@@ -144,9 +144,9 @@ fn replay_paths() -> serde_json::Map<String, Value> {
         "Continue a paused replay, or restart an interrupted or failed one here",
     );
     resume["post"]["description"] = json!(
-        "Send Content-Type: application/json. The body is empty, or {\"target\": …}: credentials are \
-         never stored with a replay, so resuming one whose target had some (an AMQP URL's password, \
-         Kafka sasl.* properties) takes the same target again with them. {\"take_over\": true} starts a \
+        "Send Content-Type: application/json. The body is empty, or {\"target\": …} (the same target, \
+         without credentials: the API never takes them; targets that need some go through a named \
+         connection). {\"take_over\": true} starts a \
          running or paused replay here whose process is gone (a killed server); a process that \
          still runs it is fenced off at its next checkpoint."
     );
@@ -184,7 +184,7 @@ fn replay_schemas() -> serde_json::Map<String, Value> {
     }));
     schemas.insert("ReplayTarget".to_owned(), json!({
         "type": "object",
-        "description": "{\"type\": \"kafka\", brokers, topic, topic_map, partitioning, keep_timestamp, client} or {\"type\": \"amqp\", url, exchange, exchange_map, routing_key}. Records and answers show it without credentials: an AMQP URL's password and secret Kafka client properties read [redacted]."
+        "description": "{\"type\": \"kafka\", connection, topic, topic_map, partitioning, keep_timestamp} or {\"type\": \"amqp\", connection, exchange, exchange_map, routing_key}. `connection` names one of the server's [connections.NAME] (GET /api/v1/connections lists them). An address instead (kafka `brokers`, amqp `url`) is refused unless the server sets replay.allow_adhoc_targets, and credentials (a URL password, secret Kafka client properties) are always refused: the API never takes them."
     }));
     schemas.insert("Totals".to_owned(), totals);
     schemas.insert("DryRunReport".to_owned(), json!({
@@ -282,6 +282,13 @@ fn core_document() -> Value {
             "/api/v1/topics": { "get": {
                 "operationId": "listTopics", "summary": "Events, bytes, segments and time span per source and topic", "security": secured,
                 "responses": with_errors(json!({ "200": { "description": "topics", "content": { "application/json": { "schema": { "type": "array", "items": { "$ref": "#/components/schemas/Topic" } } } } } }), &["401", "503"])
+            }},
+            "/api/v1/connections": { "get": {
+                "operationId": "listConnections", "summary": "The named connections replays may target (no secrets), and whether ad-hoc addresses are allowed", "security": secured,
+                "responses": with_errors(json!({ "200": { "description": "connections", "content": { "application/json": { "schema": { "type": "object", "properties": {
+                    "connections": { "type": "array", "items": { "type": "object", "properties": { "name": { "type": "string" }, "bus": { "type": "string", "enum": ["kafka", "amqp"] }, "addresses": { "type": "string" }, "security": { "type": "string" } } } },
+                    "allow_adhoc_targets": { "type": "boolean" }
+                } } } } } }), &["401"])
             }},
             "/api/v1/sources": { "get": {
                 "operationId": "listSources", "summary": "Configured sources that have archived something", "security": secured,

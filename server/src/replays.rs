@@ -71,6 +71,7 @@ async fn create(
     body: Result<Json<ReplayBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    check_target(&state, &body.target)?;
     let spec = ReplaySpec {
         selection: body.selection,
         target: body.target,
@@ -86,6 +87,40 @@ async fn create(
     state.supervisor.spawn(run);
     let view = service.get(&id).await?;
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())
+}
+
+/// A target given over HTTP names a configured connection, carries no
+/// credentials, and is an address only when the server allows ad-hoc
+/// targets: an API caller cannot make the server connect anywhere it likes.
+fn check_target(state: &AppState, target: &Target) -> Result<(), ApiError> {
+    if let Some(problem) = target.addressing_problem() {
+        return Err(ApiError::bad_request(problem));
+    }
+    if target.carries_credentials() {
+        return Err(ApiError::bad_request(
+            "the API never takes credentials (a URL password, secret client properties): \
+             configure a [connections.NAME] on the server and give \"connection\": \"NAME\"",
+        ));
+    }
+    if target.is_adhoc() && !state.allow_adhoc_targets() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "replay targets must name a configured connection (\"connection\": \"NAME\", see \
+             GET /api/v1/connections); this server does not allow ad-hoc addresses \
+             (replay.allow_adhoc_targets = false)",
+        ));
+    }
+    Ok(())
+}
+
+/// `GET /api/v1/connections`: what the replay wizard offers as targets.
+pub async fn connections(State(state): State<AppState>) -> Response {
+    Json(serde_json::json!({
+        "connections": state.replays.connector().connections(),
+        "allow_adhoc_targets": state.allow_adhoc_targets(),
+    }))
+    .into_response()
 }
 
 async fn list(
@@ -128,6 +163,9 @@ async fn resume(
             ))
         })?
     };
+    if let Some(target) = &body.target {
+        check_target(&state, target)?;
+    }
     let service = &state.replays;
     let current = service.get(&id).await?;
     let orphan = body.take_over

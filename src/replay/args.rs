@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use anyhow::bail;
 use clap::Args;
-use hindsight_archive::SecretUrl;
+use hindsight_archive::{Bus, SecretUrl};
+use hindsight_connectors::Connections;
 use hindsight_query::filter::FilterSelection;
 use hindsight_replay::publisher::{AmqpTarget, KafkaTarget, Partitioning, Target};
 use hindsight_replay::{OversizedPolicy, ReplayOptions, ReplaySpec, Selection};
@@ -43,10 +44,15 @@ pub struct RunArgs {
     json_fields: Vec<String>,
 
     // Target.
-    /// Kafka bootstrap servers: replay to Kafka.
+    /// A named connection (`[connections.NAME]` of the configuration):
+    /// replay to its cluster, with its TLS and credentials.
+    #[arg(long = "target", value_name = "CONNECTION", conflicts_with_all = ["kafka", "amqp"])]
+    connection: Option<String>,
+    /// Kafka bootstrap servers: replay to Kafka (ad hoc, plaintext unless
+    /// --kafka-property says otherwise).
     #[arg(long, conflicts_with = "amqp")]
     kafka: Option<String>,
-    /// RabbitMQ URL: replay to RabbitMQ.
+    /// RabbitMQ URL: replay to RabbitMQ (ad hoc).
     #[arg(long)]
     amqp: Option<String>,
     /// Kafka: send every event to this topic.
@@ -131,7 +137,9 @@ pub(super) fn pairs(flag: &str, values: &[String]) -> anyhow::Result<BTreeMap<St
 }
 
 impl RunArgs {
-    pub(super) fn spec(&self) -> anyhow::Result<ReplaySpec> {
+    /// The replay asked for; `connections` are the configured ones, which
+    /// `--target` names.
+    pub(super) fn spec(&self, connections: &Connections) -> anyhow::Result<ReplaySpec> {
         let selection = match &self.sql {
             Some(sql) => Selection::Sql { sql: sql.clone() },
             None => Selection::Filter(FilterSelection {
@@ -148,9 +156,26 @@ impl RunArgs {
                 json: self.json_fields.clone(),
             }),
         };
-        let target = match (&self.kafka, &self.amqp) {
-            (Some(brokers), None) => Target::Kafka(KafkaTarget {
-                brokers: brokers.clone(),
+        let bus = match (&self.connection, &self.kafka, &self.amqp) {
+            (Some(name), _, _) => match connections.get(name) {
+                Some(connection) => Some(connection.bus()),
+                None => bail!(
+                    "--target {name:?}: no such connection; configured: {}",
+                    if connections.is_empty() {
+                        "none (add a [connections.NAME] section)".to_owned()
+                    } else {
+                        connections.keys().cloned().collect::<Vec<_>>().join(", ")
+                    }
+                ),
+            },
+            (None, Some(_), None) => Some(Bus::Kafka),
+            (None, None, Some(_)) => Some(Bus::Amqp),
+            _ => None,
+        };
+        let target = match bus {
+            Some(Bus::Kafka) => Target::Kafka(KafkaTarget {
+                connection: self.connection.clone(),
+                brokers: self.kafka.clone().unwrap_or_default(),
                 topic: self.to_topic.clone(),
                 topic_map: pairs("map-topic", &self.map_topic)?,
                 partitioning: match self.partitioning.as_str() {
@@ -164,13 +189,14 @@ impl RunArgs {
                     .into_iter()
                     .collect(),
             }),
-            (None, Some(url)) => Target::Amqp(AmqpTarget {
-                url: SecretUrl::new(url.clone()),
+            Some(Bus::Amqp) => Target::Amqp(AmqpTarget {
+                connection: self.connection.clone(),
+                url: SecretUrl::new(self.amqp.clone().unwrap_or_default()),
                 exchange: self.to_exchange.clone(),
                 exchange_map: pairs("map-exchange", &self.map_exchange)?,
                 routing_key: self.routing_key.clone(),
             }),
-            _ => bail!("give a target: --kafka BROKERS or --amqp URL"),
+            None => bail!("give a target: --target CONNECTION, --kafka BROKERS or --amqp URL"),
         };
         Ok(ReplaySpec {
             selection,

@@ -83,10 +83,14 @@ pub async fn run(
     let (store, catalog) = crate::open::open_archive(config).await?;
     let engine = QueryEngine::new(store, catalog, config.query.limits())
         .context("cannot start the query engine")?;
-    let service = ReplayService::new(engine, configured_guard(config)?, Arc::new(BusConnector));
+    let service = ReplayService::new(
+        engine,
+        configured_guard(config)?,
+        Arc::new(BusConnector::new(config.connections.clone())),
+    );
     match command {
         ReplayCommand::DryRun(args) => {
-            let report = service.dry_run(&args.spec()?).await?;
+            let report = service.dry_run(&args.spec(&config.connections)?).await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -139,7 +143,7 @@ pub async fn run(
             Ok(())
         }
         ReplayCommand::Run(args) => {
-            let run = service.start(args.spec()?).await?;
+            let run = service.start(args.spec(&config.connections)?).await?;
             status_line(args.json, &format!("replay {} started", run.id()));
             execute(&service, run, cancel, args.json).await
         }

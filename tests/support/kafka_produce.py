@@ -7,9 +7,14 @@ consumer fetches from an offset inside it (Kafka returns the batch and the
 client skips ahead), so tests that resume mid-stream need batch boundaries at
 every offset.
 
+HINDSIGHT_TEST_KAFKA_CLIENT, when set, is a JSON object of extra client
+settings (security.protocol, sasl.*, ssl.*, compression.type, ...).
+
 Event `seq` is fully determined by its number, so the archive can be checked
 byte for byte. tests/kafka.rs mirrors these functions in Rust; keep them equal.
 """
+import json
+import os
 import sys
 import time
 
@@ -54,6 +59,7 @@ def main():
     }
     if single:
         settings.update({"linger.ms": 0, "batch.num.messages": 1})
+    settings.update(json.loads(os.environ.get("HINDSIGHT_TEST_KAFKA_CLIENT", "{}")))
     producer = Producer(settings)
     started = time.monotonic()
     for index, seq in enumerate(range(first, first + count)):

@@ -5,8 +5,11 @@ arrival time.
 
 Usage: replay_consume.py BROKERS TOPIC EXPECTED IDLE_SECONDS
 Stops after EXPECTED records, or after IDLE_SECONDS without a record.
+HINDSIGHT_TEST_KAFKA_CLIENT, when set, is a JSON object of extra client
+settings (security.protocol, sasl.*, ssl.*).
 """
 import json
+import os
 import sys
 import time
 
@@ -18,6 +21,7 @@ consumer = Consumer({
     "group.id": f"replay-check-{time.time_ns()}",
     "enable.auto.commit": False,
     "auto.offset.reset": "earliest",
+    **json.loads(os.environ.get("HINDSIGHT_TEST_KAFKA_CLIENT", "{}")),
 })
 metadata = consumer.list_topics(topic, timeout=15)
 partitions = sorted(metadata.topics[topic].partitions)

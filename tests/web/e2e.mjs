@@ -5,7 +5,8 @@
 //       overview, search by key, event detail, SQL (stream, error, export),
 //       histogram brush, keyboard, several topics (list, histogram, "Open as
 //       SQL"), phone width, dry-run then run a replay to Kafka with pause
-//       and resume; prints RESULT {json} for the Rust side
+//       and resume; prints RESULT {json} for the Rust side. The server has
+//       the named connections local-kafka (at KAFKA_BROKERS) and local-rabbit
 //   node tests/web/e2e.mjs first-render BASE_URL SCREENSHOT_DIR
 //       prints the explorer's first render time (not asserted)
 //   node tests/web/e2e.mjs token BASE_URL SCREENSHOT_DIR TOKEN
@@ -312,7 +313,18 @@ async function flows() {
         await page.waitForSelector("table.events tbody tr");
         await page.getByRole("link", { name: "Replay this selection…" }).click();
         await page.waitForSelector(".replay-form");
-        await page.fill("input[name=brokers]", brokers);
+        // Targets are the server's named connections: listed with their
+        // address, never with credentials.
+        await page.waitForSelector("#replay-connection");
+        const connections = await page.locator("#replay-connection option").evaluateAll((options) => options.map((o) => ({ value: o.value, label: o.textContent })));
+        check(connections.length > 0, "the connections select lists the server's connections");
+        const localKafka = connections.find((o) => o.value === "local-kafka");
+        check(localKafka && localKafka.label.includes(brokers), `the connections list local-kafka with its address ${brokers}: ${JSON.stringify(connections)}`);
+        const leaked = connections.filter((o) => /:guest@|password/i.test(`${o.value} ${o.label}`));
+        check(leaked.length === 0, `a connection option shows credentials: ${JSON.stringify(leaked)}`);
+        const inputs = await page.locator(".replay-form input").evaluateAll((all) => all.map((i) => `${i.value} ${i.placeholder}`));
+        check(!inputs.some((text) => /:guest@|password/i.test(text)), `a replay form input holds credentials: ${JSON.stringify(inputs)}`);
+        await page.selectOption("#replay-connection", "local-kafka");
         await page.fill("input[name=to_topic]", kafkaTopic);
         await page.fill("input[name=rate]", "2000");
         check(await page.locator("#run-replay").isDisabled(), "run is disabled before a dry run");
@@ -344,13 +356,17 @@ async function flows() {
         await page.waitForSelector("table.replays tbody tr");
         const history = await page.locator("table.replays tbody tr").first().textContent();
         check(history.includes("completed") && history.includes(id.slice(0, 12)), `history lists the replay: ${history}`);
+        check(history.includes(`Kafka via local-kafka → ${kafkaTopic}`), `history names the connection: ${history}`);
         await shot(page, "15-replay-history");
         // The same selection to RabbitMQ: the wizard builds an AMQP target and
         // the dry run names the exchange (nothing is published).
         await page.goto(`${base}/#/replay?topic=orders`);
         await page.waitForSelector(".replay-form");
-        await page.check("input[name=bus][value=amqp]");
-        check(await page.locator("input[name=brokers]").isHidden(), "Kafka fields hide for RabbitMQ");
+        await page.waitForSelector("#replay-connection");
+        const rabbit = (await page.locator("#replay-connection option").allTextContents()).find((label) => label.startsWith("local-rabbit — RabbitMQ "));
+        check(rabbit, "the connections list local-rabbit (RabbitMQ)");
+        await page.selectOption("#replay-connection", "local-rabbit");
+        check(await page.locator("input[name=to_topic]").isHidden(), "Kafka fields hide for RabbitMQ");
         await page.fill("input[name=to_exchange]", `${kafkaTopic}.exchange`);
         await page.click("#dry-run");
         await page.waitForSelector("#dry-run-events");

@@ -6,12 +6,15 @@ import { api, el, errorBox, formatBytes, formatDuration, formatNumber, formatTim
 import { describeSelection, replaySelection, selectionFromParams, selectionSql, selectionToParams } from "./selection.js";
 
 const FINAL = ["completed", "failed", "cancelled", "dry_run", "interrupted"];
+const BUS_LABELS = { kafka: "Kafka", amqp: "RabbitMQ" };
+// The connection select's value for "Other address…" (a name is never empty).
+const ADHOC = "";
 
 export async function render(main, route, signal) {
   const id = route.path.startsWith("/replay/") ? decodeURIComponent(route.path.slice("/replay/".length)) : "";
   if (id) return renderProgress(main, id, signal);
   main.append(el("h1", {}, "Replay"));
-  const topics = await api("/api/v1/topics", { signal });
+  const [topics, targets] = await Promise.all([api("/api/v1/topics", { signal }), api("/api/v1/connections", { signal })]);
   const wizard = el("div", { class: "wizard" });
   const historySection = el("section", { class: "history", "aria-label": "Replay history" });
   main.append(wizard, historySection);
@@ -19,13 +22,47 @@ export async function render(main, route, signal) {
     historySection.replaceChildren();
     return renderHistory(historySection, signal);
   };
-  renderWizard(wizard, route, topics, showHistory, signal);
+  renderWizard(wizard, route, topics, targets, showHistory, signal);
   await showHistory();
 }
 
 // ------------------------------------------------------------------ wizard --
 
-function renderWizard(container, route, topics, onReplay, signal) {
+/** "local-kafka — Kafka 127.0.0.1:9092 (plaintext)": a named connection, as the target select lists it. */
+function connectionLabel(connection) {
+  return `${connection.name} — ${BUS_LABELS[connection.bus] || connection.bus} ${connection.addresses} (${connection.security})`;
+}
+
+/**
+ * The target step: the server's named connections (GET /api/v1/connections)
+ * in #replay-connection, then "Other address…" when the server allows ad-hoc
+ * targets (with the bus choice and the address, never credentials). Null
+ * when there is nothing to replay to: the caller says so instead.
+ */
+function targetRows(targets, radio, input) {
+  const connections = targets.connections || [];
+  const adhoc = Boolean(targets.allow_adhoc_targets);
+  if (!connections.length && !adhoc) return null;
+  const select = el(
+    "select",
+    { name: "connection", id: "replay-connection" },
+    connections.map((c) => el("option", { value: c.name }, connectionLabel(c))),
+    adhoc ? el("option", { value: ADHOC }, "Other address…") : null,
+  );
+  return [
+    el("div", { class: "field-row" }, el("label", { class: "field wide" }, el("span", {}, "Connection"), select)),
+    adhoc
+      ? [
+          el("div", { class: "field-row", role: "radiogroup", "aria-label": "Bus at that address", dataset: { adhoc: "" } }, radio("bus", "kafka", "Kafka", true), radio("bus", "amqp", "RabbitMQ", false)),
+          el("div", { class: "field-row", dataset: { adhoc: "", bus: "kafka" } }, input("Brokers", "brokers", "", { placeholder: "127.0.0.1:9092" })),
+          el("div", { class: "field-row", dataset: { adhoc: "", bus: "amqp" } }, input("AMQP URL", "amqp_url", "", { placeholder: "amqp://127.0.0.1:5672/%2f" })),
+          el("p", { class: "muted", id: "replay-adhoc-hint", dataset: { adhoc: "" } }, "An address only, without user name or password: credentials go in a named connection ([connections.NAME]) in the server's configuration."),
+        ]
+      : null,
+  ];
+}
+
+function renderWizard(container, route, topics, targets, onReplay, signal) {
   const selection = selectionFromParams(route.params);
   const fromSql = route.params.get("sql");
   const hasSelection = route.params.toString() !== "" && !fromSql;
@@ -36,6 +73,8 @@ function renderWizard(container, route, topics, onReplay, signal) {
   const radio = (name, value, label, checked) => el("label", { class: "check" }, el("input", { type: "radio", name, value, checked }), label);
   const input = (label, name, value, extra = {}) => el("label", { class: "field" }, el("span", {}, label), el("input", { name, value, autocomplete: "off", spellcheck: "false", ...extra }));
   const form = el("form", { class: "replay-form", "aria-label": "New replay" });
+  const connectionBus = new Map((targets.connections || []).map((c) => [c.name, c.bus]));
+  const targetChoice = targetRows(targets, radio, input);
   form.append(
     el(
       "fieldset",
@@ -50,9 +89,9 @@ function renderWizard(container, route, topics, onReplay, signal) {
       "fieldset",
       {},
       el("legend", {}, "2. Target"),
-      el("div", { class: "field-row" }, radio("bus", "kafka", "Kafka", true), radio("bus", "amqp", "RabbitMQ", false)),
-      el("div", { class: "field-row", dataset: { bus: "kafka" } }, input("Brokers", "brokers", "127.0.0.1:9092"), input("To topic (all events)", "to_topic", "", { placeholder: "orders.replay" }), el("label", { class: "field" }, el("span", {}, "Partitioning"), el("select", { name: "partitioning" }, ["preserve", "same", "key"].map((p) => el("option", { value: p }, p)))), el("label", { class: "check" }, el("input", { type: "checkbox", name: "keep_timestamp" }), "Keep original timestamps")),
-      el("div", { class: "field-row", dataset: { bus: "amqp" }, hidden: true }, input("AMQP URL", "amqp_url", "amqp://guest:guest@127.0.0.1:5672/%2f"), input("To exchange (all events)", "to_exchange", "", { placeholder: "orders.replay" }), input("Routing key (override)", "routing_key", "")),
+      targetChoice || el("p", { class: "error", role: "alert", id: "replay-no-targets" }, "No replay targets are configured: add a [connections.NAME] section to the server's configuration."),
+      el("div", { class: "field-row", dataset: { bus: "kafka" } }, input("To topic (all events)", "to_topic", "", { placeholder: "orders.replay" }), el("label", { class: "field" }, el("span", {}, "Partitioning"), el("select", { name: "partitioning" }, ["preserve", "same", "key"].map((p) => el("option", { value: p }, p)))), el("label", { class: "check" }, el("input", { type: "checkbox", name: "keep_timestamp" }), "Keep original timestamps")),
+      el("div", { class: "field-row", dataset: { bus: "amqp" }, hidden: true }, input("To exchange (all events)", "to_exchange", "", { placeholder: "orders.replay" }), input("Routing key (override)", "routing_key", "")),
       el("details", {}, el("summary", {}, "Mapping per source topic (wins over the single target)"), el("div", { class: "mapping" }, sourceTopics.map((topic) => input(`${topic} →`, `map:${topic}`, "", { placeholder: "unchanged" })))),
     ),
     el(
@@ -63,7 +102,7 @@ function renderWizard(container, route, topics, onReplay, signal) {
       el("div", { class: "field-row" }, el("label", { class: "check" }, el("input", { type: "checkbox", name: "provenance", checked: true }), "Add hindsight-* provenance headers"), el("label", { class: "check" }, el("input", { type: "checkbox", name: "allow_loop" }), "Allow replaying into archived topics")),
     ),
   );
-  const dryRunButton = el("button", { type: "submit", class: "primary", id: "dry-run" }, "Dry run");
+  const dryRunButton = el("button", { type: "submit", class: "primary", id: "dry-run", disabled: !targetChoice }, "Dry run");
   const runButton = el("button", { type: "button", id: "run-replay", disabled: true }, "Run replay");
   const summary = el("div", { class: "dry-run", id: "dry-run-summary", "aria-live": "polite" });
   form.append(el("div", { class: "buttons" }, dryRunButton, runButton, el("span", { class: "muted" }, "A dry run publishes nothing; run is enabled after a dry run without problems.")));
@@ -85,11 +124,16 @@ function renderWizard(container, route, topics, onReplay, signal) {
     );
   }
 
+  // The bus-specific rows follow the selected connection's bus (or, for
+  // "Other address…", the bus chosen next to it); the ad-hoc rows show only then.
   const showBus = () => {
     const data = new FormData(form);
-    for (const row of form.querySelectorAll("[data-bus]")) row.hidden = row.dataset.bus !== data.get("bus");
+    const { bus, adhoc } = targetOf(data, connectionBus);
+    for (const row of form.querySelectorAll("[data-bus]")) row.hidden = row.dataset.bus !== bus || ("adhoc" in row.dataset && !adhoc);
+    for (const row of form.querySelectorAll("[data-adhoc]:not([data-bus])")) row.hidden = !adhoc;
     for (const row of form.querySelectorAll("[data-mode]")) row.hidden = row.dataset.mode !== data.get("mode");
   };
+  showBus();
   let checked = null;
   form.addEventListener("change", () => {
     showBus();
@@ -100,9 +144,10 @@ function renderWizard(container, route, topics, onReplay, signal) {
     checked = null;
     runButton.disabled = true;
   });
-  const spec = () => buildSpec(new FormData(form), selection, sourceTopics);
+  const spec = () => buildSpec(new FormData(form), selection, sourceTopics, connectionBus);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    if (!targetChoice) return;
     let body;
     try {
       body = spec();
@@ -155,8 +200,28 @@ function positive(name, text) {
   return value;
 }
 
+/**
+ * The target the form names: `{bus, connection}` for a named connection,
+ * `{bus, adhoc: true}` for "Other address…", `{}` when there is none.
+ */
+function targetOf(data, connectionBus) {
+  const connection = data.get("connection");
+  if (connection === null) return {};
+  if (connection === ADHOC) return { bus: data.get("bus"), adhoc: true };
+  return { bus: connectionBus.get(connection), connection };
+}
+
+/** True when an amqp:// URL carries a password (the server refuses it). */
+function hasPassword(url) {
+  try {
+    return new URL(url).password !== "";
+  } catch {
+    return /^amqps?:\/\/[^/@]*:[^/@]*@/i.test(url);
+  }
+}
+
 /** The body of POST /api/v1/replays from the form. */
-function buildSpec(data, selection, sourceTopics) {
+function buildSpec(data, selection, sourceTopics, connectionBus) {
   const mode = data.get("mode");
   const sql = String(data.get("sql") || "").trim();
   if (mode === "sql" && !sql) throw new Error("the SQL selection is empty");
@@ -165,16 +230,29 @@ function buildSpec(data, selection, sourceTopics) {
     const target = String(data.get(`map:${topic}`) || "").trim();
     if (target) map[topic] = target;
   }
+  const chosen = targetOf(data, connectionBus);
+  if (!chosen.bus) throw new Error("no replay target: add a [connections.NAME] section to the server's configuration");
   let target;
-  if (data.get("bus") === "kafka") {
-    target = { type: "kafka", brokers: String(data.get("brokers") || "").trim(), partitioning: data.get("partitioning"), keep_timestamp: data.get("keep_timestamp") === "on" };
-    if (!target.brokers) throw new Error("give the Kafka brokers, like 127.0.0.1:9092");
+  if (chosen.bus === "kafka") {
+    target = { type: "kafka", partitioning: data.get("partitioning"), keep_timestamp: data.get("keep_timestamp") === "on" };
+    if (chosen.adhoc) {
+      target.brokers = String(data.get("brokers") || "").trim();
+      if (!target.brokers) throw new Error("give the Kafka brokers, like 127.0.0.1:9092");
+    } else {
+      target.connection = chosen.connection;
+    }
     const topic = String(data.get("to_topic") || "").trim();
     if (topic) target.topic = topic;
     if (Object.keys(map).length) target.topic_map = map;
   } else {
-    target = { type: "amqp", url: String(data.get("amqp_url") || "").trim() };
-    if (!target.url) throw new Error("give the AMQP URL, like amqp://guest:guest@127.0.0.1:5672/%2f");
+    target = { type: "amqp" };
+    if (chosen.adhoc) {
+      target.url = String(data.get("amqp_url") || "").trim();
+      if (!target.url) throw new Error("give the AMQP URL, like amqp://127.0.0.1:5672/%2f");
+      if (hasPassword(target.url)) throw new Error("the AMQP URL holds a password: credentials go in a named connection ([connections.NAME]) in the server's configuration, not in a replay");
+    } else {
+      target.connection = chosen.connection;
+    }
     const exchange = String(data.get("to_exchange") || "").trim();
     if (exchange) target.exchange = exchange;
     const routingKey = String(data.get("routing_key") || "");
@@ -233,10 +311,12 @@ function averageRate(view, done) {
   return seconds > 0 ? `${formatNumber(Math.round(done / seconds))} events/s on average` : "—";
 }
 
+/** "Kafka via local-kafka → orders.replay"; ad-hoc Kafka targets name their brokers. */
 function describeTarget(target) {
   if (!target) return "";
-  if (target.type === "kafka") return `Kafka ${target.brokers} → ${target.topic || (target.topic_map ? "mapped topics" : "original topics")}`;
-  return `RabbitMQ → ${target.exchange || (target.exchange_map ? "mapped exchanges" : "original exchanges")}`;
+  const via = target.connection ? ` via ${target.connection}` : "";
+  if (target.type === "kafka") return `Kafka${via || (target.brokers ? ` ${target.brokers}` : "")} → ${target.topic || (target.topic_map ? "mapped topics" : "original topics")}`;
+  return `RabbitMQ${via} → ${target.exchange || (target.exchange_map ? "mapped exchanges" : "original exchanges")}`;
 }
 
 // ----------------------------------------------------------------- history --

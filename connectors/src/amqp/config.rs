@@ -2,10 +2,13 @@
 //! checks.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hindsight_archive::SecretUrl;
 use serde::{Deserialize, Serialize};
+
+use super::client::AmqpConnection;
 
 /// How the source reaches its messages.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,8 +67,11 @@ pub enum QueueType {
 #[serde(deny_unknown_fields)]
 pub struct AmqpSourceConfig {
     pub name: String,
-    /// `amqp://user:password@host:port/vhost` (`%2f` is the default vhost);
-    /// printed without the password.
+    /// A `[connections.NAME]` with `bus = "amqp"`: URL, password, TLS, login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+    /// Instead of a connection: `amqp://user:password@host:port/vhost` (`%2f`
+    /// is the default vhost); printed without the password.
     #[serde(default)]
     pub url: SecretUrl,
     #[serde(default)]
@@ -95,6 +101,9 @@ pub struct AmqpSourceConfig {
     /// flush age must stay well below it, or the broker closes the channel.
     #[serde(default = "default_consumer_timeout", with = "humantime_serde")]
     pub consumer_timeout: Duration,
+    /// The named connection, filled in when the configuration is read.
+    #[serde(skip)]
+    pub resolved: Option<Arc<AmqpConnection>>,
 }
 
 fn default_consumer_timeout() -> Duration {
@@ -106,13 +115,15 @@ impl AmqpSourceConfig {
     /// `flush_age` is the effective flush age limit for this source.
     pub fn problems(&self, path: &str, flush_age: Duration) -> Vec<String> {
         let mut problems = Vec::new();
-        let url = self.url.expose();
-        if url.starts_with("amqps://") {
-            problems.push(format!(
-                "{path}.url: amqps:// (TLS) is not supported by this build; use amqp:// through a TLS tunnel"
-            ));
-        } else if !url.starts_with("amqp://") {
-            problems.push(format!("{path}.url: must start with amqp://"));
+        match (&self.connection, self.url.expose().is_empty()) {
+            (Some(_), false) => {
+                problems.push(format!("{path}.url: give a url or a connection, not both"))
+            }
+            (None, true) => problems.push(format!(
+                "{path}.connection: name a [connections.NAME] or give a url"
+            )),
+            (None, false) => problems.extend(self.link().1.problems(path)),
+            (Some(_), true) => {}
         }
         if self.queue.trim().is_empty() {
             problems.push(format!("{path}.queue: must name the queue to consume"));
@@ -144,6 +155,20 @@ impl AmqpSourceConfig {
             ));
         }
         problems
+    }
+
+    /// How this source connects, and how errors name it: the named
+    /// connection once resolved, or the source's own URL.
+    pub fn link(&self) -> (String, AmqpConnection) {
+        match (&self.connection, &self.resolved) {
+            (Some(name), Some(connection)) => {
+                (format!("connection {name:?}"), connection.as_ref().clone())
+            }
+            _ => (
+                format!("source {:?}", self.name),
+                AmqpConnection::from_url(self.url.clone()),
+            ),
+        }
     }
 
     /// The prefetch for a flush row limit of `max_rows`: room for the batch

@@ -23,6 +23,7 @@
 //! `hindsight-tombstone` = `true` (a boolean), so a consumer can tell it from
 //! an empty value, which never carries that header.
 
+use super::client::AmqpConnection;
 use async_trait::async_trait;
 use hindsight_archive::{Bus, Event};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
@@ -219,8 +220,14 @@ pub struct AmqpPublisher {
 }
 
 impl AmqpPublisher {
-    pub async fn connect(target: &AmqpTarget, rules: HeaderRules) -> Result<Self> {
-        let connection = super::client::connect(&target.url, "hindsight replay").await?;
+    /// `link` is the connection `what` names (`connection "prod-rabbit"`).
+    pub async fn connect(
+        what: &str,
+        link: &AmqpConnection,
+        target: &AmqpTarget,
+        rules: HeaderRules,
+    ) -> Result<Self> {
+        let connection = link.connect(what, "hindsight replay").await?;
         let channel = connection
             .create_channel()
             .await

@@ -105,9 +105,10 @@ impl AmqpSource {
     async fn open_session(&self) -> Result<Session> {
         let config = &self.config;
         // The caller names the source (start-up context, or the log span).
-        let connection =
-            super::client::connect(&config.url, &format!("hindsight source {}", config.name))
-                .await?;
+        let (what, link) = config.link();
+        let connection = link
+            .connect(&what, &format!("hindsight source {}", config.name))
+            .await?;
         let channel = connection
             .create_channel()
             .await

@@ -29,6 +29,9 @@ use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 
+use super::client::{ConnectionContext, KafkaConnection};
+use crate::connection::PROBE_TIMEOUT;
+
 use tokio::sync::Notify;
 
 use hindsight_replay::publisher::{
@@ -110,11 +113,26 @@ impl WindowDeliveries {
     }
 }
 
-/// Routes each delivery report to the window its record was sent in.
-#[derive(Default)]
-pub struct DeliveryReports;
+/// Routes each delivery report to the window its record was sent in, and
+/// carries the connection's token source and error callback.
+pub struct DeliveryReports {
+    connection: ConnectionContext,
+}
 
-impl ClientContext for DeliveryReports {}
+impl ClientContext for DeliveryReports {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.connection.on_error(&error, reason);
+    }
+
+    fn generate_oauth_token(
+        &self,
+        _config: Option<&str>,
+    ) -> std::result::Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        self.connection.oauth_token()
+    }
+}
 
 impl ProducerContext for DeliveryReports {
     type DeliveryOpaque = Arc<WindowDeliveries>;
@@ -162,6 +180,8 @@ pub(crate) fn amqp_property_headers(event: &Event) -> Vec<Header> {
 
 pub struct KafkaPublisher {
     producer: ThreadedProducer<DeliveryReports>,
+    /// The brokers, for messages.
+    addresses: String,
     target: KafkaTarget,
     rules: HeaderRules,
     partitions: HashMap<String, i32>,
@@ -173,35 +193,43 @@ pub struct KafkaPublisher {
 
 impl KafkaPublisher {
     /// A producer sized for `destinations`, the topics the plan sends to.
+    /// `link` is the connection `what` names (`connection "prod-kafka"`).
+    /// A wrong password or certificate fails here, in one line.
     pub async fn connect(
+        what: &str,
+        link: &KafkaConnection,
         target: &KafkaTarget,
         rules: HeaderRules,
         destinations: &[String],
     ) -> Result<Self> {
-        let sizes = TopicSizes::ask(target, rules.clone(), destinations).await?;
+        let probe = link.clone();
+        let probe_what = what.to_owned();
+        tokio::task::spawn_blocking(move || probe.probe(&probe_what, PROBE_TIMEOUT))
+            .await
+            .map_err(|error| Error::internal(format!("the probe panicked: {error}")))??;
+        let sizes = TopicSizes::ask(what, link, rules.clone(), destinations).await?;
         tracing::info!(message_max_bytes = sizes.producer_max_bytes, limits = ?sizes.limits, "kafka replay producer sized");
-        let config = super::client::client_config(
-            &target.brokers,
-            &[
-                ("enable.idempotence", "true".into()),
-                ("acks", "all".into()),
-                ("partitioner", "murmur2_random".into()),
-                ("linger.ms", "5".into()),
-                ("message.timeout.ms", "60000".into()),
-                ("message.max.bytes", sizes.producer_max_bytes.to_string()),
-            ],
-            &target.client,
-        );
+        let config = link.client_config(&[
+            ("enable.idempotence", "true".into()),
+            ("acks", "all".into()),
+            ("partitioner", "murmur2_random".into()),
+            ("linger.ms", "5".into()),
+            ("message.timeout.ms", "60000".into()),
+            ("message.max.bytes", sizes.producer_max_bytes.to_string()),
+        ]);
         let producer: ThreadedProducer<DeliveryReports> = config
-            .create_with_context(DeliveryReports)
+            .create_with_context(DeliveryReports {
+                connection: link.context(what),
+            })
             .map_err(|error| {
                 Error::invalid_input(format!(
-                    "cannot create a Kafka producer for {}: {error}",
-                    target.brokers
+                    "cannot create a Kafka producer for {what} ({}): {error}",
+                    link.addresses()
                 ))
             })?;
         Ok(KafkaPublisher {
             producer,
+            addresses: link.addresses(),
             target: target.clone(),
             rules,
             partitions: HashMap::new(),
@@ -240,7 +268,7 @@ impl KafkaPublisher {
         if count == 0 {
             return Err(Error::invalid_input(format!(
                 "Kafka topic {topic:?} does not exist on {}: create it first",
-                self.target.brokers
+                self.addresses
             )));
         }
         self.partitions.insert(topic.to_owned(), count);

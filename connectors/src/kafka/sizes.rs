@@ -14,12 +14,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::client::{ConnectionContext, KafkaConnection};
 use async_trait::async_trait;
 use hindsight_archive::Event;
 use rdkafka::admin::{AdminClient, AdminOptions, OwnedResourceSpecifier, ResourceSpecifier};
-use rdkafka::client::DefaultClientContext;
 
-use hindsight_replay::publisher::{HeaderRules, KafkaTarget, SizeExcess, SizeLimit, SizeLimits};
+use hindsight_replay::publisher::{HeaderRules, SizeExcess, SizeLimit, SizeLimits};
 use hindsight_replay::{Error, Result};
 
 use super::publisher::{amqp_property_headers, METADATA_TIMEOUT};
@@ -43,15 +43,19 @@ const HEADER_OVERHEAD: u64 = 5 + 5;
 /// The size limit of each of `topics` on the target (see the module docs).
 /// Never fails: what the broker does not answer falls back, and the
 /// fallback says so in `from`.
-async fn size_limits(target: &KafkaTarget, topics: &[String]) -> BTreeMap<String, SizeLimit> {
-    let (by_topic, broker) = match describe_size_limits(target, topics).await {
+async fn size_limits(
+    what: &str,
+    link: &KafkaConnection,
+    topics: &[String],
+) -> BTreeMap<String, SizeLimit> {
+    let (by_topic, broker) = match describe_size_limits(what, link, topics).await {
         Ok(answered) => answered,
         Err(error) => {
-            tracing::warn!(brokers = %target.brokers, %error, "cannot ask the target topics' size limits");
+            tracing::warn!(connection = %what, brokers = %link.addresses(), %error, "cannot ask the target topics' size limits");
             (HashMap::new(), None)
         }
     };
-    let property = target
+    let property = link
         .client
         .get("message.max.bytes")
         .and_then(|value| value.parse::<u64>().ok());
@@ -84,8 +88,8 @@ async fn size_limits(target: &KafkaTarget, topics: &[String]) -> BTreeMap<String
 
 /// The producer's `message.max.bytes`: the user's own setting, else the
 /// most any target topic accepts.
-fn producer_max_bytes(target: &KafkaTarget, limits: &BTreeMap<String, SizeLimit>) -> Result<u64> {
-    match target.client.get("message.max.bytes") {
+fn producer_max_bytes(link: &KafkaConnection, limits: &BTreeMap<String, SizeLimit>) -> Result<u64> {
+    match link.client.get("message.max.bytes") {
         Some(value) => value.parse::<u64>().map_err(|_| {
             Error::invalid_input(format!(
                 "the Kafka property message.max.bytes={value} is not a number of bytes"
@@ -104,7 +108,9 @@ fn producer_max_bytes(target: &KafkaTarget, limits: &BTreeMap<String, SizeLimit>
 /// shared by the publisher and the dry-run, so both judge alike.
 #[derive(Debug, Clone)]
 pub struct TopicSizes {
-    target: KafkaTarget,
+    /// The connection, and its name for messages, to ask more topics.
+    what: String,
+    link: KafkaConnection,
     rules: HeaderRules,
     /// What each destination accepts, asked once per topic.
     pub limits: BTreeMap<String, SizeLimit>,
@@ -115,14 +121,16 @@ pub struct TopicSizes {
 impl TopicSizes {
     /// Asks the limits of `destinations`, the topics a plan sends to.
     pub async fn ask(
-        target: &KafkaTarget,
+        what: &str,
+        link: &KafkaConnection,
         rules: HeaderRules,
         destinations: &[String],
     ) -> Result<Self> {
-        let limits = size_limits(target, destinations).await;
-        let producer_max_bytes = producer_max_bytes(target, &limits)?;
+        let limits = size_limits(what, link, destinations).await;
+        let producer_max_bytes = producer_max_bytes(link, &limits)?;
         Ok(TopicSizes {
-            target: target.clone(),
+            what: what.to_owned(),
+            link: link.clone(),
             rules,
             limits,
             producer_max_bytes,
@@ -134,7 +142,7 @@ impl TopicSizes {
     pub async fn excess(&mut self, event: &Event, destination: &str) -> Option<SizeExcess> {
         if !self.limits.contains_key(destination) {
             // A destination the plan did not name (an AMQP event's exchange).
-            let asked = size_limits(&self.target, &[destination.to_owned()]).await;
+            let asked = size_limits(&self.what, &self.link, &[destination.to_owned()]).await;
             self.limits.extend(asked);
         }
         let (limit, limit_from) = match self.limits.get(destination) {
@@ -169,15 +177,19 @@ impl SizeLimits for TopicSizes {
 /// Asks the topics' `max.message.bytes`, and, when a topic has none, the
 /// first broker's `message.max.bytes`.
 async fn describe_size_limits(
-    target: &KafkaTarget,
+    what: &str,
+    link: &KafkaConnection,
     topics: &[String],
 ) -> std::result::Result<(HashMap<String, u64>, Option<u64>), String> {
     if topics.is_empty() {
         return Ok((HashMap::new(), None));
     }
-    let config = super::client::client_config(&target.brokers, &[], &target.client);
-    let admin: Arc<AdminClient<DefaultClientContext>> =
-        Arc::new(config.create().map_err(|error| error.to_string())?);
+    let config = link.client_config(&[]);
+    let admin: Arc<AdminClient<ConnectionContext>> = Arc::new(
+        config
+            .create_with_context(link.context(what))
+            .map_err(|error| error.to_string())?,
+    );
     let options = AdminOptions::new().request_timeout(Some(DESCRIBE_TIMEOUT));
     let parse = |value: Option<&str>| value.and_then(|text| text.trim().parse::<u64>().ok());
     let specifiers: Vec<ResourceSpecifier<'_>> = topics

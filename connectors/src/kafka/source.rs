@@ -32,6 +32,8 @@ use tokio_util::sync::CancellationToken;
 
 use hindsight_ingest::source::{count_consumed, BatchMark, Poll, Source};
 
+use super::client::{ConnectionContext, KafkaConnection};
+
 /// Where a partition without a checkpoint starts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -46,6 +48,10 @@ pub enum StartPosition {
 #[serde(deny_unknown_fields)]
 pub struct KafkaSourceConfig {
     pub name: String,
+    /// A `[connections.NAME]` with `bus = "kafka"`: brokers, TLS, SASL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+    /// Instead of a connection: bootstrap servers.
     #[serde(default)]
     pub brokers: Vec<String>,
     /// Topics by name.
@@ -64,17 +70,28 @@ pub struct KafkaSourceConfig {
     #[serde(default)]
     pub flush: hindsight_ingest::source::FlushOverride,
     /// Extra librdkafka properties (`security.protocol`, `sasl.*`, …).
-    /// Secret ones are printed redacted.
+    /// Secret ones are printed redacted. With a connection, they are added
+    /// to the connection's and win.
     #[serde(default)]
     pub client: ClientProperties,
+    /// The named connection, filled in when the configuration is read.
+    #[serde(skip)]
+    pub resolved: Option<Arc<KafkaConnection>>,
 }
 
 impl KafkaSourceConfig {
     /// Problems as `path.field: message`, for the configuration report.
     pub fn problems(&self, path: &str) -> Vec<String> {
         let mut problems = Vec::new();
-        if self.brokers.is_empty() || self.brokers.iter().any(|b| b.trim().is_empty()) {
-            problems.push(format!("{path}.brokers: list at least one host:port"));
+        match (&self.connection, self.brokers.is_empty()) {
+            (Some(_), false) => problems.push(format!(
+                "{path}.brokers: give brokers or a connection, not both"
+            )),
+            (None, true) => problems.push(format!(
+                "{path}.brokers: list at least one host:port, or name a [connections.NAME]"
+            )),
+            (None, false) => problems.extend(self.link().1.problems(path)),
+            (Some(_), true) => {}
         }
         if self.topics.is_empty() && self.topic_pattern.is_none() {
             problems.push(format!("{path}.topics: list topics or set topic_pattern"));
@@ -89,6 +106,27 @@ impl KafkaSourceConfig {
     }
 }
 
+impl KafkaSourceConfig {
+    /// How this source connects, and how errors name it: the named
+    /// connection once resolved (with the source's `client` properties on
+    /// top), or the source's own brokers.
+    pub fn link(&self) -> (String, KafkaConnection) {
+        match (&self.connection, &self.resolved) {
+            (Some(name), Some(connection)) => {
+                let mut connection = connection.as_ref().clone();
+                for (key, value) in self.client.iter() {
+                    connection.client.insert(key.clone(), value.clone());
+                }
+                (format!("connection {name:?}"), connection)
+            }
+            _ => (
+                format!("source {:?}", self.name),
+                KafkaConnection::inline(self.brokers.clone(), self.client.clone()),
+            ),
+        }
+    }
+}
+
 /// What the poll thread sends to the pipeline.
 enum Delivery {
     Events(Vec<Event>),
@@ -98,6 +136,7 @@ enum Delivery {
 
 /// Rebalance handling: start assigned partitions at their catalog checkpoint.
 struct HindsightContext {
+    connection: ConnectionContext,
     source: String,
     start: StartPosition,
     catalog: Catalog,
@@ -109,6 +148,19 @@ struct HindsightContext {
 }
 
 impl ClientContext for HindsightContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.connection.on_error(&error, reason);
+    }
+
+    fn generate_oauth_token(
+        &self,
+        _config: Option<&str>,
+    ) -> std::result::Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        self.connection.oauth_token()
+    }
+
     /// librdkafka statistics (every `statistics.interval.ms`): the lag of each
     /// assigned partition, high watermark minus the committed offset (which
     /// follows the catalog), for `/metrics`.
@@ -220,7 +272,9 @@ impl KafkaSource {
     /// multi-threaded tokio runtime.
     pub fn start(config: KafkaSourceConfig, catalog: Catalog) -> Result<KafkaSource> {
         let (sender, receiver) = mpsc::channel(8);
+        let (what, link) = config.link();
         let context = HindsightContext {
+            connection: link.context(&what),
             source: config.name.clone(),
             start: config.start,
             catalog,
@@ -232,19 +286,15 @@ impl KafkaSource {
             StartPosition::Earliest => "earliest",
             StartPosition::Latest => "latest",
         };
-        let client = super::client::client_config(
-            &config.brokers.join(","),
-            &[
-                ("group.id", config.group_id.clone()),
-                ("enable.auto.commit", "false".into()),
-                ("enable.auto.offset.store", "false".into()),
-                ("auto.offset.reset", reset.into()),
-                ("enable.partition.eof", "false".into()),
-                ("statistics.interval.ms", "5000".into()),
-                ("client.id", format!("hindsight-{}", config.name)),
-            ],
-            &config.client,
-        );
+        let client = link.client_config(&[
+            ("group.id", config.group_id.clone()),
+            ("enable.auto.commit", "false".into()),
+            ("enable.auto.offset.store", "false".into()),
+            ("auto.offset.reset", reset.into()),
+            ("enable.partition.eof", "false".into()),
+            ("statistics.interval.ms", "5000".into()),
+            ("client.id", format!("hindsight-{}", config.name)),
+        ]);
         let consumer: HindsightConsumer = client.create_with_context(context).map_err(|error| {
             Error::with_source(
                 ErrorKind::InvalidInput,
@@ -333,6 +383,11 @@ fn poll_loop(
     let mut pending = Vec::with_capacity(DELIVERY_EVENTS);
     while !stop.is_cancelled() {
         let polled = consumer.poll(Duration::from_millis(100));
+        // A wrong password or certificate is not retried forever.
+        if let Some(error) = consumer.context().connection.fatal_error() {
+            let _ = sender.blocking_send(Delivery::Failed(error));
+            return;
+        }
         // A rebalance ran inside `poll`: what was gathered before it goes
         // first, then the revocation, then anything fetched after it.
         let revoked = consumer
