@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 /// build is refused when the configuration is read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "bus", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // a handful per configuration, read once
 pub enum Connection {
     #[cfg(feature = "kafka")]
     Kafka(crate::kafka::client::KafkaConnection),

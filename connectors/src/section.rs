@@ -6,7 +6,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use hindsight_archive::catalog::Catalog;
 use hindsight_archive::Bus;
-use hindsight_archive::ErrorKind;
 use hindsight_ingest::source::{Source, SourceConfig};
 use hindsight_ingest::FlushPolicy;
 use hindsight_replay::publisher::{
@@ -51,6 +50,7 @@ impl SourceSection {
                         Ok(Connection::Kafka(connection)) => {
                             kafka.resolved = Some(Arc::new(connection.clone()));
                         }
+                        #[allow(unreachable_patterns)]
                         Ok(_) => {}
                         Err(error) => {
                             problems.push(format!("{path}.connection: {}", error.message()))
@@ -65,6 +65,7 @@ impl SourceSection {
                         Ok(Connection::Amqp(connection)) => {
                             amqp.resolved = Some(Arc::new(connection.clone()));
                         }
+                        #[allow(unreachable_patterns)]
                         Ok(_) => {}
                         Err(error) => {
                             problems.push(format!("{path}.connection: {}", error.message()))
@@ -140,7 +141,7 @@ impl SourceConfig for crate::kafka::KafkaSourceConfig {
             })?;
         match probed {
             Ok(_) => {}
-            Err(error) if error.kind() == ErrorKind::Retryable => {
+            Err(error) if error.kind() == hindsight_archive::ErrorKind::Retryable => {
                 tracing::warn!(source = %self.name, error = %error.message(), "kafka brokers not reachable yet; the consumer keeps trying");
             }
             Err(error) => return Err(error),

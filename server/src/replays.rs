@@ -102,6 +102,33 @@ fn check_target(state: &AppState, target: &Target) -> Result<(), ApiError> {
              configure a [connections.NAME] on the server and give \"connection\": \"NAME\"",
         ));
     }
+    if let Some(name) = target.connection() {
+        let connections = state.replays.connector().connections();
+        match connections
+            .iter()
+            .find(|connection| connection.name == name)
+        {
+            None => {
+                let known: Vec<&str> = connections.iter().map(|c| c.name.as_str()).collect();
+                return Err(ApiError::bad_request(format!(
+                    "no connection named {name:?}; configured: {}",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                )));
+            }
+            Some(connection) if connection.bus != target.bus() => {
+                return Err(ApiError::bad_request(format!(
+                    "connection {name:?} is a {} connection, not {}",
+                    connection.bus,
+                    target.bus()
+                )));
+            }
+            Some(_) => {}
+        }
+    }
     if target.is_adhoc() && !state.allow_adhoc_targets() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

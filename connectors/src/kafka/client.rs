@@ -446,16 +446,17 @@ impl ConnectionContext {
         Some(self.invalid(&cause))
     }
 
-    /// librdkafka's error callback: remembers a failure that retrying
-    /// cannot fix, logs the others (librdkafka retries them).
+    /// librdkafka's error callback: remembers the first failure that
+    /// retrying cannot fix, for the start-up probe, which stops there. Once
+    /// running, a client keeps retrying (librdkafka reconnects; a broker
+    /// may refuse a re-authentication once and accept the next login), and
+    /// such failures are logged as errors.
     pub fn on_error(&self, error: &KafkaError, reason: &str) {
         match fatal_cause(error.rdkafka_error_code(), reason) {
             Some(cause) => {
+                tracing::error!(connection = %self.what, brokers = %self.addresses, %cause, "kafka connection refused (retried)");
                 if let Ok(mut fatal) = self.fatal.lock() {
-                    if fatal.is_none() {
-                        tracing::error!(connection = %self.what, brokers = %self.addresses, %cause, "kafka connection failed");
-                        *fatal = Some(cause);
-                    }
+                    fatal.get_or_insert(cause);
                 }
             }
             None => {

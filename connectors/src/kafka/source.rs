@@ -383,11 +383,6 @@ fn poll_loop(
     let mut pending = Vec::with_capacity(DELIVERY_EVENTS);
     while !stop.is_cancelled() {
         let polled = consumer.poll(Duration::from_millis(100));
-        // A wrong password or certificate is not retried forever.
-        if let Some(error) = consumer.context().connection.fatal_error() {
-            let _ = sender.blocking_send(Delivery::Failed(error));
-            return;
-        }
         // A rebalance ran inside `poll`: what was gathered before it goes
         // first, then the revocation, then anything fetched after it.
         let revoked = consumer
