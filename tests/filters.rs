@@ -496,6 +496,16 @@ fn every_reader_selects(
     explorer_events
 }
 
+/// `hindsight serve` over `data` with the test services as named
+/// connections: the dry-run names `local-rabbit`.
+fn server_with_connections(data: &Path) -> Server {
+    // Read at start: the file may go once the server answers.
+    let directory = tempfile::tempdir().unwrap();
+    let config =
+        crate::query::write_config(directory.path(), data, &crate::util::local_connections());
+    Server::start(&Target::Config(config))
+}
+
 #[test]
 fn one_filter_selects_the_same_events_in_search_dry_run_explorer_and_histogram() {
     const EVENTS: u64 = 100_000;
@@ -503,7 +513,7 @@ fn one_filter_selects_the_same_events_in_search_dry_run_explorer_and_histogram()
     archive_demo(data.path(), EVENTS);
     let (filter, reference) = busiest_customer_filter(data.path());
     let expected = sql_ids(data.path(), &reference);
-    let server = Server::start(&Target::DataDir(data.path().to_owned()));
+    let server = server_with_connections(data.path());
     let events = every_reader_selects(&server.address, &filter, &expected, EVENTS);
     assert!(
         events.iter().all(|event| event["topic"] == "orders"
@@ -519,7 +529,7 @@ fn one_filter_over_two_topics_selects_the_same_events_in_search_dry_run_explorer
     archive_demo(data.path(), EVENTS);
     let (filter, reference) = busiest_customer_over_orders_and_payments(data.path());
     let expected = sql_ids(data.path(), &reference);
-    let server = Server::start(&Target::DataDir(data.path().to_owned()));
+    let server = server_with_connections(data.path());
     let events = every_reader_selects(&server.address, &filter, &expected, EVENTS);
     // Repeated topics are a union: neither the first nor the last one alone.
     let topics: BTreeSet<&str> = events

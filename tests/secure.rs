@@ -481,18 +481,31 @@ fn misconfigured_kafka_connections_fail_at_start_in_one_line() {
             "TLS",
         ),
     ];
+    expect_error_lines(directory.path(), cases, "not-the-password", archive_fails);
+}
+
+/// Runs each case (connection name, its `[connections.NAME]` body, its
+/// address, the cause) through `fails`, which returns the error line, and
+/// checks that the line names the connection, the address and the cause,
+/// and not `secret`. Reports every case that falls short at once.
+pub(crate) fn expect_error_lines(
+    directory: &Path,
+    cases: impl IntoIterator<Item = (&'static str, String, String, &'static str)>,
+    secret: &str,
+    fails: impl Fn(&Path, &str, &str) -> String,
+) {
     let mut failures = Vec::new();
-    for (name, connection, brokers, cause) in cases {
-        let case_directory = directory.path().join(name);
+    for (name, connection, address, cause) in cases {
+        let case_directory = directory.join(name);
         std::fs::create_dir_all(&case_directory).unwrap();
-        let line = archive_fails(&case_directory, name, &connection);
+        let line = fails(&case_directory, name, &connection);
         eprintln!("{name}: {line}");
-        for expected in [format!("connection \"{name}\""), brokers, cause.to_owned()] {
+        for expected in [format!("connection \"{name}\""), address, cause.to_owned()] {
             if !line.contains(&expected) {
                 failures.push(format!("{name}: {expected:?} missing from {line:?}"));
             }
         }
-        assert!(!line.contains("not-the-password"), "{line}");
+        assert!(!line.contains(secret), "{line}");
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
@@ -556,4 +569,47 @@ fn oauthbearer_fetches_an_oidc_token_and_a_broker_without_it_is_named() {
         line.contains("SASL mechanism") || line.contains("authentication"),
         "{line}"
     );
+}
+
+/// `check-config --connect` tries each connection once and reports each on
+/// one line: a good one `ok`, a bad one `FAILED` with its cause; the exit
+/// status says whether all worked.
+#[test]
+fn check_config_connect_reports_every_connection_on_one_line() {
+    let directory = tempfile::tempdir().unwrap();
+    let good = secured(Mode::Scram256OverTls, directory.path());
+    let ssl = service_env("HINDSIGHT_TEST_KAFKA_SSL_BROKERS");
+    let other_ca = tls_file("other-ca.pem").display().to_string();
+    let config = directory.path().join("hindsight.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[connections.good]\n{}\n[connections.untrusted]\nbus = \"kafka\"\n\
+             brokers = [{ssl:?}]\nsecurity_protocol = \"ssl\"\ntls = {{ ca_file = {other_ca:?} }}\n",
+            directory.path().join("data").display().to_string(),
+            good.connection,
+        ),
+    )
+    .unwrap();
+    let output = hindsight()
+        .arg("--config")
+        .arg(&config)
+        .args(["check-config", "--connect"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(!output.status.success(), "one connection fails: {stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "one line per connection: {stdout}");
+    assert!(
+        lines[0].starts_with("ok      connection \"good\" (kafka, ")
+            && lines[0].contains("sasl_ssl (scram-sha-256)"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with("FAILED  connection \"untrusted\"")
+            && lines[1].contains("not signed by a trusted CA"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(&service_env("HINDSIGHT_TEST_KAFKA_PASSWORD")));
 }

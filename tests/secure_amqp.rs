@@ -17,7 +17,7 @@ use lapin::BasicProperties;
 
 use crate::amqp::{archived_events, connect, headers, local_store, payload, routing_key, seq_of};
 use crate::replay::{exchange_and_queue, unique};
-use crate::secure::{archive_error_line, service_env, tls_file};
+use crate::secure::{archive_error_line, expect_error_lines, service_env, tls_file};
 use crate::util::{hindsight, run_ok, start_archive_ready, terminate, wait_for_archived};
 
 const EVENTS: u64 = 10_000;
@@ -237,20 +237,7 @@ fn misconfigured_rabbitmq_connections_fail_at_start_in_one_line() {
             "TLS port",
         ),
     ];
-    let mut failures = Vec::new();
-    for (name, connection, address, cause) in cases {
-        let case_directory = directory.path().join(name);
-        std::fs::create_dir_all(&case_directory).unwrap();
-        let line = archive_fails_amqp(&case_directory, name, &connection);
-        eprintln!("{name}: {line}");
-        for expected in [format!("connection \"{name}\""), address, cause.to_owned()] {
-            if !line.contains(&expected) {
-                failures.push(format!("{name}: {expected:?} missing from {line:?}"));
-            }
-        }
-        assert!(!line.contains("guest:guest"), "{line}");
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    expect_error_lines(directory.path(), cases, "guest:guest", archive_fails_amqp);
 }
 
 /// Runs `archive` with an AMQP source through the connection `name`; it

@@ -514,19 +514,33 @@ fn fatal_cause(code: Option<RDKafkaErrorCode>, reason: &str) -> Option<String> {
     }
 }
 
+/// The `ClientContext` items every context of a connection has: the error
+/// callback and OAUTHBEARER tokens, handed to the `ConnectionContext` that
+/// `|this| expression` reaches from the context.
+macro_rules! connection_callbacks {
+    (|$this:ident| $connection:expr) => {
+        const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+        fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+            let $this = self;
+            let connection: &$crate::kafka::client::ConnectionContext = $connection;
+            connection.on_error(&error, reason);
+        }
+
+        fn generate_oauth_token(
+            &self,
+            _config: Option<&str>,
+        ) -> std::result::Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+            let $this = self;
+            let connection: &$crate::kafka::client::ConnectionContext = $connection;
+            connection.oauth_token()
+        }
+    };
+}
+pub(crate) use connection_callbacks;
+
 impl ClientContext for ConnectionContext {
-    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.on_error(&error, reason);
-    }
-
-    fn generate_oauth_token(
-        &self,
-        _config: Option<&str>,
-    ) -> std::result::Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
-        self.oauth_token()
-    }
+    connection_callbacks!(|this| this);
 }
 
 impl ConsumerContext for ConnectionContext {}

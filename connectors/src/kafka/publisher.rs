@@ -120,18 +120,7 @@ pub struct DeliveryReports {
 }
 
 impl ClientContext for DeliveryReports {
-    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
-
-    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        self.connection.on_error(&error, reason);
-    }
-
-    fn generate_oauth_token(
-        &self,
-        _config: Option<&str>,
-    ) -> std::result::Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
-        self.connection.oauth_token()
-    }
+    super::client::connection_callbacks!(|this| &this.connection);
 }
 
 impl ProducerContext for DeliveryReports {

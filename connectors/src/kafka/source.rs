@@ -148,18 +148,7 @@ struct HindsightContext {
 }
 
 impl ClientContext for HindsightContext {
-    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.connection.on_error(&error, reason);
-    }
-
-    fn generate_oauth_token(
-        &self,
-        _config: Option<&str>,
-    ) -> std::result::Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
-        self.connection.oauth_token()
-    }
+    super::client::connection_callbacks!(|this| &this.connection);
 
     /// librdkafka statistics (every `statistics.interval.ms`): the lag of each
     /// assigned partition, high watermark minus the committed offset (which
