@@ -247,10 +247,11 @@ PY
   fi
 }
 
-# Headers and pkg-config files the Rust build links against: OpenSSL (TLS in
-# rdkafka and lapin) and zstd (rdkafka).
+# What the Rust build needs from the system: a C toolchain and make
+# (librdkafka, zstd and SQLite are compiled from source), and OpenSSL's
+# headers with pkg-config (TLS in rdkafka and lapin links the system's).
 _hs_ensure_build_deps() {
-  _hs_ensure_debs libssl-dev pkg-config libzstd-dev
+  _hs_ensure_debs build-essential libssl-dev pkg-config
 }
 
 _hs_ensure_nextest() {
