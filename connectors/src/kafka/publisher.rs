@@ -29,7 +29,8 @@ use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 
-use super::client::{ConnectionContext, KafkaConnection};
+use super::client::KafkaConnection;
+use super::context::ConnectionContext;
 use crate::connection::PROBE_TIMEOUT;
 
 use tokio::sync::Notify;
@@ -120,7 +121,7 @@ pub struct DeliveryReports {
 }
 
 impl ClientContext for DeliveryReports {
-    super::client::connection_callbacks!(|this| &this.connection);
+    super::context::connection_callbacks!(|this| &this.connection);
 }
 
 impl ProducerContext for DeliveryReports {

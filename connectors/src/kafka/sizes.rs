@@ -14,7 +14,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::client::{ConnectionContext, KafkaConnection};
+use super::client::KafkaConnection;
+use super::context::ConnectionContext;
 use async_trait::async_trait;
 use hindsight_archive::Event;
 use rdkafka::admin::{AdminClient, AdminOptions, OwnedResourceSpecifier, ResourceSpecifier};

@@ -32,7 +32,8 @@ use tokio_util::sync::CancellationToken;
 
 use hindsight_ingest::source::{count_consumed, BatchMark, Poll, Source};
 
-use super::client::{ConnectionContext, KafkaConnection};
+use super::client::KafkaConnection;
+use super::context::ConnectionContext;
 
 /// Where a partition without a checkpoint starts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,7 +149,7 @@ struct HindsightContext {
 }
 
 impl ClientContext for HindsightContext {
-    super::client::connection_callbacks!(|this| &this.connection);
+    super::context::connection_callbacks!(|this| &this.connection);
 
     /// librdkafka statistics (every `statistics.interval.ms`): the lag of each
     /// assigned partition, high watermark minus the committed offset (which
