@@ -385,15 +385,21 @@ pub(crate) fn archive_fails(directory: &Path, name: &str, connection: &str) -> S
         connection: connection.to_owned(),
     };
     let config = write_config(directory, &secured, &["hs-never-read".to_owned()]);
-    let text = std::fs::read_to_string(&config)
+    rename_connection(&config, name);
+    archive_error_line(directory, &config, name)
+}
+
+/// Renames the connection `secured` of a written configuration (its
+/// section and the source's reference) to `name`.
+pub(crate) fn rename_connection(config: &Path, name: &str) {
+    let text = std::fs::read_to_string(config)
         .unwrap()
         .replace("[connections.secured]", &format!("[connections.{name}]"))
         .replace(
             "connection = \"secured\"",
             &format!("connection = \"{name}\""),
         );
-    std::fs::write(&config, text).unwrap();
-    archive_error_line(directory, &config, name)
+    std::fs::write(config, text).unwrap();
 }
 
 /// Runs `hindsight --config CONFIG archive`, which must fail within a

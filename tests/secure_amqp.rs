@@ -17,7 +17,9 @@ use lapin::BasicProperties;
 
 use crate::amqp::{archived_events, connect, headers, local_store, payload, routing_key, seq_of};
 use crate::replay::{exchange_and_queue, unique};
-use crate::secure::{archive_error_line, expect_error_lines, service_env, tls_file};
+use crate::secure::{
+    archive_error_line, expect_error_lines, rename_connection, service_env, tls_file,
+};
 use crate::util::{hindsight, run_ok, start_archive_ready, terminate, wait_for_archived};
 
 const EVENTS: u64 = 10_000;
@@ -244,13 +246,6 @@ fn misconfigured_rabbitmq_connections_fail_at_start_in_one_line() {
 /// must fail. Returns the error line.
 fn archive_fails_amqp(directory: &Path, name: &str, connection: &str) -> String {
     let config = write_config(directory, connection, &unique("hs-never"), "amq.topic");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("[connections.secured]", &format!("[connections.{name}]"))
-        .replace(
-            "connection = \"secured\"",
-            &format!("connection = \"{name}\""),
-        );
-    std::fs::write(&config, text).unwrap();
+    rename_connection(&config, name);
     archive_error_line(directory, &config, name)
 }

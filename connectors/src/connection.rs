@@ -105,9 +105,9 @@ impl Connection {
                         format!("{what} (amqp, {}): no answer within 15 s", amqp.address()),
                     )
                 })??;
-                let server = connection.status().username();
+                let user = connection.status().username();
                 let _ = connection.close(200, "check-config".into()).await;
-                Ok(format!("logged in as {server}"))
+                Ok(format!("logged in as {user}"))
             }
         }
     }

@@ -230,7 +230,7 @@ pub fn speaks_tls(address: &str) -> bool {
 /// references cut, for the end of an error message.
 pub fn one_line(text: &str) -> String {
     let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let cut = regex_lite_cut(&joined);
+    let cut = without_source_references(&joined);
     if cut.chars().count() > 300 {
         cut.chars().take(300).collect::<String>() + "…"
     } else {
@@ -239,7 +239,7 @@ pub fn one_line(text: &str) -> String {
 }
 
 /// Removes `:../ssl/statem/statem_clnt.c:1889:` style source references.
-fn regex_lite_cut(text: &str) -> String {
+fn without_source_references(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for part in text.split(':') {
         let trimmed = part.trim();

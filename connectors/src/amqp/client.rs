@@ -274,13 +274,6 @@ fn classify(what: &str, address: &str, error: &lapin::Error) -> Error {
     Error::new(kind, format!("{what} (amqp, {address}): {cause}: {text}"))
 }
 
-/// Connects with a plain URL (a source's or target's own `url`).
-pub async fn connect(url: &SecretUrl, name: &str) -> Result<Connection> {
-    AmqpConnection::from_url(url.clone())
-        .connect(&format!("RabbitMQ at {url}"), name)
-        .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

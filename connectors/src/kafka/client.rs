@@ -284,15 +284,17 @@ impl KafkaConnection {
     /// OAUTHBEARER tokens and recognises failures that retrying cannot fix.
     /// `what` names the connection in errors.
     pub fn context(&self, what: &str) -> ConnectionContext {
-        let tokens = self.sasl.as_ref().and_then(|sasl| {
-            (sasl.mechanism == SaslMechanism::OauthBearer).then(|| TokenSource::new(sasl))
-        });
+        let tokens = self
+            .sasl
+            .as_ref()
+            .filter(|sasl| sasl.mechanism == SaslMechanism::OauthBearer)
+            .and_then(TokenSource::new);
         ConnectionContext {
             what: what.to_owned(),
             addresses: self.addresses(),
             first_broker: self.brokers.first().cloned(),
             tls: self.tls.clone(),
-            tokens: tokens.flatten().map(Arc::new),
+            tokens: tokens.map(Arc::new),
             fatal: Arc::new(Mutex::new(None)),
         }
     }
@@ -344,18 +346,14 @@ impl KafkaConnection {
                 return Err(Error::new(
                     ErrorKind::Retryable,
                     format!(
-                        "{what} (kafka, {}): no broker answered within {}: {last}",
+                        "{what} (kafka, {}): no broker answered within {} s: {last}",
                         fatal.addresses,
-                        humantime_secs(timeout)
+                        timeout.as_secs()
                     ),
                 ));
             }
         }
     }
-}
-
-fn humantime_secs(duration: Duration) -> String {
-    format!("{} s", duration.as_secs())
 }
 
 fn sasl_problems(sasl: &KafkaSasl, path: &str) -> Vec<String> {
