@@ -60,6 +60,25 @@ pub struct SegmentRecord {
     pub created_at: i64,
     pub committed_at: Option<i64>,
     pub state: SegmentState,
+    /// When a compaction, retention run or erasure retired it; readers
+    /// only ever see live segments (`None`), except a replay planned
+    /// before the retirement ([`Catalog::segments_as_of`]).
+    pub retired_at: Option<i64>,
+    /// 0: written by ingest; 1: written by compaction.
+    pub compaction_level: i64,
+    /// For a retired segment: where its rows live now. `None` when they
+    /// are gone (retention) or the segment is live.
+    pub moved_to: Option<RowSlice>,
+}
+
+/// Rows `[first_row, first_row + rows)` of a live segment, in the order a
+/// retired segment held them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowSlice {
+    pub segment_id: String,
+    pub uri: String,
+    pub first_row: i64,
+    pub rows: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,13 +151,14 @@ pub struct Catalog {
     backend: CatalogBackend,
 }
 
-enum Bind {
+pub(crate) enum Bind {
     Text(String),
     Int(i64),
 }
 
-const SEGMENT_COLUMNS: &str = "id, uri, source, topic, partition_id, first_offset, last_offset, \
-     min_event_time, max_event_time, row_count, byte_size, created_at, committed_at, state, checksum";
+pub(crate) const SEGMENT_COLUMNS: &str = "id, uri, source, topic, partition_id, first_offset, \
+     last_offset, min_event_time, max_event_time, row_count, byte_size, created_at, committed_at, \
+     state, checksum, retired_at, compaction_level";
 
 impl Catalog {
     /// Connects without migrating. `sqlite://path` (created when missing) or
@@ -351,14 +371,25 @@ impl Catalog {
         writer: Option<&str>,
         segments: &[NewSegment],
     ) -> Result<()> {
+        self.insert_pending(writer, segments, 0).await
+    }
+
+    /// Inserts `pending` rows of one compaction level, in one transaction.
+    pub(crate) async fn insert_pending(
+        &self,
+        writer: Option<&str>,
+        segments: &[NewSegment],
+        compaction_level: i64,
+    ) -> Result<()> {
         let mut transaction = self.pool.begin().await?;
         let created_at = now_micros();
         for segment in segments {
             sqlx::query(
                 "INSERT INTO segments (id, uri, source, topic, partition_id, first_offset, \
                  last_offset, min_event_time, max_event_time, row_count, byte_size, created_at, \
-                 committed_at, state, checksum, writer_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, 'pending', $13, $14)",
+                 committed_at, state, checksum, writer_id, compaction_level) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, 'pending', $13, \
+                 $14, $15)",
             )
             .bind(&segment.id)
             .bind(&segment.uri)
@@ -374,6 +405,7 @@ impl Catalog {
             .bind(created_at)
             .bind(segment.checksum.clone())
             .bind(writer.map(str::to_owned))
+            .bind(compaction_level)
             .execute(&mut *transaction)
             .await?;
         }
@@ -545,10 +577,45 @@ impl Catalog {
         self.fetch_segments(&sql, binds).await
     }
 
-    /// Committed segments matching `filter`, in (source, topic, partition, offset) order.
+    /// Live committed segments matching `filter` (retired ones left out),
+    /// in (source, topic, partition, offset) order.
     pub async fn segments(&self, filter: &SegmentFilter) -> Result<Vec<SegmentRecord>> {
-        let mut sql = format!("SELECT {SEGMENT_COLUMNS} FROM segments WHERE state = 'committed'");
-        let mut binds = Vec::new();
+        let sql = format!(
+            "SELECT {SEGMENT_COLUMNS} FROM segments WHERE state = 'committed' AND retired_at IS NULL"
+        );
+        self.filtered_segments(sql, Vec::new(), filter).await
+    }
+
+    /// The segments a reader saw at `snapshot`: committed by then and not
+    /// yet retired then. A segment retired since carries, in `moved_to`,
+    /// where its rows live now, so a replay planned before a compaction or
+    /// an erasure reads the same rows (minus erased ones) after it.
+    pub async fn segments_as_of(
+        &self,
+        filter: &SegmentFilter,
+        snapshot: i64,
+    ) -> Result<Vec<SegmentRecord>> {
+        let sql = format!(
+            "SELECT {SEGMENT_COLUMNS} FROM segments WHERE state = 'committed' \
+             AND committed_at <= $1 AND (retired_at IS NULL OR retired_at > $1)"
+        );
+        let mut records = self
+            .filtered_segments(sql, vec![Bind::Int(snapshot)], filter)
+            .await?;
+        for record in &mut records {
+            if record.retired_at.is_some() {
+                record.moved_to = self.lineage(&record.segment.id).await?;
+            }
+        }
+        Ok(records)
+    }
+
+    async fn filtered_segments(
+        &self,
+        mut sql: String,
+        mut binds: Vec<Bind>,
+        filter: &SegmentFilter,
+    ) -> Result<Vec<SegmentRecord>> {
         let mut narrow = |condition: &str, value: Bind| {
             binds.push(value);
             sql.push_str(&format!(" AND {condition} ${}", binds.len()));
@@ -572,7 +639,11 @@ impl Catalog {
         self.fetch_segments(&sql, binds).await
     }
 
-    async fn fetch_segments(&self, sql: &str, binds: Vec<Bind>) -> Result<Vec<SegmentRecord>> {
+    pub(crate) async fn fetch_segments(
+        &self,
+        sql: &str,
+        binds: Vec<Bind>,
+    ) -> Result<Vec<SegmentRecord>> {
         let mut query = sqlx::query(sql);
         for bind in binds {
             query = match bind {
@@ -592,7 +663,8 @@ impl Catalog {
              CAST(COALESCE(SUM(byte_size), 0) AS BIGINT) AS bytes, \
              MIN(min_event_time) AS min_event_time, MAX(max_event_time) AS max_event_time, \
              MAX(committed_at) AS last_committed_at \
-             FROM segments WHERE state = 'committed' GROUP BY source, topic ORDER BY source, topic",
+             FROM segments WHERE state = 'committed' AND retired_at IS NULL \
+             GROUP BY source, topic ORDER BY source, topic",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -641,6 +713,9 @@ fn segment_from_row(row: &AnyRow) -> Result<SegmentRecord> {
             "committed" => SegmentState::Committed,
             other => return Err(Error::internal(format!("unknown segment state {other:?}"))),
         },
+        retired_at: row.try_get("retired_at")?,
+        compaction_level: row.try_get("compaction_level")?,
+        moved_to: None,
     })
 }
 

@@ -164,19 +164,56 @@ impl SegmentLocation {
     /// The full object key. `unique` tells apart two segments of the same
     /// offsets (a rewrite); it must itself be a safe name.
     pub fn object_path(&self, unique: &str) -> Result<Path> {
+        self.object_path_in(&self.directory()?, unique)
+    }
+
+    /// The key of a compacted segment holding a whole UTC day of a quiet
+    /// partition: `…/date=…/hour=all/…`. The directory keeps the Hive
+    /// depth, so readers of the tree read it with the hourly ones; its
+    /// `hour` is not a number, so such readers type `hour` as text.
+    pub fn day_object_path(&self, unique: &str) -> Result<Path> {
+        let hour_directory = self.directory()?;
+        let day_directory = hour_directory
+            .rsplit_once("/hour=")
+            .map(|(day, _)| day)
+            .ok_or_else(|| Error::internal("segment directory has no hour"))?;
+        self.object_path_in(&format!("{day_directory}/hour={ALL_HOURS}"), unique)
+    }
+
+    fn object_path_in(&self, directory: &str, unique: &str) -> Result<Path> {
         if unique.is_empty() || !unique.bytes().all(is_safe_byte) {
             return Err(Error::internal("segment unique suffix is not a safe name"));
         }
         let key = format!(
             "{}/{}-{}-{}-{}.parquet",
-            self.directory()?,
-            self.partition,
-            self.first_offset,
-            self.last_offset,
-            unique
+            directory, self.partition, self.first_offset, self.last_offset, unique
         );
         Ok(Path::parse(&key)?)
     }
+}
+
+/// The `hour` of a day-long compacted segment's directory.
+pub const ALL_HOURS: &str = "all";
+
+/// The key of a rewrite of the segment at `existing` (an erasure): same
+/// directory, new offsets and a new unique suffix.
+pub fn sibling_object_path(
+    existing: &str,
+    partition: i32,
+    first_offset: i64,
+    last_offset: i64,
+    unique: &str,
+) -> Result<Path> {
+    if unique.is_empty() || !unique.bytes().all(is_safe_byte) {
+        return Err(Error::internal("segment unique suffix is not a safe name"));
+    }
+    let (directory, _) = existing
+        .rsplit_once('/')
+        .filter(|(directory, _)| is_segment_key(&format!("{directory}/x.parquet")))
+        .ok_or_else(|| Error::internal(format!("{existing:?} is not a segment key")))?;
+    Ok(Path::parse(format!(
+        "{directory}/{partition}-{first_offset}-{last_offset}-{unique}.parquet"
+    ))?)
 }
 
 impl From<object_store::path::Error> for Error {
@@ -267,6 +304,33 @@ mod tests {
             "source=a/topic=b/date=2026-01-01/hour=00/x.parquet"
         ));
         assert!(!is_segment_key("catalog.db"));
+    }
+
+    #[test]
+    fn day_segments_keep_the_hive_depth_and_rewrites_stay_in_their_directory() {
+        let location = SegmentLocation {
+            source: NamePart::encode("source", "demo").unwrap(),
+            topic: NamePart::encode("topic", "orders").unwrap(),
+            partition: 1,
+            first_offset: 5,
+            last_offset: 9,
+            // 2026-11-21T21:15:00Z
+            hour_micros: 1_795_295_700_000_000,
+        };
+        let day = location.day_object_path("c1").map(|p| p.to_string()).ok();
+        assert_eq!(
+            day.as_deref(),
+            Some("segments/source=demo/topic=orders/date=2026-11-21/hour=all/1-5-9-c1.parquet")
+        );
+        let existing = "segments/source=demo/topic=orders/date=2026-11-21/hour=21/1-5-9-a.parquet";
+        let rewrite = sibling_object_path(existing, 1, 5, 8, "e1")
+            .map(|p| p.to_string())
+            .ok();
+        assert_eq!(
+            rewrite.as_deref(),
+            Some("segments/source=demo/topic=orders/date=2026-11-21/hour=21/1-5-8-e1.parquet")
+        );
+        assert!(sibling_object_path("catalog.db", 1, 0, 0, "x").is_err());
     }
 
     proptest! {

@@ -9,6 +9,7 @@ pub mod error;
 pub mod event;
 pub mod layout;
 pub mod lease;
+pub mod maintenance;
 pub mod metrics;
 pub mod page_checksum;
 pub mod recovery;

@@ -37,6 +37,19 @@ pub struct PartitionLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MaintenanceLabels {
+    /// `compaction`, `retention` or `erasure`.
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MaintenanceOutcomeLabels {
+    pub kind: String,
+    /// `succeeded`, `failed`, or `aborted` (a proof did not hold).
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
     pub route: String,
     pub status: String,
@@ -71,6 +84,14 @@ pub struct Metrics {
     /// How many times a source paused for a full disk.
     pub storage_full_pauses: Family<SourceLabels, Counter>,
     pub http_requests: Family<RouteLabels, Counter>,
+    /// Compaction, retention and erasure jobs by outcome.
+    pub maintenance_jobs: Family<MaintenanceOutcomeLabels, Counter>,
+    pub maintenance_bytes_in: Family<MaintenanceLabels, Counter>,
+    pub maintenance_bytes_out: Family<MaintenanceLabels, Counter>,
+    pub maintenance_segments_retired: Family<MaintenanceLabels, Counter>,
+    pub maintenance_seconds: Family<MaintenanceLabels, Histogram, fn() -> Histogram>,
+    /// Retired objects deleted after the grace period.
+    pub retired_objects_deleted: Counter,
     registry: Registry,
 }
 
@@ -92,6 +113,12 @@ impl Metrics {
             storage_full: Family::default(),
             storage_full_pauses: Family::default(),
             http_requests: Family::default(),
+            maintenance_jobs: Family::default(),
+            maintenance_bytes_in: Family::default(),
+            maintenance_bytes_out: Family::default(),
+            maintenance_segments_retired: Family::default(),
+            maintenance_seconds: Family::new_with_constructor(new_flush_histogram),
+            retired_objects_deleted: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -165,6 +192,36 @@ impl Metrics {
             "http_requests",
             "HTTP requests by route and status",
             metrics.http_requests.clone(),
+        );
+        registry.register(
+            "maintenance_jobs",
+            "Compaction, retention and erasure jobs by kind and outcome",
+            metrics.maintenance_jobs.clone(),
+        );
+        registry.register(
+            "maintenance_bytes_read",
+            "Segment bytes read by compaction and erasure",
+            metrics.maintenance_bytes_in.clone(),
+        );
+        registry.register(
+            "maintenance_bytes_written",
+            "Segment bytes written by compaction and erasure",
+            metrics.maintenance_bytes_out.clone(),
+        );
+        registry.register(
+            "maintenance_segments_retired",
+            "Segments retired (replaced by compaction or erasure, or expired by retention)",
+            metrics.maintenance_segments_retired.clone(),
+        );
+        registry.register(
+            "maintenance_job_seconds",
+            "Time of one compaction, retention or erasure job",
+            metrics.maintenance_seconds.clone(),
+        );
+        registry.register(
+            "retired_objects_deleted",
+            "Objects of retired segments deleted after the grace period",
+            metrics.retired_objects_deleted.clone(),
         );
         Metrics {
             registry,

@@ -59,7 +59,7 @@ pub struct EncodedSegment {
     pub max_event_time: i64,
 }
 
-fn writer_properties(format: SegmentFormat, rows: usize) -> Result<WriterProperties> {
+pub(crate) fn writer_properties(format: SegmentFormat, rows: usize) -> Result<WriterProperties> {
     let zstd = ZstdLevel::try_new(format.zstd_level)
         .map_err(|_| Error::invalid_input("zstd level must be between 1 and 22"))?;
     let schema = event_schema();
