@@ -3,6 +3,7 @@
 //! cleanly (what is durable is committed) and the command exits non-zero.
 
 use anyhow::{bail, Context};
+use hindsight_archive::maintenance::Maintenance;
 use hindsight_archive::recovery::recover_abandoned;
 use hindsight_archive::writer::ArchiveWriter;
 use hindsight_ingest::run_pipeline;
@@ -59,6 +60,21 @@ pub async fn run(
         "archiving {} source(s); Ctrl-C or SIGTERM flushes, commits and stops",
         tasks.len()
     );
+    // Compaction and retention in the background, under this process's
+    // writer lease; they stop at the next input on shutdown.
+    let maintenance_stop = cancel.child_token();
+    let maintenance = (config.compaction.enabled || !config.retention.is_empty()).then(|| {
+        crate::maintenance::spawn_background(
+            config,
+            Maintenance::new(
+                store.clone(),
+                catalog.clone(),
+                lease.clone(),
+                config.compaction_settings(),
+            ),
+            maintenance_stop.clone(),
+        )
+    });
     let mut failure = None;
     while let Some(joined) = tasks.join_next().await {
         match joined {
@@ -75,6 +91,12 @@ pub async fn run(
                 cancel.cancel();
                 failure.get_or_insert(anyhow::anyhow!("a source task panicked: {join_error}"));
             }
+        }
+    }
+    maintenance_stop.cancel();
+    if let Some(task) = maintenance {
+        if let Err(error) = task.await {
+            tracing::warn!(%error, "the maintenance task panicked");
         }
     }
     crate::open::release_writer_lease(&lease, renewal).await;

@@ -9,6 +9,7 @@
 //! `hindsight_archive::secret` types: `check-config`, logs and errors show
 //! them redacted.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,6 +18,8 @@ use anyhow::{bail, Context};
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use hindsight_archive::layout::validate_source_name;
+use hindsight_archive::maintenance::retention::RetentionRule;
+use hindsight_archive::maintenance::CompactionSettings;
 use hindsight_archive::segment::SegmentFormat;
 use hindsight_archive::store::StoreConfig;
 use hindsight_archive::{Secret, SecretUrl};
@@ -41,6 +44,11 @@ pub struct Config {
     /// Flush defaults for every source.
     pub flush: FlushSection,
     pub replay: ReplaySection,
+    /// Background compaction of closed hours, and the grace of retired objects.
+    pub compaction: CompactionSection,
+    /// How long each source (and topic) keeps events: `[retention.SOURCE]`.
+    #[serde(default)]
+    pub retention: BTreeMap<String, RetentionSection>,
     /// Named connections (`[connections.NAME]`), for sources and replay targets.
     #[serde(default)]
     pub connections: Connections,
@@ -60,6 +68,46 @@ pub struct ReplaySection {
     /// says.
     pub allow_adhoc_targets: bool,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompactionSection {
+    /// Compact in the background of `hindsight archive`.
+    pub enabled: bool,
+    /// Time between background passes (also before the first).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Input bytes per compacted segment, at most.
+    pub target_bytes: u64,
+    /// A partition's day with less than this many bytes becomes one segment.
+    pub quiet_day_bytes: u64,
+    /// zstd level of compacted segments (1 to 22).
+    pub zstd_level: i32,
+    /// An hour is compacted this long after it ends.
+    #[serde(with = "humantime_serde")]
+    pub settle: Duration,
+    /// Retired segment objects are deleted this long after their swap.
+    /// Directory readers (DuckDB over the tree) see them until then.
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+}
+
+/// `[retention.SOURCE]`: `keep = "400d"`, `topics = { orders = "30d" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    /// Every topic of the source without a rule of its own.
+    #[serde(default, with = "humantime_serde")]
+    pub keep: Option<Duration>,
+    /// Per topic (or RabbitMQ exchange or stream).
+    #[serde(default)]
+    pub topics: BTreeMap<String, HumanDuration>,
+}
+
+/// A duration written for people (`30d`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct HumanDuration(#[serde(with = "humantime_serde")] pub Duration);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -217,6 +265,72 @@ impl Config {
         }
     }
 
+    pub fn compaction_settings(&self) -> CompactionSettings {
+        CompactionSettings {
+            target_bytes: self.compaction.target_bytes,
+            quiet_day_bytes: self.compaction.quiet_day_bytes,
+            zstd_level: self.compaction.zstd_level,
+            row_group_rows: self.storage.row_group_rows,
+            settle: self.compaction.settle,
+            grace: self.compaction.grace,
+        }
+    }
+
+    /// Every `[retention.SOURCE]` as rules, topic rules first.
+    pub fn retention_rules(&self) -> Vec<RetentionRule> {
+        let mut rules = Vec::new();
+        for (source, section) in &self.retention {
+            for (topic, keep) in &section.topics {
+                rules.push(RetentionRule {
+                    source: source.clone(),
+                    topic: Some(topic.clone()),
+                    keep: keep.0,
+                });
+            }
+            if let Some(keep) = section.keep {
+                rules.push(RetentionRule {
+                    source: source.clone(),
+                    topic: None,
+                    keep,
+                });
+            }
+        }
+        rules
+    }
+
+    fn maintenance_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let compaction = &self.compaction;
+        if !(1..=22).contains(&compaction.zstd_level) {
+            problems.push("compaction.zstd_level: must be between 1 and 22".to_owned());
+        }
+        if compaction.target_bytes < 1024 * 1024 {
+            problems.push("compaction.target_bytes: must be at least 1 MiB (1048576)".to_owned());
+        }
+        if compaction.interval < Duration::from_secs(1) {
+            problems.push("compaction.interval: must be at least 1s".to_owned());
+        }
+        for (source, section) in &self.retention {
+            if section.keep.is_none() && section.topics.is_empty() {
+                problems.push(format!(
+                    "retention.{source}: set keep = \"400d\" or topics = {{ TOPIC = \"30d\" }}"
+                ));
+            }
+            let short = |keep: Duration| keep < Duration::from_secs(60);
+            if section.keep.is_some_and(short) {
+                problems.push(format!("retention.{source}.keep: must be at least 1m"));
+            }
+            for (topic, keep) in &section.topics {
+                if short(keep.0) {
+                    problems.push(format!(
+                        "retention.{source}.topics.{topic}: must be at least 1m"
+                    ));
+                }
+            }
+        }
+        problems
+    }
+
     pub fn listen_address(&self) -> anyhow::Result<SocketAddr> {
         self.http
             .listen
@@ -239,6 +353,7 @@ impl Config {
         if self.storage.row_group_rows == 0 {
             problems.push("storage.row_group_rows: must be at least 1".to_owned());
         }
+        problems.extend(self.maintenance_problems());
         let catalog = self.catalog_url();
         if !["sqlite:", "postgres://", "postgresql://"]
             .iter()

@@ -7,6 +7,7 @@ mod check_config;
 mod completions;
 mod config;
 mod demo;
+mod maintenance;
 mod migrate;
 mod open;
 mod process;
@@ -107,6 +108,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Delete retired segment objects past the grace, then merge the segments
+    /// of closed hours (and quiet days) into few large ones at the cold zstd
+    /// level; `hindsight archive` does both in the background.
+    Compact(maintenance::CompactArgs),
+    /// Remove the segments older than the configured `[retention.SOURCE]`.
+    Retention(maintenance::RetentionArgs),
+    /// Erase events (a data-protection request): rewrites every segment
+    /// holding them without them, and records who, when and the filter.
+    Erase(maintenance::EraseArgs),
     /// Validate the configuration and print it as resolved (secrets redacted).
     CheckConfig {
         /// Instead, connect with each named connection (and each source's
@@ -219,6 +229,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             since,
             json,
         } => verify::run(&config, source, since, json).await,
+        Command::Compact(args) => maintenance::compact(&config, args, cancel).await,
+        Command::Retention(args) => maintenance::retention(&config, args, cancel).await,
+        Command::Erase(args) => maintenance::erase(&config, args, cancel).await,
         Command::CheckConfig { connect: false } => check_config::run(&config),
         Command::CheckConfig { connect: true } => check_config::connect(&config).await,
         Command::Completions { .. } => Ok(()),

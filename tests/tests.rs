@@ -7,6 +7,7 @@
 
 mod amqp;
 mod catalog;
+mod compaction;
 mod crash;
 mod dataset;
 mod demo;

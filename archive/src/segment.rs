@@ -11,7 +11,7 @@
 use std::borrow::Borrow;
 
 use bytes::Bytes;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
@@ -166,6 +166,33 @@ pub fn decode_segment(bytes: Bytes) -> Result<Vec<Event>> {
     let mut events = Vec::new();
     for batch in reader {
         events.extend(batch_to_events(&batch?)?);
+    }
+    Ok(events)
+}
+
+/// Decodes `count` rows of a segment from row `first` on (the rows of a
+/// compacted input inside its output), after checking the page checksums.
+pub fn decode_segment_rows(bytes: Bytes, first: i64, count: i64) -> Result<Vec<Event>> {
+    let (Ok(first), Ok(count)) = (usize::try_from(first), usize::try_from(count)) else {
+        return Err(Error::internal("a row range is negative"));
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?;
+    verify_pages_in_range(builder.metadata(), 0, &bytes)?;
+    let selection = RowSelection::from(vec![RowSelector::skip(first), RowSelector::select(count)]);
+    let reader = builder
+        .with_row_selection(selection)
+        .with_batch_size(8192)
+        .build()?;
+    let mut events = Vec::with_capacity(count);
+    for batch in reader {
+        events.extend(batch_to_events(&batch?)?);
+    }
+    if events.len() != count {
+        return Err(Error::internal(format!(
+            "the segment holds {} of rows {first}..{}",
+            events.len(),
+            first + count
+        )));
     }
     Ok(events)
 }

@@ -6,8 +6,10 @@
 //! segments of one partition whose offset ranges overlap (a batch that
 //! straddled an hour) are read together and merged by offset. RabbitMQ queue
 //! segments have no offsets; they are read in the order they were written.
-//! A plan only holds segments committed at or before the replay's snapshot, so
-//! a resumed replay sees exactly the groups the first run saw.
+//! A plan only holds the segments live at the replay's snapshot, so a resumed
+//! replay sees exactly the groups the first run saw. A segment compacted or
+//! rewritten by an erasure since is read from where the catalog's lineage
+//! says its rows live now, in the same order (minus erased rows).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -16,7 +18,7 @@ use arrow::datatypes::DataType;
 use futures::StreamExt;
 use hindsight_archive::catalog::{SegmentFilter, SegmentRecord};
 use hindsight_archive::replays::SkippedSegment;
-use hindsight_archive::segment::decode_segment;
+use hindsight_archive::segment::{decode_segment, decode_segment_rows};
 use hindsight_archive::store::ArchiveStore;
 use hindsight_archive::{Bus, Event};
 use serde::{Deserialize, Serialize};
@@ -93,9 +95,25 @@ pub struct LoadedGroup {
     pub damaged: Vec<SkippedSegment>,
 }
 
-/// Reads and decodes one segment.
+/// Reads and decodes one segment. A segment retired since the plan was made
+/// (compacted, or rewritten by an erasure) is read where its rows live now;
+/// one removed by retention has no rows left.
 async fn read_segment(store: &ArchiveStore, record: &SegmentRecord) -> Result<Vec<Event>> {
-    let uri = &record.segment.uri;
+    if record.retired_at.is_none() {
+        return read_rows(store, &record.segment.uri, None).await;
+    }
+    match &record.moved_to {
+        Some(slice) => read_rows(store, &slice.uri, Some((slice.first_row, slice.rows))).await,
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Decodes the segment at `uri`, or only `rows` (first row, count) of it.
+async fn read_rows(
+    store: &ArchiveStore,
+    uri: &str,
+    rows: Option<(i64, i64)>,
+) -> Result<Vec<Event>> {
     let unreadable = |reason: String| {
         Error::new(
             ErrorKind::SegmentUnreadable,
@@ -110,10 +128,13 @@ async fn read_segment(store: &ArchiveStore, record: &SegmentRecord) -> Result<Ve
         .get(&path)
         .await
         .map_err(|error| unreadable(error.full_message()))?;
-    tokio::task::spawn_blocking(move || decode_segment(bytes))
-        .await
-        .map_err(|error| Error::internal(format!("segment decoding panicked: {error}")))?
-        .map_err(|error| unreadable(error.full_message()))
+    tokio::task::spawn_blocking(move || match rows {
+        None => decode_segment(bytes),
+        Some((first, count)) => decode_segment_rows(bytes, first, count),
+    })
+    .await
+    .map_err(|error| Error::internal(format!("segment decoding panicked: {error}")))?
+    .map_err(|error| unreadable(error.full_message()))
 }
 
 /// A selection resolved against the catalog.
@@ -267,10 +288,7 @@ pub async fn plan(
     };
     let mut by_partition: BTreeMap<(String, String, i32), Vec<SegmentRecord>> = BTreeMap::new();
     for segment_filter in &segment_filters {
-        for record in catalog.segments(segment_filter).await? {
-            if record.committed_at.is_some_and(|at| at > snapshot_at) {
-                continue;
-            }
+        for record in catalog.segments_as_of(segment_filter, snapshot_at).await? {
             by_partition
                 .entry((
                     record.segment.source.clone(),

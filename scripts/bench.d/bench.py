@@ -34,6 +34,10 @@ SIZES = {
 # P1 over SASL_SSL: the SASL test broker keeps its records in PostgreSQL
 # (Tansu's only engine that keeps SCRAM users), which loads far slower.
 TLS_EVENTS = {"smoke": 5_000, "full": 200_000}
+# compaction: events of the archive compacted, events of the quiet archive.
+COMPACTION_EVENTS = {"smoke": (50_000, 2_000), "full": (5_000_000, 20_000)}
+# The parts that need the brokers of scripts/services.sh and the P1 data file.
+BROKER_PARTS = {"kafka", "kafka-tls", "storage", "amqp", "replay-kafka", "replay-amqp", "backlog"}
 
 
 def log(message):
@@ -405,6 +409,35 @@ class Bench:
                 channel.exchange_delete(exchange)
         self.amqp(delete)
 
+    def serve_queries(self, data_dir, runs, config=None, name="serve"):
+        """Runs the P5 queries (queries.py) against a `hindsight serve` over
+        `data_dir` (with `config`, whose data_dir it is, when given) and
+        DuckDB over the same files; returns queries.py's results."""
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        where = ["--config", str(config)] if config else ["--data-dir", str(data_dir)]
+        with open(self.out / f"{name}.log", "w") as server_log:
+            server = subprocess.Popen([str(self.bin), *where, "serve", "--listen", f"127.0.0.1:{port}"],
+                                      stdout=server_log, stderr=subprocess.STDOUT)
+            try:
+                for _ in range(300):
+                    try:
+                        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
+                        break
+                    except OSError:
+                        if server.poll() is not None:
+                            raise SystemExit(f"hindsight serve exited ({server.returncode}); see {name}.log")
+                        time.sleep(0.1)
+                else:
+                    raise SystemExit(f"hindsight serve did not start; see {name}.log")
+                _, out = self.run([sys.executable, HERE / "queries.py", str(data_dir),
+                                   f"http://127.0.0.1:{port}", str(runs)])
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
+        return json.loads(out)
+
     def queries(self, count, runs):
         """P5/P6: hot query latency, Hindsight's HTTP SQL API against DuckDB over the same files."""
         data_dir = self.out / f"query-archive-{count}"
@@ -414,30 +447,18 @@ class Bench:
             wall, _ = self.run([str(self.bin), "demo", "--events", str(count), "--no-serve",
                                 "--data-dir", str(data_dir)])
             self.facts["demo_archive_seconds"] = wall
-        port = 17000 + os.getpid() % 1000
-        server_log = open(self.out / "serve.log", "w")
-        server = subprocess.Popen([str(self.bin), "--data-dir", str(data_dir), "serve", "--listen",
-                                   f"127.0.0.1:{port}"], stdout=server_log, stderr=subprocess.STDOUT)
-        try:
-            for _ in range(300):
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            else:
-                raise SystemExit("hindsight serve did not start; see serve.log")
-            _, out = self.run([sys.executable, HERE / "queries.py", str(data_dir), f"http://127.0.0.1:{port}",
-                               str(runs)])
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-        results = json.loads(out)
+        results = self.serve_queries(data_dir, runs)
         self.facts["queries"] = dict(events=count, runs=runs, results=results)
         for result in results:
             self.row("P5", f"query: {result['name']}", result["hindsight_ms"], result["duckdb_ms"],
                      "DuckDB", "ms (median)", "lower", 0.5,
                      note="" if result["same_answer"] else "answers differ")
+
+    def compaction(self, count, quiet_count, runs):
+        """Compaction (compaction.py): files, bytes per event (P4), merge
+        throughput and P5/P6 query latency before and after `hindsight compact`."""
+        import compaction
+        compaction.run(self, log, count, quiet_count, runs)
 
     # ---------------------------------------------------------------- report
 
@@ -480,12 +501,16 @@ def main():
                         help="comma-separated parts: kafka (P1 P2), kafka-tls (P1 over SASL_SSL), "
                              "storage (P4), amqp (P3), backlog (P8), "
                              "replay-kafka, replay-amqp or replay (P7), query (P5); "
-                             "storage and replay-kafka archive from Kafka first, replay-amqp from RabbitMQ")
+                             "storage and replay-kafka archive from Kafka first, replay-amqp from RabbitMQ; "
+                             "not by default: compaction (files, P4, P5/P6 before and after "
+                             "`hindsight compact`, on demo data; needs no services)")
     parser.add_argument("--kafka-events", type=int)
     parser.add_argument("--amqp-events", type=int)
     parser.add_argument("--query-events", type=int)
     parser.add_argument("--backlog-events", type=int, help="P8 backlog, a multiple of --kafka-events")
     parser.add_argument("--tls-events", type=int, help="P1 over SASL_SSL")
+    parser.add_argument("--compaction-events", type=int,
+                        help="events of the compaction archive (default 5000000; --smoke 50000)")
     parser.add_argument("--runs", type=int)
     parser.add_argument("--out", default=None, help="work and result directory")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds any one step may take")
@@ -506,12 +531,17 @@ def main():
     parts = set(args.only.split(","))
     if "replay" in parts:
         parts |= {"replay-kafka", "replay-amqp"}
+    compaction_events, quiet_events = COMPACTION_EVENTS[mode]
+    compaction_events = args.compaction_events or compaction_events
     bench = Bench(args)
-    bench.check_services()
     started = time.monotonic()
-    data = bench.data_file(max(kafka_events, amqp_events))
-    kafka_data = bench.head(data, kafka_events)
-    amqp_data = bench.head(data, amqp_events)
+    if parts & BROKER_PARTS:
+        bench.check_services()
+        data = bench.data_file(max(kafka_events, amqp_events))
+        kafka_data = bench.head(data, kafka_events)
+        amqp_data = bench.head(data, amqp_events)
+    elif not bench.bin.exists():
+        raise SystemExit(f"{bench.bin} is missing; build it with: cargo build --profile {args.profile} --bin hindsight")
     if parts & {"kafka", "storage", "replay-kafka"}:
         kafka_dir, topic = bench.kafka(kafka_data, kafka_events)
         if "storage" in parts:
@@ -529,6 +559,8 @@ def main():
         bench.queries(query_events, runs)
     if "backlog" in parts:
         bench.backlog(kafka_data, kafka_events, backlog_events)
+    if "compaction" in parts:
+        bench.compaction(compaction_events, quiet_events, runs)
     bench.facts["total_seconds"] = time.monotonic() - started
     bench.report(mode)
     log(f"done in {time.monotonic() - started:.0f}s; results in {bench.out}")

@@ -114,14 +114,22 @@ impl Catalog {
     }
 
     /// Takes (or renews) the lease on a maintenance bucket for `ttl_micros`;
-    /// false when another owner holds an unexpired one.
-    pub async fn take_bucket_lease(&self, bucket: &str, owner: &str, ttl_micros: i64) -> Result<bool> {
+    /// false when another owner holds an unexpired one. Owners are writer
+    /// leases: once recovery released a dead process's lease, its bucket
+    /// leases are free at once.
+    pub async fn take_bucket_lease(
+        &self,
+        bucket: &str,
+        owner: &str,
+        ttl_micros: i64,
+    ) -> Result<bool> {
         let now = now_micros();
         let taken = sqlx::query(
             "INSERT INTO maintenance_leases (bucket, owner, expires_at) VALUES ($1, $2, $3) \
              ON CONFLICT (bucket) DO UPDATE SET owner = excluded.owner, \
              expires_at = excluded.expires_at \
-             WHERE maintenance_leases.expires_at < $4 OR maintenance_leases.owner = excluded.owner",
+             WHERE maintenance_leases.expires_at < $4 OR maintenance_leases.owner = excluded.owner \
+             OR maintenance_leases.owner IN (SELECT id FROM writers WHERE released_at IS NOT NULL)",
         )
         .bind(bucket)
         .bind(owner)
@@ -142,8 +150,29 @@ impl Catalog {
         Ok(())
     }
 
+    /// Whether every segment of `ids` is committed and live.
+    pub async fn all_live(&self, ids: &[String]) -> Result<bool> {
+        for id in ids {
+            let live: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM segments WHERE id = $1 AND state = 'committed' \
+                 AND retired_at IS NULL",
+            )
+            .bind(id)
+            .fetch_one(self.pool())
+            .await?;
+            if live != 1 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// Stages compaction outputs (`pending`, level 1) under a writer lease.
-    pub async fn stage_compacted(&self, writer: Option<&str>, segments: &[NewSegment]) -> Result<()> {
+    pub async fn stage_compacted(
+        &self,
+        writer: Option<&str>,
+        segments: &[NewSegment],
+    ) -> Result<()> {
         self.insert_pending(writer, segments, 1).await
     }
 
@@ -383,7 +412,11 @@ impl Catalog {
     }
 
     /// The latest runs, newest first; `kind` narrows.
-    pub async fn maintenance_runs(&self, kind: Option<&str>, limit: i64) -> Result<Vec<MaintenanceRun>> {
+    pub async fn maintenance_runs(
+        &self,
+        kind: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<MaintenanceRun>> {
         let rows = match kind {
             Some(kind) => {
                 sqlx::query(&format!(

@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use super::{Maintenance, MaintenanceRun};
+use super::{EventPredicate, Maintenance, MaintenanceRun};
 use crate::catalog::{SegmentFilter, SegmentRecord};
 use crate::error::{Error, ErrorKind, Result};
-use crate::event::{now_micros, Event};
+use crate::event::now_micros;
 use crate::segment::decode_segment;
 
 /// Which events an erasure removes.
@@ -19,7 +19,7 @@ pub struct ErasureRequest {
     /// The filter as the requester wrote it (recorded in the audit row).
     pub description: String,
     /// True for the events to erase.
-    pub matches: Arc<dyn Fn(&Event) -> bool + Send + Sync>,
+    pub matches: EventPredicate,
 }
 
 impl std::fmt::Debug for ErasureRequest {
@@ -52,7 +52,7 @@ impl Maintenance {
         request: &ErasureRequest,
         dry_run: bool,
         actor: Option<String>,
-        progress: &mut dyn FnMut(u64, u64),
+        progress: &mut (dyn FnMut(u64, u64) + Send),
     ) -> Result<ErasureReport> {
         let filter = SegmentFilter {
             source: Some(request.source.clone()),
@@ -67,7 +67,9 @@ impl Maintenance {
         .to_string();
         let mut run = MaintenanceRun::start("erasure", dry_run, actor, scope);
         self.catalog.record_run(&run).await?;
-        let result = self.erase_recorded(request, dry_run, &filter, &run.id, progress).await;
+        let result = self
+            .erase_recorded(request, dry_run, &filter, &run.id, progress)
+            .await;
         run.finished_at = Some(now_micros());
         match &result {
             Ok((report, bytes_in, bytes_out)) => {
@@ -101,7 +103,7 @@ impl Maintenance {
         dry_run: bool,
         filter: &SegmentFilter,
         run_id: &str,
-        progress: &mut dyn FnMut(u64, u64),
+        progress: &mut (dyn FnMut(u64, u64) + Send),
     ) -> Result<(ErasureReport, u64, u64)> {
         let segments = self.catalog.segments(filter).await?;
         let mut report = ErasureReport {
@@ -119,7 +121,10 @@ impl Maintenance {
             progress(index as u64 + 1, segments.len() as u64);
         }
         report.events = affected.iter().map(|(_, n)| n).sum();
-        report.segments = affected.iter().map(|(r, _)| r.segment.uri.clone()).collect();
+        report.segments = affected
+            .iter()
+            .map(|(r, _)| r.segment.uri.clone())
+            .collect();
         let (mut bytes_in, mut bytes_out) = (0, 0);
         if dry_run {
             return Ok((report, bytes_in, bytes_out));
@@ -143,7 +148,7 @@ impl Maintenance {
     async fn count_matching(
         &self,
         record: &SegmentRecord,
-        matches: &Arc<dyn Fn(&Event) -> bool + Send + Sync>,
+        matches: &EventPredicate,
     ) -> Result<u64> {
         let bytes = self.store.get_key(&record.segment.uri).await?;
         let matches = Arc::clone(matches);

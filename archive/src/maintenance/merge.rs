@@ -346,8 +346,8 @@ mod tests {
             let index: usize = record.segment.uri[1..].parse().unwrap();
             Ok(bytes[index].clone())
         };
-        let error = merge_segments(&records, &mut fetch, SegmentFormat::default(), None)
-            .unwrap_err();
+        let error =
+            merge_segments(&records, &mut fetch, SegmentFormat::default(), None).unwrap_err();
         assert!(error.message().contains("the catalog says 11"), "{error}");
     }
 

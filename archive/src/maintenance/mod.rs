@@ -145,6 +145,12 @@ pub struct Maintenance {
     pub stop: Arc<AtomicBool>,
 }
 
+/// True for the events an erasure removes.
+pub type EventPredicate = Arc<dyn Fn(&Event) -> bool + Send + Sync>;
+
+/// The object key of an output, from its id and offsets.
+type KeyFor = Box<dyn Fn(&str, i64, i64) -> Result<object_store::path::Path> + Send>;
+
 /// A proven rewrite, ready to stage.
 struct Rewrite {
     output: Option<(NewSegment, Bytes)>,
@@ -188,7 +194,7 @@ impl Maintenance {
         scope: &Scope,
         dry_run: bool,
         actor: Option<String>,
-        progress: &mut dyn FnMut(Progress),
+        progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<CompactionReport> {
         let started = Instant::now();
         let jobs = self.plan_compaction(scope).await?;
@@ -244,7 +250,12 @@ impl Maintenance {
             progress(state);
         }
         report.seconds = started.elapsed().as_secs_f64();
-        run.status = if errors.is_empty() { "succeeded" } else { "failed" }.to_owned();
+        run.status = if errors.is_empty() {
+            "succeeded"
+        } else {
+            "failed"
+        }
+        .to_owned();
         run.segments_in = report.segments_in as i64;
         run.segments_out = report.segments_out as i64;
         run.rows_in = report.rows as i64;
@@ -264,6 +275,13 @@ impl Maintenance {
         let key = job.bucket.key();
         let ttl = micros(Duration::from_secs(600));
         if !self.catalog.take_bucket_lease(&key, &owner, ttl).await? {
+            return Ok(None);
+        }
+        // The plan may be stale: another process compacted this bucket
+        // between the plan and the lease.
+        let ids: Vec<String> = job.inputs.iter().map(|r| r.segment.id.clone()).collect();
+        if !self.catalog.all_live(&ids).await? {
+            self.catalog.release_bucket_lease(&key, &owner).await?;
             return Ok(None);
         }
         let started = Instant::now();
@@ -296,11 +314,21 @@ impl Maintenance {
             self.swap_in(run_id, rewrite).await
         }
         .await;
-        self.record_job("compaction", started, &result);
         if let Err(error) = self.catalog.release_bucket_lease(&key, &owner).await {
             tracing::debug!(error = %error.full_message(), "cannot release a compaction lease; it expires");
         }
-        result.map(Some)
+        match result {
+            // Retention or an erasure changed an input meanwhile: the
+            // output was removed, and the next pass plans again.
+            Err(error) if error.kind() == ErrorKind::Conflict => {
+                tracing::debug!(error = %error.full_message(), "a compaction input changed; skipped");
+                Ok(None)
+            }
+            result => {
+                self.record_job("compaction", started, &result);
+                result.map(Some)
+            }
+        }
     }
 
     fn record_job(&self, kind: &str, started: Instant, result: &Result<Rewrite>) {
@@ -346,8 +374,8 @@ impl Maintenance {
     async fn rewrite(
         &self,
         inputs: Vec<SegmentRecord>,
-        erase: Option<Arc<dyn Fn(&Event) -> bool + Send + Sync>>,
-        key_for: Box<dyn Fn(&str, i64, i64) -> Result<object_store::path::Path> + Send>,
+        erase: Option<EventPredicate>,
+        key_for: KeyFor,
     ) -> Result<Rewrite> {
         let store = self.store.clone();
         let stop = Arc::clone(&self.stop);
@@ -363,7 +391,12 @@ impl Maintenance {
                     }
                     runtime.block_on(store.get_key(&record.segment.uri))
                 };
-                let merged = merge::merge_segments(&inputs, &mut fetch, format, erase.as_deref().map(|f| f as _));
+                let merged = merge::merge_segments(
+                    &inputs,
+                    &mut fetch,
+                    format,
+                    erase.as_deref().map(|f| f as _),
+                );
                 let result = merged.and_then(|merged| {
                     let id = uuid::Uuid::now_v7().simple().to_string();
                     let output = match merged.output {
@@ -409,7 +442,13 @@ impl Maintenance {
                 });
                 let _ = sender.send(result);
             })
-            .map_err(|error| Error::with_source(ErrorKind::Internal, "cannot start the compaction thread", error))?;
+            .map_err(|error| {
+                Error::with_source(
+                    ErrorKind::Internal,
+                    "cannot start the compaction thread",
+                    error,
+                )
+            })?;
         receiver
             .await
             .map_err(|_| Error::internal("the compaction thread panicked"))?
@@ -441,7 +480,11 @@ impl Maintenance {
             Err(error) => Err(error),
         };
         if let Err(error) = swapped {
-            match self.catalog.discard_if_pending(std::slice::from_ref(&record.id)).await {
+            match self
+                .catalog
+                .discard_if_pending(std::slice::from_ref(&record.id))
+                .await
+            {
                 Ok(discarded) if !discarded.is_empty() => {
                     if let Err(delete) = self.store.delete(&path).await {
                         tracing::warn!(segment = %record.uri, error = %delete.full_message(), "cannot delete an output that was not swapped in; recovery removes it");
@@ -482,7 +525,7 @@ impl Maintenance {
         &self,
         run_id: &str,
         record: &SegmentRecord,
-        erase: Arc<dyn Fn(&Event) -> bool + Send + Sync>,
+        erase: EventPredicate,
     ) -> Result<Rewrite> {
         let started = Instant::now();
         let existing = record.segment.uri.clone();

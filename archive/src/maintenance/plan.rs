@@ -190,7 +190,14 @@ mod tests {
 
     const T0: i64 = 1_795_219_200_000_000; // 2026-11-21T00:00:00Z
 
-    fn segment(id: &str, partition: i32, first: i64, time: i64, bytes: i64, level: i64) -> SegmentRecord {
+    fn segment(
+        id: &str,
+        partition: i32,
+        first: i64,
+        time: i64,
+        bytes: i64,
+        level: i64,
+    ) -> SegmentRecord {
         SegmentRecord {
             segment: NewSegment {
                 id: id.to_owned(),
@@ -245,7 +252,16 @@ mod tests {
     #[test]
     fn a_quiet_day_becomes_one_job_once_the_day_is_closed() {
         let segments: Vec<_> = (0..5)
-            .map(|hour| segment(&format!("h{hour}"), 1, hour * 10, T0 + hour * HOUR_MICROS, 5, 0))
+            .map(|hour| {
+                segment(
+                    &format!("h{hour}"),
+                    1,
+                    hour * 10,
+                    T0 + hour * HOUR_MICROS,
+                    5,
+                    0,
+                )
+            })
             .collect();
         let during = plan_jobs(segments.clone(), POLICY, T0 + 10 * HOUR_MICROS, None);
         // The day is open: its hours wait to be merged whole.
@@ -268,8 +284,14 @@ mod tests {
         assert_eq!(jobs.len(), 1);
         assert_eq!(ids(&jobs[0]), ["late1", "late2"]);
         // A small compacted output takes late events in.
-        let small = vec![segment("small", 0, 0, T0, 45, 1), segment("late", 0, 100, T0 + 5, 5, 0)];
-        assert_eq!(ids(&plan_jobs(small, POLICY, now, None)[0]), ["small", "late"]);
+        let small = vec![
+            segment("small", 0, 0, T0, 45, 1),
+            segment("late", 0, 100, T0 + 5, 5, 0),
+        ];
+        assert_eq!(
+            ids(&plan_jobs(small, POLICY, now, None)[0]),
+            ["small", "late"]
+        );
     }
 
     #[test]
@@ -280,7 +302,12 @@ mod tests {
             segment("new", 0, 20, T0 + 3 * HOUR_MICROS, 40, 0),
             segment("new2", 0, 30, T0 + 3 * HOUR_MICROS + 1, 40, 0),
         ];
-        let jobs = plan_jobs(segments, POLICY, T0 + 10 * HOUR_MICROS, Some(T0 + 2 * HOUR_MICROS));
+        let jobs = plan_jobs(
+            segments,
+            POLICY,
+            T0 + 10 * HOUR_MICROS,
+            Some(T0 + 2 * HOUR_MICROS),
+        );
         assert_eq!(jobs.len(), 1);
         assert_eq!(ids(&jobs[0]), ["old", "old2"]);
     }

@@ -37,11 +37,20 @@ fn rule_for<'a>(rules: &'a [RetentionRule], record: &SegmentRecord) -> Option<&'
         .iter()
         .filter(source)
         .find(|rule| rule.topic.as_deref() == Some(record.segment.topic.as_str()))
-        .or_else(|| rules.iter().filter(source).find(|rule| rule.topic.is_none()))
+        .or_else(|| {
+            rules
+                .iter()
+                .filter(source)
+                .find(|rule| rule.topic.is_none())
+        })
 }
 
 /// The live segments `rules` expire at `now`: every event older than the cutoff.
-pub fn expired(rules: &[RetentionRule], segments: Vec<SegmentRecord>, now: i64) -> Vec<SegmentRecord> {
+pub fn expired(
+    rules: &[RetentionRule],
+    segments: Vec<SegmentRecord>,
+    now: i64,
+) -> Vec<SegmentRecord> {
     let mut expired: Vec<SegmentRecord> = segments
         .into_iter()
         .filter(|record| {
@@ -169,6 +178,9 @@ mod tests {
             .map(|r| r.segment.id)
             .collect();
         // orders: newest event 3, 4, 5 hours ago; audit: 12 and 15 hours ago.
-        assert_eq!(ids, ["audit-15", "audit-12", "orders-5", "orders-4", "orders-3"]);
+        assert_eq!(
+            ids,
+            ["audit-15", "audit-12", "orders-5", "orders-4", "orders-3"]
+        );
     }
 }
