@@ -26,6 +26,7 @@ use hindsight_archive::{Secret, SecretUrl};
 use hindsight_connectors::{Connections, SourceSection};
 use hindsight_ingest::FlushPolicy;
 use hindsight_query::QueryLimits;
+use hindsight_server::maintenance::{MaintenancePolicy, RetentionView};
 use hindsight_server::HttpOptions;
 use serde::{Deserialize, Serialize};
 
@@ -153,8 +154,10 @@ impl HttpSection {
             auth_token: self.auth_token.clone(),
             max_body_bytes: self.max_body_bytes,
             allowed_hosts: self.allowed_hosts.clone(),
-            // `[replay] allow_adhoc_targets`, set by `serve`.
+            // `[replay] allow_adhoc_targets` and the maintenance policy,
+            // set by `serve`.
             allow_adhoc_targets: false,
+            maintenance: MaintenancePolicy::default(),
         }
     }
 }
@@ -296,6 +299,26 @@ impl Config {
             }
         }
         rules
+    }
+
+    /// The policy `/api/v1/maintenance` shows.
+    pub fn maintenance_policy(&self) -> MaintenancePolicy {
+        MaintenancePolicy {
+            compaction_enabled: self.compaction.enabled,
+            interval_seconds: self.compaction.interval.as_secs(),
+            target_bytes: self.compaction.target_bytes,
+            zstd_level: self.compaction.zstd_level,
+            grace_seconds: self.compaction.grace.as_secs(),
+            retention: self
+                .retention_rules()
+                .into_iter()
+                .map(|rule| RetentionView {
+                    source: rule.source,
+                    topic: rule.topic,
+                    keep_seconds: rule.keep.as_secs(),
+                })
+                .collect(),
+        }
     }
 
     fn maintenance_problems(&self) -> Vec<String> {

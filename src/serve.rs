@@ -48,6 +48,7 @@ pub async fn serve(
     let supervisor = Supervisor::new(&cancel);
     let mut options = config.http.options();
     options.allow_adhoc_targets = config.replay.allow_adhoc_targets;
+    options.maintenance = config.maintenance_policy();
     let state = AppState::new(replays, supervisor.clone(), options);
     let served = hindsight_server::serve(listener, state, cancel).await;
     if supervisor.running() > 0 {

@@ -681,3 +681,97 @@ async fn compaction_killed_at_random_moments_loses_and_changes_nothing() {
     let files: BTreeSet<String> = parquet_files(&archive.data()).into_iter().collect();
     assert_eq!(files, live, "no orphaned or retired object is left");
 }
+
+/// `hindsight archive` compacts closed hours in the background while it
+/// ingests, and counts it in `/metrics`.
+#[tokio::test(flavor = "multi_thread")]
+async fn archive_compacts_closed_hours_in_the_background() {
+    const EVENTS: u64 = 3_000;
+    let topic = crate::util::create_kafka_topic(&unique("hs-compact-bg"), 2);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/kafka_produce.py"
+    );
+    let produced = Command::new("python3")
+        .args([script, &kafka_brokers(), &topic, "0", &EVENTS.to_string()])
+        .env(
+            "HINDSIGHT_TEST_TIMESTAMP_AGO_MS",
+            (3 * 3_600_000).to_string(),
+        )
+        .status()
+        .unwrap();
+    assert!(produced.success(), "producing to {topic} failed");
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    let config = directory.path().join("hindsight.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {data:?}\n[flush]\nmax_rows = 200\nmax_age = \"1s\"\n\
+             [compaction]\ninterval = \"1s\"\nsettle = \"1m\"\ngrace = \"0s\"\nquiet_day_bytes = 0\n\
+             [[sources]]\ntype = \"kafka\"\nname = \"bg\"\nbrokers = [{brokers:?}]\n\
+             topics = [{topic:?}]\ngroup_id = {group:?}\nstart = \"earliest\"\n",
+            data = data.display().to_string(),
+            brokers = kafka_brokers(),
+            group = unique("hs-compact-bg"),
+        ),
+    )
+    .unwrap();
+    let metrics_address = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    let mut archive = ChildGuard(
+        hindsight()
+            .arg("--config")
+            .arg(&config)
+            .args(["archive", "--metrics-listen", &metrics_address])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let catalog_url = format!("sqlite://{}/catalog.db", data.display());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let live = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the archive did not compact in the background"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Ok(catalog) = Catalog::connect(&catalog_url).await else {
+            continue;
+        };
+        let Ok(live) = catalog.segments(&SegmentFilter::default()).await else {
+            catalog.close().await;
+            continue;
+        };
+        catalog.close().await;
+        let rows: i64 = live.iter().map(|r| r.segment.rows).sum();
+        if rows == EVENTS as i64 && live.len() == 2 && live.iter().all(|r| r.compaction_level == 1)
+        {
+            break live;
+        }
+    };
+    let (status, metrics) = http_get(&metrics_address, "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains(
+            "hindsight_maintenance_jobs_total{kind=\"compaction\",outcome=\"succeeded\"}"
+        ),
+        "{metrics}"
+    );
+    let status = crate::util::terminate(&mut archive.0);
+    assert!(status.success(), "archive did not stop cleanly: {status:?}");
+    let mut offsets = BTreeSet::new();
+    for record in &live {
+        let bytes = std::fs::read(data.join(&record.segment.uri)).unwrap();
+        for event in decode_segment(bytes.into()).unwrap() {
+            assert!(
+                offsets.insert((event.partition, event.offset)),
+                "{event:?} twice"
+            );
+        }
+    }
+    assert_eq!(offsets.len() as u64, EVENTS);
+}

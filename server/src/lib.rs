@@ -2,7 +2,8 @@
 //!
 //! Routes ([`ROUTES`], described by [`crate::openapi::document`]):
 //! `/healthz`, `/readyz`, `/metrics`, `/api/v1/openapi.json`,
-//! `/api/v1/topics`, `/api/v1/connections`, `/api/v1/sources`, `/api/v1/segments`, `POST /api/v1/sql`,
+//! `/api/v1/topics`, `/api/v1/connections`, `/api/v1/sources`, `/api/v1/segments`,
+//! `/api/v1/maintenance`, `POST /api/v1/sql`,
 //! `/api/v1/events`, `/api/v1/events/histogram`, `/api/v1/events/sql`,
 //! `/api/v1/events/{event_id}`, the replay routes
 //! (`/api/v1/replays…`, in [`replays`]), and the UI at `/`.
@@ -36,6 +37,7 @@ mod catalog;
 pub mod error;
 mod events;
 mod layers;
+pub mod maintenance;
 pub mod openapi;
 mod params;
 pub mod replays;
@@ -59,7 +61,7 @@ pub use crate::supervisor::Supervisor;
 
 /// Every route the router serves, as (method, path). The OpenAPI document
 /// describes exactly these.
-pub const ROUTES: [(&str, &str); 19] = [
+pub const ROUTES: [(&str, &str); 20] = [
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -68,6 +70,7 @@ pub const ROUTES: [(&str, &str); 19] = [
     ("get", "/api/v1/connections"),
     ("get", "/api/v1/sources"),
     ("get", "/api/v1/segments"),
+    ("get", "/api/v1/maintenance"),
     ("post", "/api/v1/sql"),
     ("get", "/api/v1/events"),
     ("get", "/api/v1/events/histogram"),
@@ -94,6 +97,8 @@ pub struct HttpOptions {
     pub allowed_hosts: Vec<String>,
     /// Let replay targets name an address instead of a named connection.
     pub allow_adhoc_targets: bool,
+    /// The compaction and retention policy, shown by `/api/v1/maintenance`.
+    pub maintenance: maintenance::MaintenancePolicy,
 }
 
 impl Default for HttpOptions {
@@ -103,6 +108,7 @@ impl Default for HttpOptions {
             max_body_bytes: 1024 * 1024,
             allowed_hosts: Vec::new(),
             allow_adhoc_targets: false,
+            maintenance: maintenance::MaintenancePolicy::default(),
         }
     }
 }
@@ -118,6 +124,7 @@ pub struct AppState {
     /// blake3 of the configured token.
     token_hash: Option<Arc<[u8; 32]>>,
     allowed_hosts: Arc<AllowedHosts>,
+    maintenance: Arc<maintenance::MaintenancePolicy>,
 }
 
 impl AppState {
@@ -133,6 +140,7 @@ impl AppState {
             max_body_bytes: options.max_body_bytes,
             allow_adhoc_targets: options.allow_adhoc_targets,
             allowed_hosts: Arc::new(AllowedHosts::new(&options.allowed_hosts)),
+            maintenance: Arc::new(options.maintenance),
             token_hash: options
                 .auth_token
                 .filter(|token| !token.is_empty())
@@ -154,6 +162,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/connections", get(replays::connections))
         .route("/api/v1/sources", get(catalog::sources))
         .route("/api/v1/segments", get(catalog::segments))
+        .route("/api/v1/maintenance", get(maintenance::maintenance))
         .route("/api/v1/sql", post(sql::sql))
         .route("/api/v1/events", get(events::search_events))
         .route("/api/v1/events/histogram", get(events::histogram))

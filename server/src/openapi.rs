@@ -249,6 +249,23 @@ fn replay_schemas() -> serde_json::Map<String, Value> {
 
 fn core_document() -> Value {
     let secured = json!([{ "bearer": [] }]);
+    let maintenance_responses = with_errors(
+        json!({ "200": { "description": "maintenance", "content": { "application/json": { "schema": { "type": "object", "properties": {
+                    "policy": { "type": "object", "properties": {
+                        "compaction_enabled": { "type": "boolean" }, "interval_seconds": { "type": "integer" }, "target_bytes": { "type": "integer" },
+                        "zstd_level": { "type": "integer" }, "grace_seconds": { "type": "integer" },
+                        "retention": { "type": "array", "items": { "type": "object", "properties": { "source": { "type": "string" }, "topic": { "type": ["string", "null"] }, "keep_seconds": { "type": "integer" } } } }
+                    } },
+                    "runs": { "type": "array", "items": { "type": "object", "properties": {
+                        "id": { "type": "string" }, "kind": { "type": "string", "enum": ["compaction", "retention", "erasure"] }, "dry_run": { "type": "boolean" },
+                        "actor": { "type": ["string", "null"] }, "scope": { "type": "object" }, "started_at": { "type": "string" }, "finished_at": { "type": ["string", "null"] },
+                        "status": { "type": "string" }, "segments_in": { "type": "integer" }, "segments_out": { "type": "integer" }, "rows_in": { "type": "integer" },
+                        "rows_out": { "type": "integer" }, "bytes_in": { "type": "integer" }, "bytes_out": { "type": "integer" }, "error": { "type": ["string", "null"] }
+                    } } },
+                    "retired_objects_waiting": { "type": "integer" }
+                } } } } } }),
+        &["401", "503"],
+    );
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -303,6 +320,10 @@ fn core_document() -> Value {
                     query_parameter("limit", "at most this many (default 1000, at most 10000)", json!({ "type": "integer", "minimum": 0 }))
                 ],
                 "responses": with_errors(json!({ "200": { "description": "segments", "content": { "application/json": { "schema": { "type": "array", "items": { "$ref": "#/components/schemas/Segment" } } } } } }), &["400", "401", "503"])
+            }},
+            "/api/v1/maintenance": { "get": {
+                "operationId": "getMaintenance", "summary": "Compaction and retention policy, the latest compaction, retention and erasure runs, and retired objects awaiting deletion", "security": secured,
+                "responses": maintenance_responses
             }},
             "/api/v1/sql": { "post": {
                 "operationId": "runSql",

@@ -9,6 +9,8 @@ every offset.
 
 HINDSIGHT_TEST_KAFKA_CLIENT, when set, is a JSON object of extra client
 settings (security.protocol, sasl.*, ssl.*, compression.type, ...).
+HINDSIGHT_TEST_TIMESTAMP_AGO_MS, when set, dates every record that many
+milliseconds in the past (events for an hour that has already closed).
 
 Event `seq` is fully determined by its number, so the archive can be checked
 byte for byte. tests/kafka.rs mirrors these functions in Rust; keep them equal.
@@ -61,12 +63,14 @@ def main():
         settings.update({"linger.ms": 0, "batch.num.messages": 1})
     settings.update(json.loads(os.environ.get("HINDSIGHT_TEST_KAFKA_CLIENT", "{}")))
     producer = Producer(settings)
+    ago_ms = int(os.environ.get("HINDSIGHT_TEST_TIMESTAMP_AGO_MS", "0"))
+    timestamp = {"timestamp": int(time.time() * 1000) - ago_ms} if ago_ms else {}
     started = time.monotonic()
     for index, seq in enumerate(range(first, first + count)):
         while True:
             try:
                 producer.produce(topic, key=key(seq), value=payload(seq), headers=headers(seq),
-                                 on_delivery=delivered)
+                                 on_delivery=delivered, **timestamp)
                 break
             except BufferError:
                 producer.poll(0.05)

@@ -103,6 +103,8 @@ async function flows() {
       check(Number(shown) === total, `overview total ${shown} != ${total}`);
       const lag = await page.locator("table.sources tbody tr td").last().textContent();
       check(lag.length > 0, "ingester lag cell is filled");
+      const policy = await page.locator("#maintenance-policy").textContent();
+      check(/compaction/i.test(policy) && /Retention/.test(policy), `the overview states the compaction and retention policy: ${policy}`);
       await shot(page, "01-overview");
     });
 

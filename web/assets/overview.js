@@ -1,7 +1,8 @@
-// Overview: sources and topics with counts, bytes, time span, ingest rate and
-// last event; ingester lag from /metrics when an ingester runs in this process.
+// Overview: sources and topics with counts, segments, bytes, time span, ingest
+// rate and last event; ingester lag from /metrics when an ingester runs in
+// this process; compaction and retention policy and their latest runs.
 
-import { ago, api, withToken, el, errorBox, formatBytes, formatNumber, formatTime, numberCell, routeHref, statusLine, table } from "./util.js";
+import { ago, api, withToken, el, errorBox, formatBytes, formatDuration, formatNumber, formatTime, numberCell, routeHref, statusLine, table } from "./util.js";
 
 /** Per-source lag from Prometheus text: {source: {lag, partitions}}; null when absent. */
 async function ingesterLag(signal) {
@@ -41,8 +42,14 @@ export async function render(main, _route, signal) {
   let topics;
   let sources;
   let lag;
+  let maintenance;
   try {
-    [topics, sources, lag] = await Promise.all([api("/api/v1/topics", { signal }), api("/api/v1/sources", { signal }), ingesterLag(signal)]);
+    [topics, sources, lag, maintenance] = await Promise.all([
+      api("/api/v1/topics", { signal }),
+      api("/api/v1/sources", { signal }),
+      ingesterLag(signal),
+      api("/api/v1/maintenance", { signal }),
+    ]);
   } catch (error) {
     if (error.name === "AbortError") return;
     status.replaceWith(errorBox(error));
@@ -106,6 +113,48 @@ export async function render(main, _route, signal) {
     ),
   );
   main.append(el("p", { class: "muted" }, "Times are UTC. Rates are averages over each topic's time span."));
+  renderMaintenance(main, maintenance);
+}
+
+/** Compaction and retention: the policy, and the latest runs of each kind. */
+function renderMaintenance(main, maintenance) {
+  const policy = maintenance.policy;
+  main.append(el("h2", {}, "Compaction and retention"));
+  const retention = policy.retention.length
+    ? policy.retention.map((rule) => `${rule.source}${rule.topic ? "/" + rule.topic : ""}: ${formatDuration(rule.keep_seconds)}`).join(", ")
+    : "none (events are kept forever)";
+  main.append(
+    el(
+      "p",
+      { id: "maintenance-policy" },
+      policy.compaction_enabled
+        ? `Background compaction every ${formatDuration(policy.interval_seconds)} (by hindsight archive), into segments of up to ${formatBytes(policy.target_bytes)} at zstd level ${policy.zstd_level}. `
+        : "Background compaction is off (hindsight compact runs it by hand). ",
+      `Retired segments are deleted after ${formatDuration(policy.grace_seconds)}; ${formatNumber(maintenance.retired_objects_waiting)} are waiting. Retention: ${retention}.`,
+    ),
+  );
+  const latest = ["compaction", "retention", "erasure"].map((kind) => maintenance.runs.find((run) => run.kind === kind && !run.dry_run)).filter(Boolean);
+  if (latest.length === 0) {
+    main.append(el("p", { class: "muted" }, "No compaction, retention or erasure has run yet."));
+    return;
+  }
+  main.append(
+    table(
+      ["Last", "Finished", "Status", "Segments in#", "Segments out#", "Events#", "Read#", "Written#", "By"],
+      latest.map((run) => [
+        run.kind,
+        run.finished_at ? el("time", { datetime: run.finished_at, title: formatTime(run.finished_at) }, ago(run.finished_at)) : "running",
+        run.status,
+        numberCell(run.segments_in),
+        numberCell(run.segments_out),
+        numberCell(run.rows_in),
+        el("td", { class: "num" }, formatBytes(run.bytes_in)),
+        el("td", { class: "num" }, formatBytes(run.bytes_out)),
+        run.actor || "",
+      ]),
+      { className: "maintenance" },
+    ),
+  );
 }
 
 function card(label, value, id, title) {
