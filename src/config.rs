@@ -91,6 +91,9 @@ pub struct CompactionSection {
     /// Directory readers (DuckDB over the tree) see them until then.
     #[serde(with = "humantime_serde")]
     pub grace: Duration,
+    /// Copy encoded column chunks instead of re-encoding: faster, but keeps
+    /// the ingest zstd level and the small row groups.
+    pub column_copy: bool,
 }
 
 /// `[retention.SOURCE]`: `keep = "400d"`, `topics = { orders = "30d" }`.
@@ -276,6 +279,7 @@ impl Config {
             row_group_rows: self.storage.row_group_rows,
             settle: self.compaction.settle,
             grace: self.compaction.grace,
+            column_copy: self.compaction.column_copy,
         }
     }
 

@@ -41,17 +41,19 @@ pub struct RowDigest {
 
 impl RowDigest {
     pub fn add(&mut self, event: &Event) {
+        self.add_row(&event.event_id, event.partition, event.offset);
+    }
+
+    pub fn add_row(&mut self, event_id: &str, partition: Option<i32>, offset: Option<i64>) {
         self.rows += 1;
-        if let Some(offset) = event.offset {
+        if let Some(offset) = offset {
             self.positioned += 1;
             let mut position = [0u8; 12];
-            position[..4].copy_from_slice(&event.partition.unwrap_or(0).to_le_bytes());
+            position[..4].copy_from_slice(&partition.unwrap_or(0).to_le_bytes());
             position[4..].copy_from_slice(&offset.to_le_bytes());
             self.positions = self.positions.wrapping_add(hash128(&position));
         }
-        self.event_ids = self
-            .event_ids
-            .wrapping_add(hash128(event.event_id.as_bytes()));
+        self.event_ids = self.event_ids.wrapping_add(hash128(event_id.as_bytes()));
     }
 
     /// The event-id checksum as people see it (32 hex digits).
@@ -183,7 +185,7 @@ pub fn merge_segments(
 }
 
 /// The batches of one input, its page checksums checked first.
-fn read_batches(
+pub(crate) fn read_batches(
     uri: &str,
     bytes: Bytes,
 ) -> Result<impl Iterator<Item = std::result::Result<RecordBatch, arrow::error::ArrowError>>> {

@@ -19,6 +19,7 @@
 //! itself refuses inputs that are no longer live.
 
 pub mod catalog;
+pub mod copy;
 pub mod erase;
 pub mod merge;
 pub mod plan;
@@ -57,6 +58,9 @@ pub struct CompactionSettings {
     pub settle: Duration,
     /// Retired objects are deleted this long after their swap.
     pub grace: Duration,
+    /// Copy encoded column chunks instead of re-encoding (`copy.rs`): far
+    /// cheaper, but keeps the inputs' zstd level and row groups.
+    pub column_copy: bool,
 }
 
 impl CompactionSettings {
@@ -380,6 +384,7 @@ impl Maintenance {
         let store = self.store.clone();
         let stop = Arc::clone(&self.stop);
         let format = self.settings.format();
+        let column_copy = self.settings.column_copy && erase.is_none();
         let runtime = tokio::runtime::Handle::current();
         let (sender, receiver) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
@@ -391,12 +396,22 @@ impl Maintenance {
                     }
                     runtime.block_on(store.get_key(&record.segment.uri))
                 };
-                let merged = merge::merge_segments(
-                    &inputs,
-                    &mut fetch,
-                    format,
-                    erase.as_deref().map(|f| f as _),
-                );
+                let copied = if column_copy {
+                    copy::copy_segments(&inputs, &mut fetch, format)
+                } else {
+                    Ok(None)
+                };
+                let merged = match copied {
+                    Ok(Some(merged)) => Ok(merged),
+                    // Not copyable (another schema version): re-encode.
+                    Ok(None) => merge::merge_segments(
+                        &inputs,
+                        &mut fetch,
+                        format,
+                        erase.as_deref().map(|f| f as _),
+                    ),
+                    Err(error) => Err(error),
+                };
                 let result = merged.and_then(|merged| {
                     let id = uuid::Uuid::now_v7().simple().to_string();
                     let output = match merged.output {
