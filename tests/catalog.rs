@@ -294,6 +294,131 @@ async fn checkpoints_never_move_backwards(database: TestDatabase) {
     assert_eq!(catalog.checkpoints("s").await.unwrap()[0].next_position, 10);
 }
 
+/// The swap retires inputs and commits outputs at once; lineage says where
+/// the rows went and moves when the output is replaced again; a swap whose
+/// input is no longer live changes nothing; bucket leases exclude.
+async fn swaps_are_atomic_and_keep_lineage(database: TestDatabase) {
+    use hindsight_archive::maintenance::{InputPlacement, Swap};
+    let catalog = Catalog::open(&database.url).await.unwrap();
+    catalog
+        .stage_segments(&[
+            segment("a", "orders", 0, 0, 9, 1_000),
+            segment("b", "orders", 0, 10, 19, 2_000),
+        ])
+        .await
+        .unwrap();
+    catalog
+        .commit(&Commit {
+            segment_ids: vec!["a".into(), "b".into()],
+            checkpoints: vec![advance(0, None, 20)],
+        })
+        .await
+        .unwrap();
+    let snapshot = hindsight_archive::event::now_micros();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    catalog
+        .stage_compacted(None, &[segment("ab", "orders", 0, 0, 19, 1_000)])
+        .await
+        .unwrap();
+    let placement = |input: &str, output: &str, first_row: i64| InputPlacement {
+        input_id: input.to_owned(),
+        output_id: output.to_owned(),
+        first_row,
+        erased_rows: Vec::new(),
+        input_rows: 10,
+    };
+    catalog
+        .swap_segments(&Swap {
+            run_id: "r1".to_owned(),
+            outputs: vec!["ab".to_owned()],
+            inputs: vec![placement("a", "ab", 0), placement("b", "ab", 10)],
+        })
+        .await
+        .unwrap();
+    let live: Vec<String> = catalog
+        .segments(&SegmentFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.segment.id)
+        .collect();
+    assert_eq!(live, ["ab"]);
+    assert_eq!(catalog.topic_stats().await.unwrap()[0].events, 20);
+    // A reader of the earlier snapshot sees a and b, read from ab.
+    let then = catalog
+        .segments_as_of(&SegmentFilter::default(), snapshot)
+        .await
+        .unwrap();
+    let moved: Vec<(String, String, i64, i64)> = then
+        .iter()
+        .map(|r| {
+            let slice = r.moved_to.clone().unwrap();
+            (r.segment.id.clone(), slice.segment_id, slice.first_row, slice.rows)
+        })
+        .collect();
+    assert_eq!(
+        moved,
+        [
+            ("a".to_owned(), "ab".to_owned(), 0, 10),
+            ("b".to_owned(), "ab".to_owned(), 10, 10)
+        ]
+    );
+    // A second swap of a (no longer live) changes nothing.
+    catalog
+        .stage_compacted(None, &[segment("a2", "orders", 0, 0, 9, 1_000)])
+        .await
+        .unwrap();
+    let error = catalog
+        .swap_segments(&Swap {
+            run_id: "r2".to_owned(),
+            outputs: vec!["a2".to_owned()],
+            inputs: vec![placement("a", "a2", 0)],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Conflict);
+    assert_eq!(catalog.segments(&SegmentFilter::default()).await.unwrap().len(), 1);
+    // ab rewritten without rows 3 and 12: lineage follows, flat.
+    catalog
+        .stage_compacted(None, &[segment("ab2", "orders", 0, 0, 19, 1_000)])
+        .await
+        .unwrap();
+    catalog
+        .swap_segments(&Swap {
+            run_id: "r3".to_owned(),
+            outputs: vec!["ab2".to_owned()],
+            inputs: vec![InputPlacement {
+                input_id: "ab".to_owned(),
+                output_id: "ab2".to_owned(),
+                first_row: 0,
+                erased_rows: vec![3, 12],
+                input_rows: 20,
+            }],
+        })
+        .await
+        .unwrap();
+    let then = catalog
+        .segments_as_of(&SegmentFilter::default(), snapshot)
+        .await
+        .unwrap();
+    let slices: Vec<(String, i64, i64)> = then
+        .iter()
+        .map(|r| {
+            let slice = r.moved_to.clone().unwrap();
+            (slice.segment_id, slice.first_row, slice.rows)
+        })
+        .collect();
+    assert_eq!(
+        slices,
+        [("ab2".to_owned(), 0, 9), ("ab2".to_owned(), 9, 9)]
+    );
+    // One owner per bucket until it releases.
+    assert!(catalog.take_bucket_lease("k", "one", 60_000_000).await.unwrap());
+    assert!(!catalog.take_bucket_lease("k", "two", 60_000_000).await.unwrap());
+    catalog.release_bucket_lease("k", "one").await.unwrap();
+    assert!(catalog.take_bucket_lease("k", "two", 60_000_000).await.unwrap());
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -328,6 +453,7 @@ conformance!(
     stale_checkpoints_are_refused_and_change_nothing,
     two_writers_race_and_exactly_one_wins,
     checkpoints_never_move_backwards,
+    swaps_are_atomic_and_keep_lineage,
 );
 
 /// Many processes opening one fresh SQLite catalog at once all succeed.
