@@ -542,6 +542,46 @@ mod tests {
     }
 
     #[test]
+    fn retention_is_per_source_and_topic_and_bad_maintenance_settings_are_named() {
+        let config = parse(
+            r#"
+            [compaction]
+            zstd_level = 30
+            [retention.orders-prod]
+            keep = "400d"
+            topics = { payments = "30d" }
+            [retention.empty]
+            "#,
+        )
+        .unwrap();
+        let rules = config.retention_rules();
+        let day = 24 * 3600;
+        let described: Vec<(String, Option<String>, u64)> = rules
+            .into_iter()
+            .map(|rule| (rule.source, rule.topic, rule.keep.as_secs()))
+            .collect();
+        assert_eq!(
+            described,
+            [
+                (
+                    "orders-prod".to_owned(),
+                    Some("payments".to_owned()),
+                    30 * day
+                ),
+                ("orders-prod".to_owned(), None, 400 * day),
+            ]
+        );
+        let problems = config.validate();
+        for expected in ["compaction.zstd_level:", "retention.empty:"] {
+            assert!(
+                problems.iter().any(|p| p.starts_with(expected)),
+                "{expected} missing from {problems:?}"
+            );
+        }
+        assert!(parse("[retention.x]\nkeep = \"soon\"\n").is_err());
+    }
+
+    #[test]
     fn every_problem_is_reported_with_its_path() {
         let config = parse(
             r#"

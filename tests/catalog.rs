@@ -353,7 +353,12 @@ async fn swaps_are_atomic_and_keep_lineage(database: TestDatabase) {
         .iter()
         .map(|r| {
             let slice = r.moved_to.clone().unwrap();
-            (r.segment.id.clone(), slice.segment_id, slice.first_row, slice.rows)
+            (
+                r.segment.id.clone(),
+                slice.segment_id,
+                slice.first_row,
+                slice.rows,
+            )
         })
         .collect();
     assert_eq!(
@@ -377,7 +382,14 @@ async fn swaps_are_atomic_and_keep_lineage(database: TestDatabase) {
         .await
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Conflict);
-    assert_eq!(catalog.segments(&SegmentFilter::default()).await.unwrap().len(), 1);
+    assert_eq!(
+        catalog
+            .segments(&SegmentFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     // ab rewritten without rows 3 and 12: lineage follows, flat.
     catalog
         .stage_compacted(None, &[segment("ab2", "orders", 0, 0, 19, 1_000)])
@@ -408,15 +420,21 @@ async fn swaps_are_atomic_and_keep_lineage(database: TestDatabase) {
             (slice.segment_id, slice.first_row, slice.rows)
         })
         .collect();
-    assert_eq!(
-        slices,
-        [("ab2".to_owned(), 0, 9), ("ab2".to_owned(), 9, 9)]
-    );
+    assert_eq!(slices, [("ab2".to_owned(), 0, 9), ("ab2".to_owned(), 9, 9)]);
     // One owner per bucket until it releases.
-    assert!(catalog.take_bucket_lease("k", "one", 60_000_000).await.unwrap());
-    assert!(!catalog.take_bucket_lease("k", "two", 60_000_000).await.unwrap());
+    assert!(catalog
+        .take_bucket_lease("k", "one", 60_000_000)
+        .await
+        .unwrap());
+    assert!(!catalog
+        .take_bucket_lease("k", "two", 60_000_000)
+        .await
+        .unwrap());
     catalog.release_bucket_lease("k", "one").await.unwrap();
-    assert!(catalog.take_bucket_lease("k", "two", 60_000_000).await.unwrap());
+    assert!(catalog
+        .take_bucket_lease("k", "two", 60_000_000)
+        .await
+        .unwrap());
 }
 
 macro_rules! conformance {

@@ -473,30 +473,10 @@ impl Catalog {
                 ));
             }
         }
-        // Renew the lease of the segments' writer in this transaction: a
-        // released lease (recovery judged the writer dead) fails the commit.
         for id in &commit.segment_ids {
-            if let Err(error) = crate::lease::renew_for_segment(&mut transaction, id, now).await {
+            if let Err(error) = mark_committed(&mut transaction, id, now).await {
                 transaction.rollback().await?;
                 return Err(error);
-            }
-        }
-        for id in &commit.segment_ids {
-            let changed = sqlx::query(
-                "UPDATE segments SET state = 'committed', committed_at = $1 \
-                 WHERE id = $2 AND state = 'pending'",
-            )
-            .bind(now)
-            .bind(id)
-            .execute(&mut *transaction)
-            .await?
-            .rows_affected();
-            if changed != 1 {
-                transaction.rollback().await?;
-                return Err(Error::new(
-                    ErrorKind::Conflict,
-                    format!("segment {id} is not pending: it was discarded or already committed"),
-                ));
             }
         }
         transaction.commit().await?;
@@ -683,6 +663,34 @@ impl Catalog {
             })
             .collect()
     }
+}
+
+/// Inside a commit's transaction: renews the lease of the segment's writer
+/// (a released lease, whose writer recovery judged dead, fails the commit)
+/// and marks the pending segment committed; [`ErrorKind::Conflict`] when it
+/// is not pending any more.
+pub(crate) async fn mark_committed(
+    connection: &mut sqlx::AnyConnection,
+    id: &str,
+    now: i64,
+) -> Result<()> {
+    crate::lease::renew_for_segment(connection, id, now).await?;
+    let changed = sqlx::query(
+        "UPDATE segments SET state = 'committed', committed_at = $1 \
+         WHERE id = $2 AND state = 'pending'",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(&mut *connection)
+    .await?
+    .rows_affected();
+    if changed != 1 {
+        return Err(Error::new(
+            ErrorKind::Conflict,
+            format!("segment {id} is not pending: it was discarded or already committed"),
+        ));
+    }
+    Ok(())
 }
 
 fn partition_from(value: i64) -> Result<i32> {

@@ -3,7 +3,9 @@
 
 use sqlx::Row;
 
-use crate::catalog::{Bind, Catalog, NewSegment, RowSlice, SegmentRecord, SEGMENT_COLUMNS};
+use crate::catalog::{
+    mark_committed, Bind, Catalog, NewSegment, RowSlice, SegmentRecord, SEGMENT_COLUMNS,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::now_micros;
 
@@ -206,25 +208,9 @@ impl Catalog {
             }
         }
         for id in &swap.outputs {
-            if let Err(error) = crate::lease::renew_for_segment(&mut transaction, id, now).await {
+            if let Err(error) = mark_committed(&mut transaction, id, now).await {
                 transaction.rollback().await?;
                 return Err(error);
-            }
-            let committed = sqlx::query(
-                "UPDATE segments SET state = 'committed', committed_at = $1 \
-                 WHERE id = $2 AND state = 'pending'",
-            )
-            .bind(now)
-            .bind(id)
-            .execute(&mut *transaction)
-            .await?
-            .rows_affected();
-            if committed != 1 {
-                transaction.rollback().await?;
-                return Err(Error::new(
-                    ErrorKind::Conflict,
-                    format!("segment {id} is not pending: it was discarded by recovery"),
-                ));
             }
         }
         for input in &swap.inputs {
@@ -362,10 +348,17 @@ impl Catalog {
         Ok(removed)
     }
 
+    /// Records a run (a new one, or how it ended: its counts, details
+    /// and status).
     pub async fn record_run(&self, run: &MaintenanceRun) -> Result<()> {
         sqlx::query(&format!(
             "INSERT INTO maintenance_runs ({RUN_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+             ON CONFLICT (id) DO UPDATE SET finished_at = excluded.finished_at, \
+             status = excluded.status, segments_in = excluded.segments_in, \
+             segments_out = excluded.segments_out, rows_in = excluded.rows_in, \
+             rows_out = excluded.rows_out, bytes_in = excluded.bytes_in, \
+             bytes_out = excluded.bytes_out, details = excluded.details, error = excluded.error"
         ))
         .bind(&run.id)
         .bind(&run.kind)
@@ -383,29 +376,6 @@ impl Catalog {
         .bind(run.bytes_out)
         .bind(run.details.clone())
         .bind(run.error.clone())
-        .execute(self.pool())
-        .await?;
-        Ok(())
-    }
-
-    /// Records how a run ended (its counts, details and status).
-    pub async fn finish_run(&self, run: &MaintenanceRun) -> Result<()> {
-        sqlx::query(
-            "UPDATE maintenance_runs SET finished_at = $1, status = $2, segments_in = $3, \
-             segments_out = $4, rows_in = $5, rows_out = $6, bytes_in = $7, bytes_out = $8, \
-             details = $9, error = $10 WHERE id = $11",
-        )
-        .bind(run.finished_at.unwrap_or_else(now_micros))
-        .bind(&run.status)
-        .bind(run.segments_in)
-        .bind(run.segments_out)
-        .bind(run.rows_in)
-        .bind(run.rows_out)
-        .bind(run.bytes_in)
-        .bind(run.bytes_out)
-        .bind(run.details.clone())
-        .bind(run.error.clone())
-        .bind(&run.id)
         .execute(self.pool())
         .await?;
         Ok(())

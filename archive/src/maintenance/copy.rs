@@ -241,7 +241,7 @@ pub fn copy_segments(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{NewSegment, SegmentState};
+    use crate::catalog::NewSegment;
     use crate::event::{event_id, Bus, Event};
     use crate::segment::{decode_segment, encode_segment};
 
@@ -263,8 +263,8 @@ mod tests {
     }
 
     fn record(index: usize, bytes: &EncodedSegment) -> SegmentRecord {
-        SegmentRecord {
-            segment: NewSegment {
+        crate::maintenance::live_record(
+            NewSegment {
                 id: format!("s{index}"),
                 uri: format!("s{index}"),
                 source: "src".to_owned(),
@@ -278,13 +278,8 @@ mod tests {
                 bytes: bytes.bytes.len() as i64,
                 checksum: None,
             },
-            created_at: 0,
-            committed_at: Some(0),
-            state: SegmentState::Committed,
-            retired_at: None,
-            compaction_level: 0,
-            moved_to: None,
-        }
+            0,
+        )
     }
 
     #[test]

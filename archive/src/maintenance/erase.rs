@@ -93,7 +93,7 @@ impl Maintenance {
                 run.error = Some(error.full_message());
             }
         }
-        self.catalog.finish_run(&run).await?;
+        self.catalog.record_run(&run).await?;
         result.map(|(report, _, _)| report)
     }
 

@@ -244,7 +244,7 @@ fn prove(bytes: Bytes) -> Result<(EncodedSegment, RowDigest)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{NewSegment, SegmentState};
+    use crate::catalog::NewSegment;
     use crate::event::{event_id, Bus, Event};
     use crate::segment::{decode_segment, encode_segment};
 
@@ -266,8 +266,8 @@ mod tests {
     }
 
     fn record(uri: &str, rows: i64) -> SegmentRecord {
-        SegmentRecord {
-            segment: NewSegment {
+        crate::maintenance::live_record(
+            NewSegment {
                 id: uri.to_owned(),
                 uri: uri.to_owned(),
                 source: "src".to_owned(),
@@ -281,13 +281,8 @@ mod tests {
                 bytes: 0,
                 checksum: None,
             },
-            created_at: 0,
-            committed_at: Some(0),
-            state: SegmentState::Committed,
-            retired_at: None,
-            compaction_level: 0,
-            moved_to: None,
-        }
+            0,
+        )
     }
 
     fn inputs() -> (Vec<SegmentRecord>, Vec<Bytes>, Vec<Event>) {

@@ -268,7 +268,7 @@ impl Maintenance {
         run.bytes_out = report.bytes_out as i64;
         run.error = (!errors.is_empty()).then(|| errors.join("; "));
         run.finished_at = Some(now_micros());
-        self.catalog.finish_run(&run).await?;
+        self.catalog.record_run(&run).await?;
         Ok(report)
     }
 
@@ -557,5 +557,19 @@ impl Maintenance {
         .await;
         self.record_job("erasure", started, &result);
         result
+    }
+}
+
+/// A live, committed catalog row for `segment`, for the unit tests.
+#[cfg(test)]
+pub(crate) fn live_record(segment: NewSegment, compaction_level: i64) -> SegmentRecord {
+    SegmentRecord {
+        segment,
+        created_at: 0,
+        committed_at: Some(0),
+        state: crate::catalog::SegmentState::Committed,
+        retired_at: None,
+        compaction_level,
+        moved_to: None,
     }
 }

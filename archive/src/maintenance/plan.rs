@@ -186,7 +186,7 @@ fn pack(bucket: &Bucket, records: Vec<SegmentRecord>, policy: PackPolicy) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{NewSegment, SegmentState};
+    use crate::catalog::NewSegment;
 
     const T0: i64 = 1_795_219_200_000_000; // 2026-11-21T00:00:00Z
 
@@ -198,8 +198,8 @@ mod tests {
         bytes: i64,
         level: i64,
     ) -> SegmentRecord {
-        SegmentRecord {
-            segment: NewSegment {
+        crate::maintenance::live_record(
+            NewSegment {
                 id: id.to_owned(),
                 uri: format!("segments/source=s/{id}.parquet"),
                 source: "s".to_owned(),
@@ -213,13 +213,8 @@ mod tests {
                 bytes,
                 checksum: None,
             },
-            created_at: 0,
-            committed_at: Some(first),
-            state: SegmentState::Committed,
-            retired_at: None,
-            compaction_level: level,
-            moved_to: None,
-        }
+            level,
+        )
     }
 
     fn ids(job: &CompactionJob) -> Vec<&str> {

@@ -126,13 +126,13 @@ impl Maintenance {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{NewSegment, SegmentState};
+    use crate::catalog::NewSegment;
 
     const HOUR: i64 = 3_600_000_000;
 
     fn segment(topic: &str, hours_ago: i64, now: i64) -> SegmentRecord {
-        SegmentRecord {
-            segment: NewSegment {
+        crate::maintenance::live_record(
+            NewSegment {
                 id: format!("{topic}-{hours_ago}"),
                 uri: String::new(),
                 source: "s".to_owned(),
@@ -146,13 +146,8 @@ mod tests {
                 bytes: 1,
                 checksum: None,
             },
-            created_at: 0,
-            committed_at: Some(0),
-            state: SegmentState::Committed,
-            retired_at: None,
-            compaction_level: 0,
-            moved_to: None,
-        }
+            0,
+        )
     }
 
     #[test]
