@@ -796,3 +796,76 @@ async fn column_copy_compaction_keeps_every_event_and_readers_read_it() {
     );
     assert!(archive.count_sql("SELECT count(*) FROM events WHERE payload_text LIKE '%order%'") > 0);
 }
+
+/// A quiet partition's closed day becomes one file under `hour=all`, which
+/// Hindsight and DuckDB over the tree both read whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quiet_closed_day_becomes_one_file_that_outside_readers_read() {
+    const DAY_MS: i64 = 24 * 3_600_000;
+    let now_ms = hindsight_archive::event::now_micros() / 1_000;
+    // Two hours of a day that ended at least two days ago.
+    let day_ms = (now_ms / DAY_MS - 3) * DAY_MS;
+    let topic = crate::util::create_kafka_topic(&unique("hs-compact-quiet"), 1);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/kafka_produce.py"
+    );
+    for (first, hour) in [(0u64, 2i64), (500, 9)] {
+        let produced = Command::new("python3")
+            .args([script, &kafka_brokers(), &topic, &first.to_string(), "500"])
+            .env(
+                "HINDSIGHT_TEST_TIMESTAMP_MS",
+                (day_ms + hour * 3_600_000).to_string(),
+            )
+            .status()
+            .unwrap();
+        assert!(produced.success(), "producing to {topic} failed");
+    }
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    let config = directory.path().join("hindsight.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {data:?}\n[flush]\nmax_rows = 100\nmax_age = \"1s\"\n\
+             [compaction]\nenabled = false\ngrace = \"0s\"\n\
+             [[sources]]\ntype = \"kafka\"\nname = \"quiet\"\nbrokers = [{brokers:?}]\n\
+             topics = [{topic:?}]\ngroup_id = {group:?}\nstart = \"earliest\"\n",
+            data = data.display().to_string(),
+            brokers = kafka_brokers(),
+            group = unique("hs-compact-quiet"),
+        ),
+    )
+    .unwrap();
+    let (mut archive, _stdout) = crate::util::start_archive_ready(&config);
+    crate::util::wait_for_archived(directory.path(), 1_000, Duration::from_secs(120)).await;
+    assert!(crate::util::terminate(&mut archive.0).success());
+    let run = |args: &[&str]| -> Value {
+        let output = run_ok(hindsight().arg("--config").arg(&config).args(args));
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let report = run(&["compact", "--json"]);
+    assert_eq!(report["segments_out"], 1, "{report}");
+    assert!(
+        report["segments_in"].as_u64().unwrap() >= 2,
+        "two hours, one file: {report}"
+    );
+    run(&["compact", "--json"]);
+    let files = parquet_files(&data);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].contains("/hour=all/"), "{files:?}");
+    let glob = format!("{}/segments/**/*.parquet", data.display());
+    assert_eq!(
+        duckdb_scalar(&format!(
+            "SELECT count(DISTINCT \"offset\") FROM read_parquet('{glob}', hive_partitioning=true)"
+        )),
+        "1000"
+    );
+    let output = run_ok(hindsight().arg("--config").arg(&config).args([
+        "query",
+        "--format",
+        "csv",
+        "SELECT count(*) FROM events",
+    ]));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("1000"));
+}

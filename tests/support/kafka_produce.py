@@ -10,7 +10,8 @@ every offset.
 HINDSIGHT_TEST_KAFKA_CLIENT, when set, is a JSON object of extra client
 settings (security.protocol, sasl.*, ssl.*, compression.type, ...).
 HINDSIGHT_TEST_TIMESTAMP_AGO_MS, when set, dates every record that many
-milliseconds in the past (events for an hour that has already closed).
+milliseconds in the past (events for an hour that has already closed);
+HINDSIGHT_TEST_TIMESTAMP_MS dates every record at that instant.
 
 Event `seq` is fully determined by its number, so the archive can be checked
 byte for byte. tests/kafka.rs mirrors these functions in Rust; keep them equal.
@@ -64,7 +65,8 @@ def main():
     settings.update(json.loads(os.environ.get("HINDSIGHT_TEST_KAFKA_CLIENT", "{}")))
     producer = Producer(settings)
     ago_ms = int(os.environ.get("HINDSIGHT_TEST_TIMESTAMP_AGO_MS", "0"))
-    timestamp = {"timestamp": int(time.time() * 1000) - ago_ms} if ago_ms else {}
+    at_ms = int(os.environ.get("HINDSIGHT_TEST_TIMESTAMP_MS", "0"))
+    timestamp = {"timestamp": at_ms or int(time.time() * 1000) - ago_ms} if at_ms or ago_ms else {}
     started = time.monotonic()
     for index, seq in enumerate(range(first, first + count)):
         while True:
