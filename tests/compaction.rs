@@ -682,8 +682,8 @@ async fn compaction_killed_at_random_moments_loses_and_changes_nothing() {
     assert_eq!(files, live, "no orphaned or retired object is left");
 }
 
-/// `hindsight archive` compacts closed hours in the background while it
-/// ingests, and counts it in `/metrics`.
+/// `hindsight archive` compacts a closed hour in the background while it
+/// ingests live traffic for the current one, and counts it in `/metrics`.
 #[tokio::test(flavor = "multi_thread")]
 async fn archive_compacts_closed_hours_in_the_background() {
     const EVENTS: u64 = 3_000;
@@ -731,7 +731,23 @@ async fn archive_compacts_closed_hours_in_the_background() {
             .spawn()
             .unwrap(),
     );
+    // Live traffic for the current hour while the closed one is compacted.
+    let mut live_producer = ChildGuard(
+        Command::new("python3")
+            .args([
+                script,
+                &kafka_brokers(),
+                &topic,
+                &EVENTS.to_string(),
+                &EVENTS.to_string(),
+                "500",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let catalog_url = format!("sqlite://{}/catalog.db", data.display());
+    let hour_ago = hindsight_archive::event::now_micros() - HOUR;
     let deadline = Instant::now() + Duration::from_secs(120);
     let live = loop {
         assert!(
@@ -748,11 +764,22 @@ async fn archive_compacts_closed_hours_in_the_background() {
         };
         catalog.close().await;
         let rows: i64 = live.iter().map(|r| r.segment.rows).sum();
-        if rows == EVENTS as i64 && live.len() == 2 && live.iter().all(|r| r.compaction_level == 1)
+        let (old, current): (Vec<_>, Vec<_>) = live
+            .iter()
+            .partition(|r| r.segment.max_event_time < hour_ago);
+        if rows == 2 * EVENTS as i64
+            && old.len() == 2
+            && old.iter().all(|r| r.compaction_level == 1)
         {
+            // The open hour is left as ingest wrote it.
+            assert!(
+                current.iter().all(|r| r.compaction_level == 0),
+                "{current:?}"
+            );
             break live;
         }
     };
+    assert!(live_producer.0.wait().unwrap().success());
     let (status, metrics) = http_get(&metrics_address, "/metrics");
     assert_eq!(status, 200);
     assert!(
@@ -773,7 +800,11 @@ async fn archive_compacts_closed_hours_in_the_background() {
             );
         }
     }
-    assert_eq!(offsets.len() as u64, EVENTS);
+    assert_eq!(
+        offsets.len() as u64,
+        2 * EVENTS,
+        "every offset once, old hour and live traffic"
+    );
 }
 
 /// `compaction.column_copy`: the encoded column chunks are copied instead of
