@@ -192,10 +192,9 @@ pub async fn compact(
             println!("deleted {deleted} retired segment object(s) past compaction.grace");
         }
     }
-    let result = if args.dry_run {
-        let jobs = maintenance.plan_compaction(&scope).await;
-        match jobs {
-            Ok(jobs) if !args.json => {
+    let result = match maintenance.plan_compaction(&scope).await {
+        Ok(jobs) => {
+            if args.dry_run && !args.json {
                 for job in &jobs {
                     let bucket = &job.bucket;
                     println!(
@@ -210,21 +209,12 @@ pub async fn compact(
                         rfc3339(bucket.start),
                     );
                 }
-                maintenance
-                    .compact(&scope, true, Some(actor()), &mut progress)
-                    .await
             }
-            Ok(_) => {
-                maintenance
-                    .compact(&scope, true, Some(actor()), &mut progress)
-                    .await
-            }
-            Err(error) => Err(error),
+            maintenance
+                .compact_planned(&scope, jobs, args.dry_run, Some(actor()), &mut progress)
+                .await
         }
-    } else {
-        maintenance
-            .compact(&scope, false, Some(actor()), &mut progress)
-            .await
+        Err(error) => Err(error),
     };
     close(maintenance, renewal).await;
     let report = result.context("compaction failed")?;

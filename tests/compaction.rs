@@ -17,7 +17,7 @@ use hindsight_archive::segment::decode_segment;
 use hindsight_archive::Event;
 use serde_json::Value;
 
-use crate::replay::{consume_kafka, unique};
+use crate::replay::{consume_kafka, replay_id, unique};
 use crate::util::{
     duckdb_scalar, fresh_postgres_database, hindsight, http_get, kafka_brokers, parquet_files,
     run_ok, serve_data_dir, ChildGuard,
@@ -148,6 +148,32 @@ impl Archive {
             .as_i64()
             .unwrap()
     }
+}
+
+/// A configuration archiving `topic` from the test broker into
+/// `directory/data`, flushing every `max_rows` (or second), with
+/// `compaction` as the `[compaction]` section.
+fn kafka_archive_config(
+    directory: &std::path::Path,
+    topic: &str,
+    max_rows: u64,
+    compaction: &str,
+) -> PathBuf {
+    let config = directory.join("hindsight.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {data:?}\n[flush]\nmax_rows = {max_rows}\nmax_age = \"1s\"\n\
+             [compaction]\n{compaction}\
+             [[sources]]\ntype = \"kafka\"\nname = \"kafka\"\nbrokers = [{brokers:?}]\n\
+             topics = [{topic:?}]\ngroup_id = {group:?}\nstart = \"earliest\"\n",
+            data = directory.join("data").display().to_string(),
+            brokers = kafka_brokers(),
+            group = unique("hs-compact"),
+        ),
+    )
+    .unwrap();
+    config
 }
 
 /// Live segments per (topic, partition, hour) of the hours that have closed.
@@ -298,12 +324,7 @@ async fn a_replay_killed_before_a_compaction_resumes_after_it_losing_nothing() {
     let mut stdout = std::io::BufReader::new(child.0.stdout.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    let id = line
-        .trim()
-        .strip_prefix("replay ")
-        .and_then(|rest| rest.strip_suffix(" started"))
-        .unwrap_or_else(|| panic!("no replay id in {line:?}"))
-        .to_owned();
+    let id = replay_id(line.as_bytes());
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(
         child.0.try_wait().unwrap().is_none(),
@@ -703,20 +724,12 @@ async fn archive_compacts_closed_hours_in_the_background() {
     assert!(produced.success(), "producing to {topic} failed");
     let directory = tempfile::tempdir().unwrap();
     let data = directory.path().join("data");
-    let config = directory.path().join("hindsight.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = {data:?}\n[flush]\nmax_rows = 200\nmax_age = \"1s\"\n\
-             [compaction]\ninterval = \"1s\"\nsettle = \"1m\"\ngrace = \"0s\"\nquiet_day_bytes = 0\n\
-             [[sources]]\ntype = \"kafka\"\nname = \"bg\"\nbrokers = [{brokers:?}]\n\
-             topics = [{topic:?}]\ngroup_id = {group:?}\nstart = \"earliest\"\n",
-            data = data.display().to_string(),
-            brokers = kafka_brokers(),
-            group = unique("hs-compact-bg"),
-        ),
-    )
-    .unwrap();
+    let config = kafka_archive_config(
+        directory.path(),
+        &topic,
+        200,
+        "interval = \"1s\"\nsettle = \"1m\"\ngrace = \"0s\"\nquiet_day_bytes = 0\n",
+    );
     let metrics_address = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().to_string()
@@ -854,20 +867,12 @@ async fn a_quiet_closed_day_becomes_one_file_that_outside_readers_read() {
     }
     let directory = tempfile::tempdir().unwrap();
     let data = directory.path().join("data");
-    let config = directory.path().join("hindsight.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = {data:?}\n[flush]\nmax_rows = 100\nmax_age = \"1s\"\n\
-             [compaction]\nenabled = false\ngrace = \"0s\"\n\
-             [[sources]]\ntype = \"kafka\"\nname = \"quiet\"\nbrokers = [{brokers:?}]\n\
-             topics = [{topic:?}]\ngroup_id = {group:?}\nstart = \"earliest\"\n",
-            data = data.display().to_string(),
-            brokers = kafka_brokers(),
-            group = unique("hs-compact-quiet"),
-        ),
-    )
-    .unwrap();
+    let config = kafka_archive_config(
+        directory.path(),
+        &topic,
+        100,
+        "enabled = false\ngrace = \"0s\"\n",
+    );
     let (mut archive, _stdout) = crate::util::start_archive_ready(&config);
     crate::util::wait_for_archived(directory.path(), 1_000, Duration::from_secs(120)).await;
     assert!(crate::util::terminate(&mut archive.0).success());

@@ -274,7 +274,7 @@ pub(crate) fn replay_command(directory: &Path) -> Command {
 }
 
 /// The replay id printed by `replay run` ("replay <id> started").
-fn replay_id(stdout: &[u8]) -> String {
+pub(crate) fn replay_id(stdout: &[u8]) -> String {
     let text = String::from_utf8_lossy(stdout);
     text.lines()
         .find_map(|line| {
@@ -1292,10 +1292,10 @@ async fn a_three_mib_event_replays_where_the_topic_takes_it_and_is_named_stopped
     assert_eq!(resume_at.event_id.as_deref(), Some(big_id.as_str()));
 
     // --oversized skip: the rest goes, and the record lists the event.
-    let skipping = create_topic(1);
-    let output = run_ok(&mut run(&skipping, &["--oversized", "skip"]));
+    let lenient = create_topic(1);
+    let output = run_ok(&mut run(&lenient, &["--oversized", "skip"]));
     let id = replay_id(&output.stdout);
-    let consumed = consume_kafka(&skipping, TOTAL, 5);
+    let consumed = consume_kafka(&lenient, TOTAL, 5);
     assert_eq!(consumed.len() as u64, TOTAL - 1);
     let record = replay_record(directory.path(), &id).await;
     assert_eq!(record.status, ReplayStatus::Completed);

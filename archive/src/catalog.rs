@@ -575,46 +575,47 @@ impl Catalog {
         filter: &SegmentFilter,
         snapshot: i64,
     ) -> Result<Vec<SegmentRecord>> {
-        let sql = format!(
-            "SELECT {SEGMENT_COLUMNS} FROM segments WHERE state = 'committed' \
-             AND committed_at <= $1 AND (retired_at IS NULL OR retired_at > $1)"
+        let (inner, binds) = narrowed(
+            format!(
+                "SELECT {SEGMENT_COLUMNS} FROM segments WHERE state = 'committed' \
+                 AND committed_at <= $1 AND (retired_at IS NULL OR retired_at > $1)"
+            ),
+            vec![Bind::Int(snapshot)],
+            filter,
         );
-        let mut records = self
-            .filtered_segments(sql, vec![Bind::Int(snapshot)], filter)
-            .await?;
-        for record in &mut records {
-            if record.retired_at.is_some() {
-                record.moved_to = self.lineage(&record.segment.id).await?;
-            }
-        }
-        Ok(records)
+        // One query: each segment with its lineage, when it has any.
+        let sql = format!(
+            "SELECT s.*, l.live_id AS lineage_live_id, l.first_row AS lineage_first_row, \
+             l.row_count AS lineage_rows, live.uri AS lineage_uri FROM ({inner}) s \
+             LEFT JOIN segment_lineage l ON l.segment_id = s.id \
+             LEFT JOIN segments live ON live.id = l.live_id AND live.retired_at IS NULL \
+             ORDER BY s.source, s.topic, s.partition_id, s.first_offset"
+        );
+        let rows = self.fetch_rows(&sql, binds).await?;
+        rows.iter()
+            .map(|row| {
+                let mut record = segment_from_row(row)?;
+                let uri: Option<String> = row.try_get("lineage_uri")?;
+                if let (Some(_), Some(uri)) = (record.retired_at, uri) {
+                    record.moved_to = Some(RowSlice {
+                        segment_id: row.try_get("lineage_live_id")?,
+                        uri,
+                        first_row: row.try_get("lineage_first_row")?,
+                        rows: row.try_get("lineage_rows")?,
+                    });
+                }
+                Ok(record)
+            })
+            .collect()
     }
 
     async fn filtered_segments(
         &self,
-        mut sql: String,
-        mut binds: Vec<Bind>,
+        sql: String,
+        binds: Vec<Bind>,
         filter: &SegmentFilter,
     ) -> Result<Vec<SegmentRecord>> {
-        let mut narrow = |condition: &str, value: Bind| {
-            binds.push(value);
-            sql.push_str(&format!(" AND {condition} ${}", binds.len()));
-        };
-        if let Some(source) = &filter.source {
-            narrow("source =", Bind::Text(source.clone()));
-        }
-        if let Some(topic) = &filter.topic {
-            narrow("topic =", Bind::Text(topic.clone()));
-        }
-        if let Some(partition) = filter.partition {
-            narrow("partition_id =", Bind::Int(i64::from(partition)));
-        }
-        if let Some(time_from) = filter.time_from {
-            narrow("max_event_time >=", Bind::Int(time_from));
-        }
-        if let Some(time_to) = filter.time_to {
-            narrow("min_event_time <", Bind::Int(time_to));
-        }
+        let (mut sql, binds) = narrowed(sql, binds, filter);
         sql.push_str(" ORDER BY source, topic, partition_id, first_offset");
         self.fetch_segments(&sql, binds).await
     }
@@ -624,6 +625,11 @@ impl Catalog {
         sql: &str,
         binds: Vec<Bind>,
     ) -> Result<Vec<SegmentRecord>> {
+        let rows = self.fetch_rows(sql, binds).await?;
+        rows.iter().map(segment_from_row).collect()
+    }
+
+    async fn fetch_rows(&self, sql: &str, binds: Vec<Bind>) -> Result<Vec<AnyRow>> {
         let mut query = sqlx::query(sql);
         for bind in binds {
             query = match bind {
@@ -631,8 +637,7 @@ impl Catalog {
                 Bind::Int(number) => query.bind(number),
             };
         }
-        let rows = query.fetch_all(&self.pool).await?;
-        rows.iter().map(segment_from_row).collect()
+        Ok(query.fetch_all(&self.pool).await?)
     }
 
     /// Committed event counts, bytes and time span per (source, topic).
@@ -691,6 +696,31 @@ pub(crate) async fn mark_committed(
         ));
     }
     Ok(())
+}
+
+/// `sql` (a `WHERE` clause already begun) narrowed by every field of
+/// `filter`, with its binds.
+fn narrowed(mut sql: String, mut binds: Vec<Bind>, filter: &SegmentFilter) -> (String, Vec<Bind>) {
+    let mut narrow = |condition: &str, value: Bind| {
+        binds.push(value);
+        sql.push_str(&format!(" AND {condition} ${}", binds.len()));
+    };
+    if let Some(source) = &filter.source {
+        narrow("source =", Bind::Text(source.clone()));
+    }
+    if let Some(topic) = &filter.topic {
+        narrow("topic =", Bind::Text(topic.clone()));
+    }
+    if let Some(partition) = filter.partition {
+        narrow("partition_id =", Bind::Int(i64::from(partition)));
+    }
+    if let Some(time_from) = filter.time_from {
+        narrow("max_event_time >=", Bind::Int(time_from));
+    }
+    if let Some(time_to) = filter.time_to {
+        narrow("min_event_time <", Bind::Int(time_to));
+    }
+    (sql, binds)
 }
 
 fn partition_from(value: i64) -> Result<i32> {

@@ -152,6 +152,34 @@ pub fn encode_segment<E: Borrow<Event>>(
     })
 }
 
+impl EncodedSegment {
+    /// The catalog row of this segment, to be stored at `uri` under `id`,
+    /// with its checksum.
+    pub fn record(
+        &self,
+        id: String,
+        uri: String,
+        source: &str,
+        topic: &str,
+        partition: i32,
+    ) -> crate::catalog::NewSegment {
+        crate::catalog::NewSegment {
+            id,
+            uri,
+            source: source.to_owned(),
+            topic: topic.to_owned(),
+            partition,
+            first_offset: self.first_offset,
+            last_offset: self.last_offset,
+            min_event_time: self.min_event_time,
+            max_event_time: self.max_event_time,
+            rows: self.rows as i64,
+            bytes: self.bytes.len() as i64,
+            checksum: Some(segment_checksum(&self.bytes)),
+        }
+    }
+}
+
 /// The checksum the catalog records for a segment object: `blake3:<hex>`.
 pub fn segment_checksum(bytes: &[u8]) -> String {
     format!("blake3:{}", blake3::hash(bytes).to_hex())

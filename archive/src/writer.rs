@@ -19,7 +19,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::event::Event;
 use crate::layout::{hour_start, NamePart, SegmentLocation};
 use crate::lease::WriterLease;
-use crate::segment::{encode_segment, segment_checksum, SegmentFormat};
+use crate::segment::{encode_segment, SegmentFormat};
 use crate::store::ArchiveStore;
 
 /// The events of one (topic, partition) in one batch, in arrival order.
@@ -344,20 +344,13 @@ impl ArchiveWriter {
                     let id = uuid::Uuid::now_v7().simple().to_string();
                     let path = location.object_path(&id)?;
                     Ok(PlannedSegment {
-                        record: NewSegment {
+                        record: encoded.record(
                             id,
-                            uri: path.to_string(),
-                            source: batch.source.clone(),
-                            topic: partition.topic.clone(),
-                            partition: partition.partition,
-                            first_offset: encoded.first_offset,
-                            last_offset: encoded.last_offset,
-                            min_event_time: encoded.min_event_time,
-                            max_event_time: encoded.max_event_time,
-                            rows: encoded.rows as i64,
-                            bytes: encoded.bytes.len() as i64,
-                            checksum: Some(segment_checksum(&encoded.bytes)),
-                        },
+                            path.to_string(),
+                            &batch.source,
+                            &partition.topic,
+                            partition.partition,
+                        ),
                         path,
                         bytes: encoded.bytes,
                     })

@@ -3,9 +3,7 @@
 
 use sqlx::Row;
 
-use crate::catalog::{
-    mark_committed, Bind, Catalog, NewSegment, RowSlice, SegmentRecord, SEGMENT_COLUMNS,
-};
+use crate::catalog::{mark_committed, Bind, Catalog, NewSegment, SegmentRecord, SEGMENT_COLUMNS};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::now_micros;
 
@@ -94,27 +92,6 @@ pub(crate) fn moved_range(first: i64, rows: i64, output_first: i64, erased: &[i6
 }
 
 impl Catalog {
-    /// Where the rows of retired segment `segment_id` live now, if anywhere.
-    pub(crate) async fn lineage(&self, segment_id: &str) -> Result<Option<RowSlice>> {
-        let row = sqlx::query(
-            "SELECT l.live_id, l.first_row, l.row_count, s.uri FROM segment_lineage l \
-             JOIN segments s ON s.id = l.live_id \
-             WHERE l.segment_id = $1 AND s.retired_at IS NULL",
-        )
-        .bind(segment_id)
-        .fetch_optional(self.pool())
-        .await?;
-        row.map(|row| {
-            Ok(RowSlice {
-                segment_id: row.try_get("live_id")?,
-                uri: row.try_get("uri")?,
-                first_row: row.try_get("first_row")?,
-                rows: row.try_get("row_count")?,
-            })
-        })
-        .transpose()
-    }
-
     /// Takes (or renews) the lease on a maintenance bucket for `ttl_micros`;
     /// false when another owner holds an unexpired one. Owners are writer
     /// leases: once recovery released a dead process's lease, its bucket

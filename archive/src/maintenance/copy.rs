@@ -241,7 +241,6 @@ pub fn copy_segments(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::NewSegment;
     use crate::event::{event_id, Bus, Event};
     use crate::segment::{decode_segment, encode_segment};
 
@@ -262,24 +261,9 @@ mod tests {
         }
     }
 
-    fn record(index: usize, bytes: &EncodedSegment) -> SegmentRecord {
-        crate::maintenance::live_record(
-            NewSegment {
-                id: format!("s{index}"),
-                uri: format!("s{index}"),
-                source: "src".to_owned(),
-                topic: "orders".to_owned(),
-                partition: 0,
-                first_offset: bytes.first_offset,
-                last_offset: bytes.last_offset,
-                min_event_time: bytes.min_event_time,
-                max_event_time: bytes.max_event_time,
-                rows: bytes.rows as i64,
-                bytes: bytes.bytes.len() as i64,
-                checksum: None,
-            },
-            0,
-        )
+    fn record(index: usize, encoded: &EncodedSegment) -> SegmentRecord {
+        let name = format!("s{index}");
+        crate::maintenance::live_record(encoded.record(name.clone(), name, "src", "orders", 0), 0)
     }
 
     #[test]

@@ -37,7 +37,7 @@ use crate::event::{now_micros, Event};
 use crate::layout::{sibling_object_path, NamePart, SegmentLocation};
 use crate::lease::WriterLease;
 use crate::metrics::{global, MaintenanceLabels, MaintenanceOutcomeLabels};
-use crate::segment::{segment_checksum, SegmentFormat};
+use crate::segment::SegmentFormat;
 use crate::store::ArchiveStore;
 
 pub use catalog::{InputPlacement, MaintenanceRun, Swap};
@@ -200,8 +200,22 @@ impl Maintenance {
         actor: Option<String>,
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<CompactionReport> {
-        let started = Instant::now();
         let jobs = self.plan_compaction(scope).await?;
+        self.compact_planned(scope, jobs, dry_run, actor, progress)
+            .await
+    }
+
+    /// [`Maintenance::compact`] with the jobs already planned (a dry run
+    /// that lists them reports on the same plan).
+    pub async fn compact_planned(
+        &self,
+        scope: &Scope,
+        jobs: Vec<CompactionJob>,
+        dry_run: bool,
+        actor: Option<String>,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<CompactionReport> {
+        let started = Instant::now();
         let mut run = MaintenanceRun::start("compaction", dry_run, actor, scope.describe());
         let mut report = CompactionReport {
             run_id: run.id.clone(),
@@ -419,20 +433,13 @@ impl Maintenance {
                         Some(encoded) => {
                             let path = key_for(&id, encoded.first_offset, encoded.last_offset)?;
                             let first = &inputs[0].segment;
-                            let record = NewSegment {
-                                id: id.clone(),
-                                uri: path.to_string(),
-                                source: first.source.clone(),
-                                topic: first.topic.clone(),
-                                partition: first.partition,
-                                first_offset: encoded.first_offset,
-                                last_offset: encoded.last_offset,
-                                min_event_time: encoded.min_event_time,
-                                max_event_time: encoded.max_event_time,
-                                rows: encoded.rows as i64,
-                                bytes: encoded.bytes.len() as i64,
-                                checksum: Some(segment_checksum(&encoded.bytes)),
-                            };
+                            let record = encoded.record(
+                                id.clone(),
+                                path.to_string(),
+                                &first.source,
+                                &first.topic,
+                                first.partition,
+                            );
                             Some((record, encoded.bytes))
                         }
                     };
