@@ -227,16 +227,18 @@ _hs_ensure_python_packages() {
   _hs_python
   local missing pkgs=() m
   # find_spec only locates the packages; importing pyarrow/duckdb is slow.
-  missing="$("$_hs_py" - duckdb pyarrow polars confluent_kafka boto3 moto flask flask_cors openapi_spec_validator <<'PY'
+  missing="$("$_hs_py" - duckdb pyarrow polars confluent_kafka boto3 moto flask flask_cors openapi_spec_validator pyiceberg sqlalchemy psycopg2 <<'PY'
 import importlib.util, sys
 print(" ".join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))
 PY
-)" || missing="duckdb pyarrow polars confluent_kafka boto3 moto openapi_spec_validator"
+)" || missing="duckdb pyarrow polars confluent_kafka boto3 moto openapi_spec_validator pyiceberg"
   for m in $missing; do
     case "$m" in
       confluent_kafka) pkgs+=("confluent-kafka") ;;
       moto | flask | flask_cors) pkgs+=("moto[server]") ;;
       openapi_spec_validator) pkgs+=("openapi-spec-validator") ;;
+      # Outside reader of the Iceberg tables, through the SQL catalog.
+      pyiceberg | sqlalchemy | psycopg2) pkgs+=("pyiceberg[sql-sqlite,sql-postgres,pyarrow]") ;;
       *) pkgs+=("$m") ;;
     esac
   done

@@ -75,6 +75,15 @@ pub async fn run(
             maintenance_stop.clone(),
         )
     });
+    let tables = config.tables.enabled.then(|| {
+        crate::tables::spawn_background(
+            config,
+            store.clone(),
+            catalog.clone(),
+            &lease,
+            maintenance_stop.clone(),
+        )
+    });
     let mut failure = None;
     while let Some(joined) = tasks.join_next().await {
         match joined {
@@ -94,9 +103,9 @@ pub async fn run(
         }
     }
     maintenance_stop.cancel();
-    if let Some(task) = maintenance {
+    for task in [maintenance, tables].into_iter().flatten() {
         if let Err(error) = task.await {
-            tracing::warn!(%error, "the maintenance task panicked");
+            tracing::warn!(%error, "a background maintenance task panicked");
         }
     }
     crate::open::release_writer_lease(&lease, renewal).await;

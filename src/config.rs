@@ -22,6 +22,7 @@ use hindsight_archive::maintenance::retention::RetentionRule;
 use hindsight_archive::maintenance::CompactionSettings;
 use hindsight_archive::segment::SegmentFormat;
 use hindsight_archive::store::StoreConfig;
+use hindsight_archive::tables::TableSettings;
 use hindsight_archive::{Secret, SecretUrl};
 use hindsight_connectors::{Connections, SourceSection};
 use hindsight_ingest::FlushPolicy;
@@ -47,6 +48,8 @@ pub struct Config {
     pub replay: ReplaySection,
     /// Background compaction of closed hours, and the grace of retired objects.
     pub compaction: CompactionSection,
+    /// The archive as Iceberg tables, kept in step by `hindsight archive`.
+    pub tables: TablesSection,
     /// How long each source (and topic) keeps events: `[retention.SOURCE]`.
     #[serde(default)]
     pub retention: BTreeMap<String, RetentionSection>,
@@ -94,6 +97,27 @@ pub struct CompactionSection {
     /// Copy encoded column chunks instead of re-encoding: faster, but keeps
     /// the ingest zstd level and the small row groups.
     pub column_copy: bool,
+}
+
+/// `[tables]`: one Iceberg table per (source, topic) over the segments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TablesSection {
+    /// Keep the tables in step in the background of `hindsight archive`
+    /// (and keep retired segments a kept snapshot lists).
+    pub enabled: bool,
+    /// The Iceberg catalog name engines use (`catalog_name` column).
+    pub catalog_name: String,
+    /// A table lags the catalog by at most about this much.
+    #[serde(with = "humantime_serde")]
+    pub max_lag: Duration,
+    /// Snapshots younger than this are kept (time travel).
+    #[serde(with = "humantime_serde")]
+    pub keep_snapshots: Duration,
+    /// And at least this many of the newest.
+    pub min_snapshots: usize,
+    /// More manifests than this are merged into one per partition spec.
+    pub max_manifests: usize,
 }
 
 /// `[retention.SOURCE]`: `keep = "400d"`, `topics = { orders = "30d" }`.
@@ -280,6 +304,17 @@ impl Config {
             settle: self.compaction.settle,
             grace: self.compaction.grace,
             column_copy: self.compaction.column_copy,
+            keep_for_tables: self.tables.enabled,
+        }
+    }
+
+    pub fn table_settings(&self) -> TableSettings {
+        TableSettings {
+            catalog_name: self.tables.catalog_name.clone(),
+            keep_snapshots: self.tables.keep_snapshots,
+            min_snapshots: self.tables.min_snapshots,
+            max_manifests: self.tables.max_manifests,
+            ..TableSettings::default()
         }
     }
 
@@ -327,6 +362,16 @@ impl Config {
 
     fn maintenance_problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
+        let tables = &self.tables;
+        if tables.max_lag < Duration::from_secs(1) {
+            problems.push("tables.max_lag: must be at least 1s".to_owned());
+        }
+        if tables.catalog_name.is_empty() || tables.catalog_name.len() > 255 {
+            problems.push("tables.catalog_name: must be 1 to 255 characters".to_owned());
+        }
+        if tables.max_manifests < 2 {
+            problems.push("tables.max_manifests: must be at least 2".to_owned());
+        }
         let compaction = &self.compaction;
         if !(1..=22).contains(&compaction.zstd_level) {
             problems.push("compaction.zstd_level: must be between 1 and 22".to_owned());
@@ -491,6 +536,7 @@ mod tests {
         let http = HttpOptions::default();
         assert_eq!(config.http.options(), http);
         assert_eq!(config.storage.allow_http, StoreConfig::default().allow_http);
+        assert_eq!(config.table_settings(), TableSettings::default());
     }
 
     #[test]

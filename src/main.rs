@@ -15,6 +15,7 @@ mod query;
 mod repair;
 mod replay;
 mod serve;
+mod tables;
 mod verify;
 
 use std::path::PathBuf;
@@ -112,6 +113,11 @@ enum Command {
     /// of closed hours (and quiet days) into few large ones at the cold zstd
     /// level; `hindsight archive` does both in the background.
     Compact(maintenance::CompactArgs),
+    /// The archive as Iceberg tables (one per source and topic), read by
+    /// Spark, Trino and PyIceberg through the SQL catalog in the catalog
+    /// database.
+    #[command(subcommand)]
+    Table(tables::TableCommand),
     /// Remove the segments older than the configured `[retention.SOURCE]`.
     Retention(maintenance::RetentionArgs),
     /// Erase events (a data-protection request): rewrites every segment
@@ -231,6 +237,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => verify::run(&config, source, since, json).await,
         Command::Compact(args) => maintenance::compact(&config, args, cancel).await,
         Command::Retention(args) => maintenance::retention(&config, args, cancel).await,
+        Command::Table(command) => tables::run(&config, command, cancel).await,
         Command::Erase(args) => maintenance::erase(&config, args, cancel).await,
         Command::CheckConfig { connect: false } => check_config::run(&config),
         Command::CheckConfig { connect: true } => check_config::connect(&config).await,

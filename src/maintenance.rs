@@ -126,20 +126,20 @@ async fn close(
 }
 
 /// A one-line progress bar on stderr, when stderr is a terminal.
-struct Bar {
+pub struct Bar {
     started: Instant,
     terminal: bool,
 }
 
 impl Bar {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Bar {
             started: Instant::now(),
             terminal: std::io::stderr().is_terminal(),
         }
     }
 
-    fn show(&self, what: &str, done: u64, total: u64, extra: &str) {
+    pub fn show(&self, what: &str, done: u64, total: u64, extra: &str) {
         if !self.terminal || total == 0 {
             return;
         }

@@ -49,7 +49,7 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
-async fn declare_topic_exchange(channel: &Channel) -> String {
+pub(crate) async fn declare_topic_exchange(channel: &Channel) -> String {
     let exchange = unique("hs-x");
     channel
         .exchange_declare(
@@ -125,7 +125,12 @@ fn properties(seq: u64) -> BasicProperties {
 }
 
 /// Publishes `seqs` with confirms, at most `rate` per second (0: unlimited).
-async fn publish(channel: &Channel, exchange: &str, seqs: std::ops::Range<u64>, rate: u64) {
+pub(crate) async fn publish(
+    channel: &Channel,
+    exchange: &str,
+    seqs: std::ops::Range<u64>,
+    rate: u64,
+) {
     let started = Instant::now();
     let first = seqs.start;
     let mut confirms = Vec::with_capacity(1000);
@@ -171,15 +176,15 @@ fn publish_in_background(
     })
 }
 
-struct AmqpTestConfig<'a> {
-    mode: &'a str,
-    queue: &'a str,
-    exchange: &'a str,
-    max_rows: usize,
-    storage: &'a str,
+pub(crate) struct AmqpTestConfig<'a> {
+    pub(crate) mode: &'a str,
+    pub(crate) queue: &'a str,
+    pub(crate) exchange: &'a str,
+    pub(crate) max_rows: usize,
+    pub(crate) storage: &'a str,
 }
 
-fn write_config(directory: &Path, test: &AmqpTestConfig<'_>) -> PathBuf {
+pub(crate) fn write_config(directory: &Path, test: &AmqpTestConfig<'_>) -> PathBuf {
     let file = directory.join("hindsight.toml");
     let text = format!(
         r##"data_dir = "{data}"

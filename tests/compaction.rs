@@ -26,17 +26,22 @@ use crate::util::{
 const HOUR: i64 = 3_600_000_000;
 
 /// A demo archive under a temporary directory, with its configuration.
-struct Archive {
+pub(crate) struct Archive {
     directory: tempfile::TempDir,
-    config: PathBuf,
-    catalog_url: String,
+    pub(crate) config: PathBuf,
+    pub(crate) catalog_url: String,
 }
 
 impl Archive {
     /// `demo --events N` with small flushes (many segments); `extra` is
     /// appended to the configuration. Hours close a minute after they end,
     /// and retired objects are deleted at the next pass (grace 0s).
-    fn demo(events: u64, max_rows: u64, catalog_url: Option<String>, extra: &str) -> Archive {
+    pub(crate) fn demo(
+        events: u64,
+        max_rows: u64,
+        catalog_url: Option<String>,
+        extra: &str,
+    ) -> Archive {
         let directory = tempfile::tempdir().unwrap();
         let data = directory.path().join("data");
         let catalog_url =
@@ -60,18 +65,18 @@ impl Archive {
         archive
     }
 
-    fn data(&self) -> PathBuf {
+    pub(crate) fn data(&self) -> PathBuf {
         self.directory.path().join("data")
     }
 
-    fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Command {
         let mut command = hindsight();
         command.arg("--config").arg(&self.config);
         command
     }
 
     /// More demo events: offsets continue, times fall in the same six hours.
-    fn add_demo_events(&self, events: u64, seed: u64) {
+    pub(crate) fn add_demo_events(&self, events: u64, seed: u64) {
         run_ok(self.command().args([
             "demo",
             "--no-serve",
@@ -82,7 +87,7 @@ impl Archive {
         ]));
     }
 
-    fn json(&self, args: &[&str]) -> Value {
+    pub(crate) fn json(&self, args: &[&str]) -> Value {
         let output = run_ok(self.command().args(args));
         serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
             panic!(
@@ -153,7 +158,7 @@ impl Archive {
 /// A configuration archiving `topic` from the test broker into
 /// `directory/data`, flushing every `max_rows` (or second), with
 /// `compaction` as the `[compaction]` section.
-fn kafka_archive_config(
+pub(crate) fn kafka_archive_config(
     directory: &std::path::Path,
     topic: &str,
     max_rows: u64,

@@ -22,6 +22,7 @@ mod secure;
 mod secure_amqp;
 mod store;
 mod supervision;
+mod tables;
 mod tombstone;
 mod util;
 mod web;

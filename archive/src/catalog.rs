@@ -727,7 +727,7 @@ fn partition_from(value: i64) -> Result<i32> {
     i32::try_from(value).map_err(|_| Error::internal("catalog partition is out of range"))
 }
 
-fn segment_from_row(row: &AnyRow) -> Result<SegmentRecord> {
+pub(crate) fn segment_from_row(row: &AnyRow) -> Result<SegmentRecord> {
     let state: String = row.try_get("state")?;
     Ok(SegmentRecord {
         segment: NewSegment {

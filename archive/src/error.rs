@@ -101,6 +101,10 @@ impl Error {
         Error::new(ErrorKind::Internal, message)
     }
 
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Conflict, message)
+    }
+
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
@@ -219,6 +223,12 @@ impl From<parquet::errors::ParquetError> for Error {
 impl From<arrow::error::ArrowError> for Error {
     fn from(error: arrow::error::ArrowError) -> Self {
         Error::with_source(ErrorKind::Internal, "arrow operation failed", error)
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(error: serde_json::Error) -> Self {
+        Error::with_source(ErrorKind::Internal, "cannot encode or decode JSON", error)
     }
 }
 

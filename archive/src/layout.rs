@@ -192,6 +192,31 @@ impl SegmentLocation {
     }
 }
 
+/// The directory, under the store root, that holds the Iceberg tables'
+/// metadata (never their data: a table's data files are the segments).
+pub const TABLES_ROOT: &str = "tables";
+
+/// The location of the Iceberg table of (source, topic):
+/// `tables/<source>/<topic>`.
+pub fn table_location(source: &str, topic: &str) -> Result<String> {
+    Ok(format!(
+        "{TABLES_ROOT}/{}/{}",
+        NamePart::encode("source", source)?,
+        NamePart::encode("topic", topic)?
+    ))
+}
+
+/// The key of a metadata file (metadata JSON, manifest list, manifest) of
+/// the table at `location`: `<location>/metadata/<file>`.
+pub fn table_metadata_key(location: &str, file: &str) -> Result<Path> {
+    if file.is_empty() || !file.bytes().all(is_safe_byte) || file.starts_with('.') {
+        return Err(Error::internal(
+            "table metadata file name is not a safe name",
+        ));
+    }
+    Ok(Path::parse(format!("{location}/metadata/{file}"))?)
+}
+
 /// The `hour` of a day-long compacted segment's directory.
 pub const ALL_HOURS: &str = "all";
 

@@ -18,6 +18,7 @@ pub mod schema;
 pub mod secret;
 pub mod segment;
 pub mod store;
+pub mod tables;
 pub mod writer;
 
 pub use error::{Error, ErrorKind, Result};

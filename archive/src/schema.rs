@@ -8,6 +8,7 @@
 //! never change the schema.
 
 use std::borrow::Borrow;
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
@@ -27,19 +28,45 @@ use crate::event::{AmqpProperties, Event, Header};
 /// segment's Parquet key-value metadata as `hindsight.schema_version`.
 /// Version 4: `payload` is nullable, NULL for a Kafka tombstone. Older
 /// segments declare it required and read as the same column with no nulls.
-pub const SCHEMA_VERSION: &str = "4";
+/// Version 5: every field carries its Iceberg field id (`PARQUET:field_id`);
+/// older segments are read through the tables' name mapping.
+pub const SCHEMA_VERSION: &str = "5";
 
 const UTC: &str = "UTC";
 
+/// The Parquet field id key: arrow-rs writes it into the Parquet schema's
+/// `field_id`, which Iceberg readers resolve columns by.
+pub const FIELD_ID_KEY: &str = parquet::arrow::PARQUET_FIELD_ID_META_KEY;
+
+/// Field ids of the nested `headers` fields; the top-level columns are
+/// numbered 1, 2, … in schema order. Ids are part of the contract: a new
+/// column takes the next free id (`LAST_FIELD_ID + 1`), never a used one.
+pub const HEADERS_ELEMENT_ID: i32 = 31;
+pub const HEADER_NAME_ID: i32 = 32;
+pub const HEADER_VALUE_ID: i32 = 33;
+pub const LAST_FIELD_ID: i32 = 33;
+
+fn with_id(field: Field, id: i32) -> Field {
+    field.with_metadata(HashMap::from([(FIELD_ID_KEY.to_owned(), id.to_string())]))
+}
+
 fn header_fields() -> Fields {
     Fields::from(vec![
-        Field::new("name", DataType::Utf8, false),
-        Field::new("value", DataType::Binary, true),
+        with_id(Field::new("name", DataType::Utf8, false), HEADER_NAME_ID),
+        with_id(Field::new("value", DataType::Binary, true), HEADER_VALUE_ID),
     ])
 }
 
 fn header_item_field() -> Arc<Field> {
-    Arc::new(Field::new("item", DataType::Struct(header_fields()), false))
+    Arc::new(with_id(
+        Field::new("item", DataType::Struct(header_fields()), false),
+        HEADERS_ELEMENT_ID,
+    ))
+}
+
+/// The field id a schema field carries, when it carries one.
+pub fn field_id(field: &Field) -> Option<i32> {
+    field.metadata().get(FIELD_ID_KEY)?.parse().ok()
 }
 
 fn timestamp_type() -> DataType {
@@ -47,11 +74,12 @@ fn timestamp_type() -> DataType {
 }
 
 /// The archive schema. Column order is part of the contract: append only.
+/// Every field carries its Iceberg field id (`PARQUET:field_id`).
 pub fn event_schema() -> SchemaRef {
     static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
     SCHEMA
         .get_or_init(|| {
-            Arc::new(Schema::new(vec![
+            let columns = vec![
                 Field::new("event_id", DataType::Utf8, false),
                 Field::new("source", DataType::Utf8, false),
                 Field::new("bus", DataType::Utf8, false),
@@ -82,7 +110,14 @@ pub fn event_schema() -> SchemaRef {
                 Field::new("ingest_time", timestamp_type(), false),
                 Field::new("amqp_exchange", DataType::Utf8, true),
                 Field::new("replay_id", DataType::Utf8, true),
-            ]))
+            ];
+            Arc::new(Schema::new(
+                columns
+                    .into_iter()
+                    .zip(1..)
+                    .map(|(column, id)| with_id(column, id))
+                    .collect::<Vec<_>>(),
+            ))
         })
         .clone()
 }

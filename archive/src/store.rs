@@ -146,6 +146,25 @@ impl ArchiveStore {
         }
     }
 
+    /// The absolute URI of the object at `relative`, as outside readers
+    /// (Iceberg engines) name it: `file:///root/…` or `s3://bucket/prefix/…`.
+    pub fn uri_of(&self, relative: &str) -> String {
+        match &self.backend {
+            Backend::Local { root } => format!("file://{}/{relative}", root.display()),
+            Backend::S3 => format!("{}/{relative}", self.url.trim_end_matches('/')),
+        }
+    }
+
+    /// The key, relative to the store root, of an absolute URI that
+    /// [`ArchiveStore::uri_of`] made; `None` for one outside this store.
+    pub fn relative_of(&self, uri: &str) -> Option<Path> {
+        let base = match &self.backend {
+            Backend::Local { root } => format!("file://{}/", root.display()),
+            Backend::S3 => format!("{}/", self.url.trim_end_matches('/')),
+        };
+        Path::parse(uri.strip_prefix(&base)?).ok()
+    }
+
     /// The key of `relative` inside the store (the prefix applied).
     pub fn full_path(&self, relative: &Path) -> Path {
         self.prefix.parts().chain(relative.parts()).collect()

@@ -267,11 +267,21 @@ impl Catalog {
     }
 
     /// Retired segments whose objects are still in the store and were
-    /// retired before `retired_before`.
-    pub async fn retired_objects(&self, retired_before: i64) -> Result<Vec<SegmentRecord>> {
+    /// retired before `retired_before`; with `keep_for_tables`, not those
+    /// a kept snapshot of an Iceberg table still lists.
+    pub async fn retired_objects(
+        &self,
+        retired_before: i64,
+        keep_for_tables: bool,
+    ) -> Result<Vec<SegmentRecord>> {
+        let listed = if keep_for_tables {
+            " AND id NOT IN (SELECT segment_id FROM table_files)"
+        } else {
+            ""
+        };
         let sql = format!(
             "SELECT {SEGMENT_COLUMNS} FROM segments WHERE retired_at IS NOT NULL \
-             AND retired_at < $1 AND object_deleted_at IS NULL ORDER BY retired_at"
+             AND retired_at < $1 AND object_deleted_at IS NULL{listed} ORDER BY retired_at"
         );
         self.fetch_segments(&sql, vec![Bind::Int(retired_before)])
             .await

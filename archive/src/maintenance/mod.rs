@@ -61,6 +61,9 @@ pub struct CompactionSettings {
     /// Copy encoded column chunks instead of re-encoding (`copy.rs`): far
     /// cheaper, but keeps the inputs' zstd level and row groups.
     pub column_copy: bool,
+    /// Keep a retired object while a kept snapshot of an Iceberg table
+    /// lists it (`table_files`); off when tables are turned off.
+    pub keep_for_tables: bool,
 }
 
 impl CompactionSettings {
@@ -528,7 +531,11 @@ impl Maintenance {
     pub async fn sweep(&self) -> Result<u64> {
         let cutoff = now_micros() - micros(self.settings.grace);
         let mut deleted = 0;
-        for record in self.catalog.retired_objects(cutoff).await? {
+        for record in self
+            .catalog
+            .retired_objects(cutoff, self.settings.keep_for_tables)
+            .await?
+        {
             let path = object_store::path::Path::parse(&record.segment.uri)?;
             self.store.delete(&path).await?;
             self.catalog.mark_object_deleted(&record.segment.id).await?;
