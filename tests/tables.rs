@@ -1195,3 +1195,103 @@ async fn a_postgres_catalog_and_an_s3_store_publish_the_same_tables() {
     assert_sample_identical(&archive.config, &iceberg, &orders, &checked[&orders].ids);
     assert_retention_is_a_delete(&archive, &iceberg).await;
 }
+
+/// Segments written before field ids (schema version 4 and older) are read
+/// through the table's name mapping: PyIceberg finds every column, the
+/// nested headers included, by name.
+#[tokio::test(flavor = "multi_thread")]
+async fn segments_written_before_field_ids_read_through_the_name_mapping() {
+    let archive = Archive::demo(5_000, 1_000, None, "");
+    let catalog = Catalog::connect(&archive.catalog_url).await.unwrap();
+    let orders = catalog
+        .segments(&SegmentFilter {
+            topic: Some("orders".to_owned()),
+            ..SegmentFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(orders.len() > 1, "orders has several segments");
+    for record in &orders {
+        let path = archive.data().join(&record.segment.uri);
+        let bytes = without_field_ids(std::fs::read(&path).unwrap());
+        std::fs::write(&path, &bytes).unwrap();
+        catalog
+            .execute_raw(&format!(
+                "UPDATE segments SET byte_size = {} WHERE id = '{}'",
+                bytes.len(),
+                record.segment.id
+            ))
+            .await
+            .unwrap();
+    }
+    catalog.close().await;
+    table_sync(&archive.config);
+    let iceberg = Iceberg::for_catalog(&archive.catalog_url);
+    let checked = assert_tables_match_query(&archive.config, &archive.catalog_url, &iceberg).await;
+    let table = table_name("demo", "orders");
+    assert_sample_identical(&archive.config, &iceberg, &table, &checked[&table].ids);
+}
+
+/// The same rows as version 4 wrote them: every column and nested field
+/// without its `PARQUET:field_id`.
+fn without_field_ids(bytes: Vec<u8>) -> Vec<u8> {
+    use arrow::datatypes::{DataType, Field, Schema};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    fn strip(field: &Field) -> Field {
+        let data_type = match field.data_type() {
+            DataType::List(element) => DataType::List(Arc::new(strip(element))),
+            DataType::Struct(fields) => {
+                DataType::Struct(fields.iter().map(|field| strip(field)).collect())
+            }
+            other => other.clone(),
+        };
+        Field::new(field.name(), data_type, field.is_nullable())
+    }
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<arrow::array::RecordBatch> = reader.map(|batch| batch.unwrap()).collect();
+    let schema = Arc::new(Schema::new(
+        batches[0]
+            .schema()
+            .fields()
+            .iter()
+            .map(|field| strip(field))
+            .collect::<Vec<_>>(),
+    ));
+    let properties = parquet::file::properties::WriterProperties::builder()
+        .set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(
+            "hindsight.schema_version".to_owned(),
+            "4".to_owned(),
+        )]))
+        .build();
+    let mut out = Vec::new();
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(&mut out, Arc::clone(&schema), Some(properties))
+            .unwrap();
+    for batch in batches {
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(schema.fields())
+            .map(|(column, field)| arrow::compute::cast(column, field.data_type()).unwrap())
+            .collect();
+        let batch = arrow::array::RecordBatch::try_new(Arc::clone(&schema), columns).unwrap();
+        writer.write(&batch).unwrap();
+    }
+    writer.close().unwrap();
+    let metadata = parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(&bytes::Bytes::from(out.clone()))
+        .unwrap();
+    let parquet_schema = metadata.file_metadata().schema_descr();
+    assert!(
+        (0..parquet_schema.num_columns()).all(|index| !parquet_schema
+            .column(index)
+            .self_type()
+            .get_basic_info()
+            .has_id()),
+        "the rewritten segment still carries field ids"
+    );
+    out
+}

@@ -92,6 +92,12 @@ pub struct Metrics {
     pub maintenance_seconds: Family<MaintenanceLabels, Histogram, fn() -> Histogram>,
     /// Retired objects deleted after the grace period.
     pub retired_objects_deleted: Counter,
+    /// Iceberg table snapshots committed.
+    pub table_snapshots: Counter,
+    /// Table sync passes that failed.
+    pub table_sync_failures: Counter,
+    /// When the last table sync pass that synced every table ended (Unix seconds).
+    pub tables_synced_at: Gauge,
     registry: Registry,
 }
 
@@ -119,6 +125,9 @@ impl Metrics {
             maintenance_segments_retired: Family::default(),
             maintenance_seconds: Family::new_with_constructor(new_flush_histogram),
             retired_objects_deleted: Counter::default(),
+            table_snapshots: Counter::default(),
+            table_sync_failures: Counter::default(),
+            tables_synced_at: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -222,6 +231,21 @@ impl Metrics {
             "retired_objects_deleted",
             "Objects of retired segments deleted after the grace period",
             metrics.retired_objects_deleted.clone(),
+        );
+        registry.register(
+            "table_snapshots",
+            "Iceberg table snapshots committed",
+            metrics.table_snapshots.clone(),
+        );
+        registry.register(
+            "table_sync_failures",
+            "Iceberg table sync passes that failed",
+            metrics.table_sync_failures.clone(),
+        );
+        registry.register(
+            "tables_synced_at_seconds",
+            "When the last complete Iceberg table sync pass ended (Unix time); a table lags the catalog by at most now minus this",
+            metrics.tables_synced_at.clone(),
         );
         Metrics {
             registry,

@@ -36,6 +36,8 @@ SIZES = {
 TLS_EVENTS = {"smoke": 5_000, "full": 200_000}
 # compaction: events of the archive compacted, events of the quiet archive.
 COMPACTION_EVENTS = {"smoke": (50_000, 2_000), "full": (5_000_000, 20_000)}
+# tables: events of the archive published as Iceberg tables.
+TABLES_EVENTS = {"smoke": 20_000, "full": 1_000_000}
 # The parts that need the brokers of scripts/services.sh and the P1 data file.
 BROKER_PARTS = {"kafka", "kafka-tls", "storage", "amqp", "replay-kafka", "replay-amqp", "backlog"}
 
@@ -460,6 +462,11 @@ class Bench:
         import compaction
         compaction.run(self, log, count, quiet_count, runs)
 
+    def tables(self, count):
+        """Iceberg tables (tables.py): table sync cost, and reads through PyIceberg."""
+        import tables
+        tables.run(self, log, count)
+
     # ---------------------------------------------------------------- report
 
     def report(self, mode):
@@ -503,7 +510,8 @@ def main():
                              "replay-kafka, replay-amqp or replay (P7), query (P5); "
                              "storage and replay-kafka archive from Kafka first, replay-amqp from RabbitMQ; "
                              "not by default: compaction (files, P4, P5/P6 before and after "
-                             "`hindsight compact`, on demo data; needs no services)")
+                             "`hindsight compact`, on demo data; needs no services), "
+                             "tables (Iceberg table sync and PyIceberg reads, on demo data; no services)")
     parser.add_argument("--kafka-events", type=int)
     parser.add_argument("--amqp-events", type=int)
     parser.add_argument("--query-events", type=int)
@@ -511,6 +519,8 @@ def main():
     parser.add_argument("--tls-events", type=int, help="P1 over SASL_SSL")
     parser.add_argument("--compaction-events", type=int,
                         help="events of the compaction archive (default 5000000; --smoke 50000)")
+    parser.add_argument("--tables-events", type=int,
+                        help="events of the tables archive (default 1000000; --smoke 20000)")
     parser.add_argument("--runs", type=int)
     parser.add_argument("--out", default=None, help="work and result directory")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds any one step may take")
@@ -561,6 +571,8 @@ def main():
         bench.backlog(kafka_data, kafka_events, backlog_events)
     if "compaction" in parts:
         bench.compaction(compaction_events, quiet_events, runs)
+    if "tables" in parts:
+        bench.tables(args.tables_events or TABLES_EVENTS[mode])
     bench.facts["total_seconds"] = time.monotonic() - started
     bench.report(mode)
     log(f"done in {time.monotonic() - started:.0f}s; results in {bench.out}")

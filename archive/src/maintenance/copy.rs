@@ -241,24 +241,11 @@ pub fn copy_segments(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{event_id, Bus, Event};
+    use crate::event::Event;
     use crate::segment::{decode_segment, encode_segment};
 
     fn event(offset: i64) -> Event {
-        Event {
-            event_id: event_id::kafka("src", "orders", 0, offset),
-            source: "src".to_owned(),
-            bus: Bus::Kafka,
-            topic: "orders".to_owned(),
-            partition: Some(0),
-            offset: Some(offset),
-            key: Some(format!("k{}", offset % 7).into_bytes()),
-            payload: Some(format!("{{\"n\":{offset}}}").into_bytes()),
-            payload_size: 8,
-            event_time: 1_000_000 + offset,
-            ingest_time: 2_000_000 + offset,
-            ..Event::default()
-        }
+        crate::maintenance::test_event(0, offset)
     }
 
     fn record(index: usize, encoded: &EncodedSegment) -> SegmentRecord {

@@ -574,6 +574,26 @@ impl Maintenance {
     }
 }
 
+/// A Kafka event of `src`/`orders` at `offset`, for the unit tests.
+#[cfg(test)]
+pub(crate) fn test_event(partition: i32, offset: i64) -> crate::event::Event {
+    use crate::event::{event_id, Bus, Event};
+    Event {
+        event_id: event_id::kafka("src", "orders", partition, offset),
+        source: "src".to_owned(),
+        bus: Bus::Kafka,
+        topic: "orders".to_owned(),
+        partition: Some(partition),
+        offset: Some(offset),
+        key: Some(format!("k{}", offset % 7).into_bytes()),
+        payload: Some(format!("{{\"n\":{offset}}}").into_bytes()),
+        payload_size: 8,
+        event_time: 1_000_000 + offset,
+        ingest_time: 2_000_000 + offset,
+        ..Event::default()
+    }
+}
+
 /// A live, committed catalog row for `segment`, for the unit tests.
 #[cfg(test)]
 pub(crate) fn live_record(segment: NewSegment, compaction_level: i64) -> SegmentRecord {

@@ -3,7 +3,9 @@
 //! record of each table's files and manifests, all moved in one
 //! transaction per snapshot.
 
-use sqlx::any::AnyRow;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+use sqlx::Any;
 use sqlx::Row;
 
 use crate::catalog::{
@@ -66,6 +68,17 @@ pub struct TableCommit {
     /// Rows of files removed, and manifests dropped, at or before this
     /// sequence number are forgotten: no snapshot kept lists them.
     pub forget_through: i64,
+}
+
+/// The condition on a table's rows; its three columns are `$1` to `$3`.
+const TABLE_IS: &str = "catalog_name = $1 AND table_namespace = $2 AND table_name = $3";
+
+/// `sql` with the table's catalog, namespace and name bound to `$1` to `$3`.
+fn of_table<'q>(sql: &'q str, table: &'q TableId) -> Query<'q, Any, AnyArguments<'q>> {
+    sqlx::query(sql)
+        .bind(&table.catalog)
+        .bind(&table.namespace)
+        .bind(&table.name)
 }
 
 fn table_file_from_row(row: &AnyRow) -> Result<TableFile> {
@@ -261,14 +274,12 @@ impl Catalog {
                     file.segment_id, table.namespace, table.name
                 )));
             }
-            sqlx::query(
+            of_table(
                 "INSERT INTO table_files (catalog_name, table_namespace, table_name, segment_id, \
                  manifest, snapshot_id, sequence_number, data_file, removed_sequence) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)",
+                table,
             )
-            .bind(&table.catalog)
-            .bind(&table.namespace)
-            .bind(&table.name)
             .bind(&file.segment_id)
             .bind(&file.manifest)
             .bind(file.snapshot_id)
@@ -278,40 +289,36 @@ impl Catalog {
             .await?;
         }
         for (segment_id, manifest) in &commit.moved {
-            sqlx::query(
-                "UPDATE table_files SET manifest = $1 WHERE catalog_name = $2 \
-                 AND table_namespace = $3 AND table_name = $4 AND segment_id = $5",
+            of_table(
+                &format!(
+                    "UPDATE table_files SET manifest = $4 WHERE {TABLE_IS} AND segment_id = $5"
+                ),
+                table,
             )
             .bind(manifest)
-            .bind(&table.catalog)
-            .bind(&table.namespace)
-            .bind(&table.name)
             .bind(segment_id)
             .execute(&mut *transaction)
             .await?;
         }
         for segment_id in &commit.removed {
-            sqlx::query(
-                "UPDATE table_files SET manifest = NULL, removed_sequence = $1 \
-                 WHERE catalog_name = $2 AND table_namespace = $3 AND table_name = $4 \
-                 AND segment_id = $5",
+            of_table(
+                &format!(
+                    "UPDATE table_files SET manifest = NULL, removed_sequence = $4 \
+                     WHERE {TABLE_IS} AND segment_id = $5"
+                ),
+                table,
             )
             .bind(commit.sequence_number)
-            .bind(&table.catalog)
-            .bind(&table.namespace)
-            .bind(&table.name)
             .bind(segment_id)
             .execute(&mut *transaction)
             .await?;
         }
         for manifest in &commit.manifests_added {
-            sqlx::query(
+            of_table(
                 "INSERT INTO table_manifests (catalog_name, table_namespace, table_name, path, \
                  entry, added_sequence, dropped_sequence) VALUES ($1, $2, $3, $4, $5, $6, NULL)",
+                table,
             )
-            .bind(&table.catalog)
-            .bind(&table.namespace)
-            .bind(&table.name)
             .bind(&manifest.path)
             .bind(serde_json::to_string(manifest)?)
             .bind(commit.sequence_number)
@@ -319,28 +326,20 @@ impl Catalog {
             .await?;
         }
         for path in &commit.manifests_dropped {
-            sqlx::query(
-                "UPDATE table_manifests SET dropped_sequence = $1 WHERE catalog_name = $2 \
-                 AND table_namespace = $3 AND table_name = $4 AND path = $5",
+            of_table(
+                &format!("UPDATE table_manifests SET dropped_sequence = $4 WHERE {TABLE_IS} AND path = $5"),
+                table,
             )
             .bind(commit.sequence_number)
-            .bind(&table.catalog)
-            .bind(&table.namespace)
-            .bind(&table.name)
             .bind(path)
             .execute(&mut *transaction)
             .await?;
         }
-        for statement in [
-            "DELETE FROM table_files WHERE catalog_name = $1 AND table_namespace = $2 \
-             AND table_name = $3 AND removed_sequence <= $4",
-            "DELETE FROM table_manifests WHERE catalog_name = $1 AND table_namespace = $2 \
-             AND table_name = $3 AND dropped_sequence <= $4",
+        for forget in [
+            format!("DELETE FROM table_files WHERE {TABLE_IS} AND removed_sequence <= $4"),
+            format!("DELETE FROM table_manifests WHERE {TABLE_IS} AND dropped_sequence <= $4"),
         ] {
-            sqlx::query(statement)
-                .bind(&table.catalog)
-                .bind(&table.namespace)
-                .bind(&table.name)
+            of_table(&forget, table)
                 .bind(commit.forget_through)
                 .execute(&mut *transaction)
                 .await?;

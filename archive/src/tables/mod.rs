@@ -124,6 +124,30 @@ impl TableSync {
         source: Option<&str>,
         progress: &mut (dyn FnMut(SyncProgress) + Send),
     ) -> Result<Vec<TableReport>> {
+        let started = crate::event::now_micros();
+        let result = self.sync_tables(source, progress).await;
+        let metrics = crate::metrics::global();
+        match &result {
+            Ok(reports) => {
+                let snapshots = reports.iter().filter(|report| report.changed).count();
+                metrics.table_snapshots.inc_by(snapshots as u64);
+                if source.is_none() && reports.iter().all(|report| !report.skipped) {
+                    // Everything committed by `started` is in the tables now.
+                    metrics.tables_synced_at.set(started / 1_000_000);
+                }
+            }
+            Err(_) => {
+                metrics.table_sync_failures.inc();
+            }
+        }
+        result
+    }
+
+    async fn sync_tables(
+        &self,
+        source: Option<&str>,
+        progress: &mut (dyn FnMut(SyncProgress) + Send),
+    ) -> Result<Vec<TableReport>> {
         let topics: Vec<(String, String)> = self
             .catalog
             .table_topics(&self.settings.catalog_name)

@@ -138,7 +138,7 @@ pub fn column_id(name: &str) -> Result<i32> {
     event_schema()
         .field_with_name(name)
         .ok()
-        .and_then(|field| field_id(field))
+        .and_then(field_id)
         .ok_or_else(|| Error::internal(format!("column {name} has no field id")))
 }
 

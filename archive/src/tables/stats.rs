@@ -353,24 +353,11 @@ pub fn unhex(text: &str) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{event_id, Bus, Event};
+    use crate::event::Event;
     use crate::segment::{encode_segment, SegmentFormat};
 
     fn event(offset: i64) -> Event {
-        Event {
-            event_id: event_id::kafka("src", "orders", 3, offset),
-            source: "src".to_owned(),
-            bus: Bus::Kafka,
-            topic: "orders".to_owned(),
-            partition: Some(3),
-            offset: Some(offset),
-            key: Some(format!("k{}", offset % 7).into_bytes()),
-            payload: Some(format!("{{\"n\":{offset}}}").into_bytes()),
-            payload_size: 8,
-            event_time: 1_000_000 + offset,
-            ingest_time: 2_000_000 + offset,
-            ..Event::default()
-        }
+        crate::maintenance::test_event(3, offset)
     }
 
     #[test]
@@ -409,6 +396,14 @@ mod tests {
         let metadata = parquet::file::metadata::ParquetMetaDataReader::new()
             .parse_and_finish(&bytes)
             .unwrap();
+        // Every column, nested ones included, carries its field id.
+        let schema = metadata.file_metadata().schema_descr();
+        let ids: Vec<i32> = (0..schema.num_columns())
+            .map(|index| schema.column(index).self_type().get_basic_info().id())
+            .collect();
+        assert_eq!(ids.len(), 31);
+        assert_eq!(ids[0], column_id("event_id").unwrap());
+        assert!(ids.contains(&crate::schema::HEADER_VALUE_ID));
         let file = describe(
             &metadata,
             "file:///x.parquet".to_owned(),
