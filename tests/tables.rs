@@ -1076,23 +1076,52 @@ async fn table_sync_killed_at_random_moments_leaves_tables_that_load() {
     const EVENTS: u64 = 30_000;
     const MAX_ROWS: u64 = 100;
     let kills = env_u64("HINDSIGHT_TABLES_KILLS", 3);
-    // The duration of a full sync, measured on an archive like the one
-    // the kills hit.
+    // The duration of the syncs the kills hit (all but the first: a quarter
+    // more events each), process start included, measured on an archive
+    // like theirs.
     let full_sync = {
         let probe = Archive::demo(EVENTS, MAX_ROWS, None, "");
+        table_sync(&probe.config);
+        probe.add_demo_events(EVENTS / 4, 99);
         let started = Instant::now();
         table_sync(&probe.config);
         started.elapsed()
     };
-    eprintln!("a full sync of {EVENTS} demo events in {MAX_ROWS}-row segments: {full_sync:?}");
+    eprintln!(
+        "a sync of {} more demo events in {MAX_ROWS}-row segments: {full_sync:?}",
+        EVENTS / 4
+    );
     let archive = Archive::demo(EVENTS, MAX_ROWS, None, "");
     let iceberg = Iceberg::for_catalog(&archive.catalog_url);
     let full_ms = full_sync.as_millis() as u64;
-    let (shortest, longest) = ((full_ms / 10).max(20), (full_ms * 9 / 10).max(40));
+    // The second half: start-up (opening the catalog) takes the first.
+    let (shortest, longest) = ((full_ms / 2).max(20), full_ms.max(40));
     let mut state = u64::from(std::process::id()).wrapping_mul(2_654_435_761) | 1;
     let mut landed_mid_sync = 0;
+    // Kills after the run had written table objects but before every table
+    // was committed: the moments that matter most.
+    let mut landed_mid_write = 0;
+    let table_objects = |archive: &Archive| -> usize {
+        fn count(directory: &Path) -> usize {
+            std::fs::read_dir(directory).map_or(0, |entries| {
+                entries
+                    .flatten()
+                    .map(|entry| {
+                        let path = entry.path();
+                        if path.is_dir() {
+                            count(&path)
+                        } else {
+                            1
+                        }
+                    })
+                    .sum()
+            })
+        }
+        count(&archive.data().join("tables"))
+    };
     let mut listed: BTreeSet<TableName> = BTreeSet::new();
     for kill in 0..kills {
+        let objects_before = table_objects(&archive);
         let mut child = ChildGuard(
             archive
                 .command()
@@ -1143,10 +1172,22 @@ async fn table_sync_killed_at_random_moments_leaves_tables_that_load() {
                 counted.count
             );
         }
+        let written = table_objects(&archive) - objects_before;
+        let behind = tables
+            .iter()
+            .filter(|table| {
+                iceberg.count(table, None).count < stats.get(*table).map_or(0, |topic| topic.events)
+            })
+            .count();
+        if written > 0 && behind > 0 {
+            landed_mid_write += 1;
+        }
+        eprintln!("after kill {kill}: {written} table objects written, {behind} table(s) behind");
         listed = tables;
         // Work for the next sync to be killed in.
         archive.add_demo_events(EVENTS / 4, 100 + kill);
     }
+    eprintln!("{landed_mid_write} of {kills} kills landed after objects were written and before every table was committed");
     assert!(
         landed_mid_sync > 0,
         "no kill landed during a sync (a full sync takes {full_sync:?})"
