@@ -263,6 +263,15 @@ impl Iceberg {
             .clone()
     }
 
+    /// The current snapshot's manifests: path, spec and entries by status.
+    fn manifests(&self, table: &TableName) -> Vec<Value> {
+        let listed = self.run(&["manifests", &table.0, &table.1]);
+        listed
+            .as_array()
+            .unwrap_or_else(|| panic!("manifests: {listed}"))
+            .clone()
+    }
+
     fn newest_snapshot(&self, table: &TableName) -> Value {
         self.snapshots(table)
             .pop()
@@ -1335,4 +1344,72 @@ fn without_field_ids(bytes: Vec<u8>) -> Vec<u8> {
         "the rewritten segment still carries field ids"
     );
     out
+}
+
+/// Metadata stays bounded over many snapshots: with `max_manifests = 3`,
+/// `min_snapshots = 2` and `keep_snapshots = "1s"`, rounds of new events and
+/// a compaction keep the current snapshot at 3 manifests or fewer, deleted
+/// entries only in the snapshot that deleted their files, 2 snapshots, and
+/// on disk only the manifest lists and manifests those snapshots name;
+/// PyIceberg counts what the catalog holds after every round.
+#[tokio::test(flavor = "multi_thread")]
+async fn manifests_merge_and_snapshots_expire_so_metadata_stays_bounded() {
+    let archive = Archive::demo(
+        2_000,
+        200,
+        None,
+        "[tables]\nmax_manifests = 3\nmin_snapshots = 2\nkeep_snapshots = \"1s\"\n",
+    );
+    let iceberg = Iceberg::for_catalog(&archive.catalog_url);
+    let table = table_name("demo", "orders");
+    let metadata = archive.data().join("tables/demo/orders/metadata");
+    let mut operations = Vec::new();
+    for round in 0..6u64 {
+        archive.add_demo_events(1_000, 10 + round);
+        if round == 3 {
+            // The new events first, so the compaction is a snapshot of its own.
+            table_sync(&archive.config);
+            run_ok(archive.command().args(["compact"]));
+        }
+        // Older snapshots age past keep_snapshots.
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        table_sync(&archive.config);
+        let stats = catalog_stats(&archive.catalog_url).await;
+        assert_eq!(
+            iceberg.count(&table, None).count,
+            stats[&table].events,
+            "round {round}"
+        );
+        let manifests = iceberg.manifests(&table);
+        assert!(
+            !manifests.is_empty() && manifests.len() <= 3,
+            "round {round}: {manifests:?}"
+        );
+        let newest = iceberg.newest_snapshot(&table);
+        let operation = newest["operation"].as_str().unwrap().to_owned();
+        if operation == "append" {
+            assert!(
+                manifests.iter().all(|m| m["deleted"] == 0),
+                "round {round}: an append carries no deleted entry: {manifests:?}"
+            );
+        }
+        operations.push(operation);
+        let snapshots = iceberg.snapshots(&table);
+        assert_eq!(snapshots.len().min(2), snapshots.len(), "round {round}");
+        let files: Vec<String> = std::fs::read_dir(&metadata)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        let lists = files
+            .iter()
+            .filter(|name| name.starts_with("snap-"))
+            .count();
+        let manifest_files = files.iter().filter(|name| name.contains("-m")).count();
+        assert!(lists <= 2, "round {round}: {files:?}");
+        assert!(manifest_files <= 2 * 3, "round {round}: {files:?}");
+    }
+    assert!(
+        operations.iter().any(|operation| operation == "replace"),
+        "the compaction was a replace snapshot: {operations:?}"
+    );
 }

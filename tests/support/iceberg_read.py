@@ -16,6 +16,8 @@ usage: iceberg_read.py --uri SQLALCHEMY_URI [--catalog hindsight]
                                                "total": files planned with no filter}
   snapshots NS TABLE                       -> [{"snapshot_id", "parent_id", "sequence_number",
                                                 "timestamp_ms", "operation", "summary"}, ...], oldest first
+  manifests NS TABLE                       -> the current snapshot's manifests:
+                                              [{"path", "spec_id", "added", "existing", "deleted"}, ...]
 
 Tables are pairs (namespace, table), never joined with a dot: topic names may
 hold dots. Bytes are base64 unless --encoding hex (the hex of `hindsight query`'s
@@ -168,6 +170,21 @@ def command_snapshots(catalog, args):
     return snapshots
 
 
+def command_manifests(catalog, args):
+    """The current snapshot's manifests, with each one's entries by status."""
+    table = load(catalog, args)
+    snapshot = table.current_snapshot()
+    if snapshot is None:
+        return []
+    manifests = []
+    for manifest in snapshot.manifests(table.io):
+        statuses = {"added": 0, "existing": 0, "deleted": 0}
+        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=False):
+            statuses[entry.status.name.lower()] += 1
+        manifests.append({"path": manifest.manifest_path, "spec_id": manifest.partition_spec_id, **statuses})
+    return manifests
+
+
 def parser():
     root = argparse.ArgumentParser(description="Read Hindsight's Iceberg tables with PyIceberg.")
     root.add_argument("--uri", required=True, help="SQLAlchemy URI of the catalog database")
@@ -197,6 +214,7 @@ def parser():
     plan.add_argument("--from-us", type=int, required=True)
     plan.add_argument("--to-us", type=int, required=True)
     table_command("snapshots")
+    table_command("manifests")
     return root
 
 
@@ -207,6 +225,7 @@ COMMANDS = {
     "sample": command_sample,
     "plan": command_plan,
     "snapshots": command_snapshots,
+    "manifests": command_manifests,
 }
 
 

@@ -23,6 +23,8 @@ use crate::tables::{SyncProgress, TableReport, TableSync};
 const FOOTER_READS: usize = 8;
 /// A table's lease outlives any pause between two renewals.
 const LEASE_MICROS: i64 = 10 * 60 * 1_000_000;
+/// Footers read between two renewals of the lease.
+const LEASE_RENEWAL_FILES: usize = 500;
 
 /// The manifests and objects of one snapshot in the making.
 struct Draft {
@@ -95,7 +97,7 @@ impl TableSync {
             return Ok(report);
         }
         let result = self
-            .sync_leased(&table, &mut report, progress_state, progress)
+            .sync_leased(&table, &lease, &mut report, progress_state, progress)
             .await;
         let released = self.catalog.release_bucket_lease(&lease, &self.owner).await;
         result?;
@@ -106,6 +108,7 @@ impl TableSync {
     async fn sync_leased(
         &self,
         table: &TableId,
+        lease: &str,
         report: &mut TableReport,
         progress_state: &mut SyncProgress,
         progress: &mut (dyn FnMut(SyncProgress) + Send),
@@ -166,6 +169,18 @@ impl TableSync {
             new_files.push(read);
             progress_state.files_done += 1;
             progress(*progress_state);
+            // A first sync of a large archive reads many footers: renew.
+            if new_files.len() % LEASE_RENEWAL_FILES == 0
+                && !self
+                    .catalog
+                    .take_bucket_lease(lease, &self.owner, LEASE_MICROS)
+                    .await?
+            {
+                return Err(crate::Error::conflict(format!(
+                    "lost the lease on table {}.{}",
+                    table.namespace, table.name
+                )));
+            }
         }
         drop(reads);
 
@@ -195,9 +210,18 @@ impl TableSync {
             .iter()
             .filter(|manifest| manifest.dropped_sequence.is_none())
             .collect();
+        // Rewritten: the manifests of removed files, and those still holding
+        // an earlier snapshot's deleted entries (a deleted entry belongs to
+        // the snapshot that deleted the file only).
         let touched: HashSet<&str> = removed
             .iter()
             .filter_map(|f| f.manifest.as_deref())
+            .chain(
+                listed
+                    .iter()
+                    .filter(|m| m.entry.deleted_files > 0)
+                    .map(|m| m.entry.path.as_str()),
+            )
             .collect();
         // Manifests that keep no file and record no change of this snapshot
         // are dropped; untouched ones carry over as they are.
@@ -411,11 +435,24 @@ impl TableSync {
             .map(|snapshot| snapshot.manifest_list.clone())
             .chain(fallen_off)
             .collect();
+        // Manifests dropped now count as dropped at this sequence number.
+        let dropped_now: HashSet<&str> = commit
+            .manifests_dropped
+            .iter()
+            .map(String::as_str)
+            .collect();
         obsolete.extend(
             state
                 .manifests
                 .iter()
-                .filter(|m| m.dropped_sequence.is_some_and(|s| s <= forget_through))
+                .filter(|m| {
+                    let dropped = m.dropped_sequence.or_else(|| {
+                        dropped_now
+                            .contains(m.entry.path.as_str())
+                            .then_some(draft.sequence_number)
+                    });
+                    dropped.is_some_and(|sequence| sequence <= forget_through)
+                })
                 .map(|m| m.entry.path.clone()),
         );
         for uri in obsolete {
