@@ -170,7 +170,7 @@ impl TableSync {
             progress_state.files_done += 1;
             progress(*progress_state);
             // A first sync of a large archive reads many footers: renew.
-            if new_files.len() % LEASE_RENEWAL_FILES == 0
+            if new_files.len().is_multiple_of(LEASE_RENEWAL_FILES)
                 && !self
                     .catalog
                     .take_bucket_lease(lease, &self.owner, LEASE_MICROS)
