@@ -161,6 +161,9 @@ impl TableSync {
         };
         progress(state);
         let mut reports = Vec::with_capacity(topics.len());
+        // One table failing (an unreadable footer) does not hold the others
+        // back; the pass fails at the end, naming the first.
+        let mut first_failure = None;
         for (source, topic) in &topics {
             let mut attempt = 0;
             let report = loop {
@@ -169,15 +172,24 @@ impl TableSync {
                     Err(error) if error.kind() == ErrorKind::Conflict && attempt < 3 => {
                         tracing::info!(source, topic, error = %error, "table changed meanwhile; syncing it again");
                     }
-                    other => break other?,
+                    other => break other,
                 }
             };
             state.tables_done += 1;
             state.files = 0;
             state.files_done = 0;
             progress(state);
-            reports.push(report);
+            match report {
+                Ok(report) => reports.push(report),
+                Err(error) => {
+                    tracing::warn!(source, topic, error = %error.full_message(), "cannot sync this table");
+                    first_failure.get_or_insert(error);
+                }
+            }
         }
-        Ok(reports)
+        match first_failure {
+            Some(error) => Err(error),
+            None => Ok(reports),
+        }
     }
 }

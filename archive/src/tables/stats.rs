@@ -100,7 +100,7 @@ pub fn describe(metadata: &ParquetMetaData, path: String, file_size: i64) -> Res
                 summary.values += chunk.num_values();
                 match chunk.statistics() {
                     Some(statistics) => summary.add(statistics),
-                    None => summary.complete = false,
+                    None => summary.missing = true,
                 }
             }
         }
@@ -130,7 +130,7 @@ pub fn describe(metadata: &ParquetMetaData, path: String, file_size: i64) -> Res
             continue;
         }
         file.value_counts.insert(*id, summary.values);
-        if !summary.complete {
+        if summary.missing {
             continue;
         }
         file.null_counts.insert(*id, summary.nulls);
@@ -222,19 +222,15 @@ struct ColumnSummary {
     nulls: i64,
     min: Option<Bound>,
     max: Option<Bound>,
-    /// False once a row group had no statistics: no bound can be trusted.
-    complete: bool,
-    seen: bool,
+    /// A row group had no statistics (or no null count): no bound or
+    /// count can be trusted.
+    missing: bool,
 }
 
 impl ColumnSummary {
     fn add(&mut self, statistics: &Statistics) {
-        if !self.seen {
-            self.seen = true;
-            self.complete = true;
-        }
         let Some(nulls) = statistics.null_count_opt() else {
-            self.complete = false;
+            self.missing = true;
             return;
         };
         self.nulls += i64::try_from(nulls).unwrap_or(i64::MAX);

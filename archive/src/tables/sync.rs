@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::event::now_micros;
 use crate::layout::{table_location, table_metadata_key};
 use crate::store::ArchiveStore;
-use crate::tables::catalog::{TableCommit, TableFile, TableId, TableManifest};
+use crate::tables::catalog::{TableCommit, TableFile, TableId, TableManifest, TableState};
 use crate::tables::manifest::{write_manifest, write_manifest_list, Entry, ManifestFile, Status};
 use crate::tables::metadata::{Snapshot, TableMetadata};
 use crate::tables::spec::Spec;
@@ -64,6 +64,13 @@ impl Draft {
     }
 }
 
+/// A sync commits new ingest first (`Appends`), then everything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Appends,
+    Everything,
+}
+
 fn random_snapshot_id() -> i64 {
     // Iceberg snapshot ids are positive longs.
     (uuid::Uuid::new_v4().as_u64_pair().0 >> 1) as i64
@@ -96,9 +103,25 @@ impl TableSync {
             report.skipped = true;
             return Ok(report);
         }
-        let result = self
-            .sync_leased(&table, &lease, &mut report, progress_state, progress)
-            .await;
+        // New ingest first, as an `append` snapshot of its own, so readers
+        // that follow appends only (streaming, incremental scans) see every
+        // new row; then what maintenance replaced or removed.
+        let mut result = Ok(());
+        for phase in [Phase::Appends, Phase::Everything] {
+            let mut step = TableReport::default();
+            result = self
+                .sync_leased(&table, &lease, phase, &mut step, progress_state, progress)
+                .await;
+            if result.is_err() {
+                break;
+            }
+            report.changed |= step.changed;
+            report.added_files += step.added_files;
+            report.removed_files += step.removed_files;
+            report.snapshot_id = step.snapshot_id;
+            report.total_files = step.total_files;
+            report.total_records = step.total_records;
+        }
         let released = self.catalog.release_bucket_lease(&lease, &self.owner).await;
         result?;
         released?;
@@ -109,6 +132,7 @@ impl TableSync {
         &self,
         table: &TableId,
         lease: &str,
+        phase: Phase,
         report: &mut TableReport,
         progress_state: &mut SyncProgress,
         progress: &mut (dyn FnMut(SyncProgress) + Send),
@@ -132,18 +156,28 @@ impl TableSync {
         let added: Vec<&SegmentRecord> = live
             .iter()
             .filter(|segment| !current.contains_key(segment.segment.id.as_str()))
+            // Ingest's segments only, in the append phase: maintenance's
+            // outputs go with the inputs they replace.
+            .filter(|segment| phase == Phase::Everything || segment.compaction_level == 0)
             .collect();
         let removed: Vec<&TableFile> = state
             .files
             .iter()
             .filter(|file| file.removed_sequence.is_none())
             .filter(|file| !live_ids.contains(file.segment_id.as_str()))
+            .filter(|_| phase == Phase::Everything)
             .collect();
         report.snapshot_id = previous.as_ref().and_then(|m| m.current_snapshot_id);
         report.total_files = current.len() as u64;
         report.total_records = current.values().map(|f| f.data_file.record_count).sum();
-        if added.is_empty() && removed.is_empty() && (previous.is_some() || live.is_empty()) {
-            return Ok(());
+        if added.is_empty() && removed.is_empty() {
+            // No table yet means nothing live (every live segment is new).
+            return match previous {
+                Some(metadata) if phase == Phase::Everything => {
+                    self.expire_only(table, &state, metadata, report).await
+                }
+                _ => Ok(()),
+            };
         }
 
         // Footers of the new files, a few at a time.
@@ -184,7 +218,9 @@ impl TableSync {
         }
         drop(reads);
 
-        let now_ms = now_micros() / 1000;
+        // Never before the last update: another host's clock may be ahead.
+        let previous_updated_ms = previous.as_ref().map_or(0, |m| m.last_updated_ms);
+        let now_ms = (now_micros() / 1000).max(previous_updated_ms);
         let location_key = table_location(&table.namespace, &table.name)?;
         let mut metadata = match previous {
             Some(metadata) => metadata,
@@ -380,9 +416,11 @@ impl TableSync {
         let metadata_key = table_metadata_key(&location_key, &metadata_file)?;
         let new_location = self.store.uri_of(metadata_key.as_ref());
         let fallen_off = match &state.metadata_location {
-            Some(previous) => {
-                metadata.log_previous(previous.clone(), now_ms, self.settings.metadata_versions)
-            }
+            Some(previous) => metadata.log_previous(
+                previous.clone(),
+                previous_updated_ms,
+                self.settings.metadata_versions,
+            ),
             None => Vec::new(),
         };
         draft
@@ -428,18 +466,97 @@ impl TableSync {
         }
         self.catalog.commit_table(table, &commit).await?;
 
-        // What no kept snapshot refers to any more. A crash before this
-        // leaves those files behind, unreferenced and harmless.
+        self.delete_obsolete(
+            &state,
+            &expired,
+            fallen_off,
+            &commit.manifests_dropped,
+            draft.sequence_number,
+            forget_through,
+        )
+        .await;
+        report.snapshot_id = Some(draft.snapshot_id);
+        report.changed = true;
+        report.added_files = new_files.len() as u64;
+        report.removed_files = removed.len() as u64;
+        report.total_files = total_files as u64;
+        report.total_records = total_records;
+        Ok(())
+    }
+
+    /// A commit with no new snapshot: snapshots past `keep_snapshots`
+    /// expire even on a table nothing changes, so the objects they alone
+    /// list (segments compaction or an erasure retired) are freed.
+    async fn expire_only(
+        &self,
+        table: &TableId,
+        state: &TableState,
+        mut metadata: TableMetadata,
+        report: &mut TableReport,
+    ) -> Result<()> {
+        let Some(previous) = state.metadata_location.clone() else {
+            return Ok(());
+        };
+        let previous_updated_ms = metadata.last_updated_ms;
+        let now_ms = (now_micros() / 1000).max(previous_updated_ms);
+        let keep_after_ms =
+            now_ms - i64::try_from(self.settings.keep_snapshots.as_millis()).unwrap_or(i64::MAX);
+        let expired = metadata.expire_snapshots(keep_after_ms, self.settings.min_snapshots);
+        if expired.is_empty() {
+            return Ok(());
+        }
+        metadata.last_updated_ms = now_ms;
+        let forget_through = metadata
+            .oldest_sequence_number()
+            .unwrap_or(metadata.last_sequence_number);
+        let fallen_off = metadata.log_previous(
+            previous,
+            previous_updated_ms,
+            self.settings.metadata_versions,
+        );
+        let location_key = table_location(&table.namespace, &table.name)?;
+        let metadata_file = format!(
+            "{:05}-{}.metadata.json",
+            metadata.last_sequence_number,
+            uuid::Uuid::now_v7().simple()
+        );
+        let metadata_key = table_metadata_key(&location_key, &metadata_file)?;
+        self.store
+            .publish(&metadata_key, serde_json::to_vec(&metadata)?.into())
+            .await?;
+        let commit = TableCommit {
+            expected_location: state.metadata_location.clone(),
+            new_location: self.store.uri_of(metadata_key.as_ref()),
+            sequence_number: metadata.last_sequence_number,
+            forget_through,
+            ..TableCommit::default()
+        };
+        self.catalog.commit_table(table, &commit).await?;
+        self.delete_obsolete(state, &expired, fallen_off, &[], 0, forget_through)
+            .await;
+        tracing::debug!(namespace = %table.namespace, table = %table.name, expired = expired.len(), "expired table snapshots");
+        report.snapshot_id = metadata.current_snapshot_id;
+        Ok(())
+    }
+
+    /// Deletes what no kept snapshot refers to any more: the manifest lists
+    /// of expired snapshots, metadata files off the log, and manifests
+    /// dropped at or before `forget_through` (`dropped_now` count as dropped
+    /// at `sequence_number`). A crash before this leaves those files behind,
+    /// unreferenced and harmless.
+    async fn delete_obsolete(
+        &self,
+        state: &TableState,
+        expired: &[Snapshot],
+        fallen_off: Vec<String>,
+        dropped_now: &[String],
+        sequence_number: i64,
+        forget_through: i64,
+    ) {
         let mut obsolete: Vec<String> = expired
             .iter()
             .map(|snapshot| snapshot.manifest_list.clone())
             .chain(fallen_off)
-            .collect();
-        // Manifests dropped now count as dropped at this sequence number.
-        let dropped_now: HashSet<&str> = commit
-            .manifests_dropped
-            .iter()
-            .map(String::as_str)
             .collect();
         obsolete.extend(
             state
@@ -448,8 +565,8 @@ impl TableSync {
                 .filter(|m| {
                     let dropped = m.dropped_sequence.or_else(|| {
                         dropped_now
-                            .contains(m.entry.path.as_str())
-                            .then_some(draft.sequence_number)
+                            .contains(&m.entry.path)
+                            .then_some(sequence_number)
                     });
                     dropped.is_some_and(|sequence| sequence <= forget_through)
                 })
@@ -462,13 +579,6 @@ impl TableSync {
                 }
             }
         }
-        report.snapshot_id = Some(draft.snapshot_id);
-        report.changed = true;
-        report.added_files = new_files.len() as u64;
-        report.removed_files = removed.len() as u64;
-        report.total_files = total_files as u64;
-        report.total_records = total_records;
-        Ok(())
     }
 
     async fn read_metadata(&self, location: &str) -> Result<TableMetadata> {
