@@ -60,7 +60,7 @@ impl Default for TableSettings {
         TableSettings {
             catalog_name: "hindsight".to_owned(),
             keep_snapshots: Duration::from_secs(6 * 3600),
-            min_snapshots: 10,
+            min_snapshots: 1,
             max_manifests: 16,
             metadata_versions: 10,
         }
