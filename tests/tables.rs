@@ -556,6 +556,28 @@ fn assert_sample_identical(config: &Path, iceberg: &Iceberg, table: &TableName, 
     }
 }
 
+/// `table sync` on an archive of one (source, topic) holding `total`
+/// events, then the checks every table gets; returns the catalog URL, the
+/// reader and the table.
+async fn sync_and_check_the_one_table(
+    config: &Path,
+    directory: &Path,
+    source: &str,
+    topic: &str,
+    total: u64,
+) -> (String, Iceberg, TableName) {
+    let reports = table_sync(config);
+    let catalog = crate::util::catalog_url(directory);
+    let iceberg = Iceberg::for_catalog(&catalog);
+    let checked = assert_tables_match_query(config, &catalog, &iceberg).await;
+    let table = table_name(source, topic);
+    assert_eq!(checked.keys().collect::<Vec<_>>(), vec![&table]);
+    assert_eq!(checked[&table].stats.events, total as i64);
+    assert_reports_match(&reports, &checked);
+    assert_sample_identical(config, &iceberg, &table, &checked[&table].ids);
+    (catalog, iceberg, table)
+}
+
 /// A filter on one hour of event time plans some files, but fewer than all.
 fn assert_time_filter_prunes(iceberg: &Iceberg, table: &TableName, hour_start_us: i64) {
     let (planned, total) = iceberg.plan(table, hour_start_us, hour_start_us + HOUR);
@@ -738,15 +760,8 @@ async fn kafka_archive_as_a_table_equals_hindsight_query_byte_for_byte() {
     let status = terminate(&mut archive.0);
     assert!(status.success(), "archive did not stop cleanly: {status:?}");
 
-    let reports = table_sync(&config);
-    let catalog = crate::util::catalog_url(directory.path());
-    let iceberg = Iceberg::for_catalog(&catalog);
-    let checked = assert_tables_match_query(&config, &catalog, &iceberg).await;
-    let table = table_name("kafka-test", &topic);
-    assert_eq!(checked.keys().collect::<Vec<_>>(), vec![&table]);
-    assert_eq!(checked[&table].stats.events, total as i64);
-    assert_reports_match(&reports, &checked);
-    assert_sample_identical(&config, &iceberg, &table, &checked[&table].ids);
+    let (catalog, iceberg, table) =
+        sync_and_check_the_one_table(&config, directory.path(), "kafka-test", &topic, total).await;
     let middle_hour = ((now_ms - 2 * HOUR_MS) * 1_000).div_euclid(HOUR) * HOUR;
     assert_time_filter_prunes(&iceberg, &table, middle_hour);
     assert_commit_metadata_matches_checkpoints(&catalog, &iceberg, &table).await;
@@ -776,15 +791,9 @@ async fn rabbitmq_archive_as_a_table_equals_hindsight_query_byte_for_byte() {
     let status = terminate(&mut archive.0);
     assert!(status.success(), "archive did not stop cleanly: {status:?}");
 
-    let reports = table_sync(&config);
-    let catalog = crate::util::catalog_url(directory.path());
-    let iceberg = Iceberg::for_catalog(&catalog);
-    let checked = assert_tables_match_query(&config, &catalog, &iceberg).await;
-    let table = table_name("amqp-test", &exchange);
-    assert_eq!(checked.keys().collect::<Vec<_>>(), vec![&table]);
-    assert_eq!(checked[&table].stats.events, total as i64);
-    assert_reports_match(&reports, &checked);
-    assert_sample_identical(&config, &iceberg, &table, &checked[&table].ids);
+    let (_, iceberg, table) =
+        sync_and_check_the_one_table(&config, directory.path(), "amqp-test", &exchange, total)
+            .await;
     // Event times are the messages' timestamps, 1_700_000_000 + seq
     // seconds: about three hours from 22:13 UTC. The second of them:
     let second_hour = (1_700_000_000 * 1_000_000_i64).div_euclid(HOUR) * HOUR + HOUR;

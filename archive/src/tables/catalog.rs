@@ -170,26 +170,25 @@ impl Catalog {
         .bind(&table.name)
         .fetch_optional(self.pool())
         .await?;
-        let files = sqlx::query(
-            "SELECT segment_id, manifest, snapshot_id, sequence_number, data_file, removed_sequence \
-             FROM table_files WHERE catalog_name = $1 AND table_namespace = $2 AND table_name = $3 \
-             ORDER BY segment_id",
+        let files = of_table(
+            &format!(
+                "SELECT segment_id, manifest, snapshot_id, sequence_number, data_file, \
+                 removed_sequence FROM table_files WHERE {TABLE_IS} ORDER BY segment_id"
+            ),
+            table,
         )
-        .bind(&table.catalog)
-        .bind(&table.namespace)
-        .bind(&table.name)
         .fetch_all(self.pool())
         .await?
         .iter()
         .map(table_file_from_row)
         .collect::<Result<Vec<_>>>()?;
-        let manifests = sqlx::query(
-            "SELECT entry, added_sequence, dropped_sequence FROM table_manifests \
-             WHERE catalog_name = $1 AND table_namespace = $2 AND table_name = $3 ORDER BY path",
+        let manifests = of_table(
+            &format!(
+                "SELECT entry, added_sequence, dropped_sequence FROM table_manifests \
+                 WHERE {TABLE_IS} ORDER BY path"
+            ),
+            table,
         )
-        .bind(&table.catalog)
-        .bind(&table.namespace)
-        .bind(&table.name)
         .fetch_all(self.pool())
         .await?
         .iter()

@@ -434,16 +434,20 @@ impl TableSync {
             .filter(|m| !listed_paths.contains(m.entry.path.as_str()))
             .map(|m| m.entry.path.clone())
             .collect();
+        let new_by_id: HashMap<&str, &DataFile> = new_files
+            .iter()
+            .map(|(id, file)| (id.as_str(), file))
+            .collect();
         let mut moved = Vec::new();
         let mut added_rows = Vec::new();
         for (segment_id, manifest) in &draft.placement {
-            if let Some((_, file)) = new_files.iter().find(|(id, _)| id == segment_id) {
+            if let Some(file) = new_by_id.get(segment_id.as_str()) {
                 added_rows.push(TableFile {
                     segment_id: segment_id.clone(),
                     manifest: Some(manifest.clone()),
                     snapshot_id: draft.snapshot_id,
                     sequence_number: draft.sequence_number,
-                    data_file: file.clone(),
+                    data_file: (*file).clone(),
                     removed_sequence: None,
                 });
             } else {
