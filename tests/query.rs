@@ -1350,11 +1350,15 @@ fn a_truncated_segment_names_itself_and_other_queries_still_work() {
     let server = Server::start(&target);
     let address = server.address.as_str();
     for _ in 0..3 {
+        // An aggregate reads every shipments segment before its first row,
+        // so the error always comes before the status is sent. (A streaming
+        // `SELECT *` that reads a sound segment first has sent its 200 by
+        // then, and can only cut the body short: `server/src/sql.rs`.)
         let response = post_sql(
             address,
             None,
             "*/*",
-            "SELECT * FROM events WHERE topic = 'shipments'",
+            "SELECT count(*) AS n, sum(length(encode(payload, 'base64'))) AS bytes FROM events WHERE topic = 'shipments'",
         );
         assert_eq!(response.status, 500, "{}", response.text());
         let body = response.json();
