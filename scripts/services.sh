@@ -227,14 +227,19 @@ _hs_ensure_python_packages() {
   _hs_python
   local missing pkgs=() m
   # find_spec only locates the packages; importing pyarrow/duckdb is slow.
-  missing="$("$_hs_py" - duckdb pyarrow polars confluent_kafka boto3 moto flask flask_cors openapi_spec_validator pyiceberg sqlalchemy psycopg2 <<'PY'
+  missing="$("$_hs_py" - duckdb pyarrow polars confluent_kafka fastavro avro jsonschema authlib cachetools grpc_tools boto3 moto flask flask_cors openapi_spec_validator pyiceberg sqlalchemy psycopg2 <<'PY'
 import importlib.util, sys
 print(" ".join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))
 PY
-)" || missing="duckdb pyarrow polars confluent_kafka boto3 moto openapi_spec_validator pyiceberg"
+)" || missing="duckdb pyarrow polars confluent_kafka grpc_tools boto3 moto openapi_spec_validator pyiceberg"
   for m in $missing; do
     case "$m" in
-      confluent_kafka) pkgs+=("confluent-kafka") ;;
+      # With the Schema Registry serializers (schema-aware payload tests):
+      # fastavro/avro, protobuf, jsonschema, and the client's httpx2/authlib/cachetools.
+      confluent_kafka | fastavro | avro | jsonschema | authlib | cachetools)
+        pkgs+=("confluent-kafka[avro,protobuf,json,schemaregistry]") ;;
+      # protoc for tests/support/proto (python -m grpc_tools.protoc).
+      grpc_tools) pkgs+=("grpcio-tools") ;;
       moto | flask | flask_cors) pkgs+=("moto[server]") ;;
       openapi_spec_validator) pkgs+=("openapi-spec-validator") ;;
       # Outside reader of the Iceberg tables, through the SQL catalog.

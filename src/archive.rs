@@ -2,11 +2,13 @@
 //! then flushes, commits and exits 0. When one source fails, all stop
 //! cleanly (what is durable is committed) and the command exits non-zero.
 
+use std::sync::Arc;
+
 use anyhow::{bail, Context};
 use hindsight_archive::maintenance::Maintenance;
 use hindsight_archive::recovery::recover_abandoned;
 use hindsight_archive::writer::ArchiveWriter;
-use hindsight_ingest::run_pipeline;
+use hindsight_ingest::{run_pipeline_observed, EventObserver};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -31,6 +33,10 @@ pub async fn run(
     let writer = ArchiveWriter::new(store.clone(), catalog.clone(), config.segment_format())
         .with_lease(lease.clone());
     let defaults = config.flush.policy();
+    let schemas = crate::schemas::open(config, &catalog).await?;
+    let capture: Option<Arc<dyn EventObserver>> =
+        crate::schemas::SchemaCapture::spawn(&schemas, cancel.child_token())
+            .map(|capture| capture as Arc<dyn EventObserver>);
     let mut tasks = JoinSet::new();
     for section in &config.sources {
         let source_config = section.config();
@@ -46,10 +52,12 @@ pub async fn run(
             .with_context(|| format!("cannot start source {name}"))?;
         let writer = writer.clone();
         let cancel = cancel.clone();
+        let capture = capture.clone();
         let span = tracing::info_span!("source", name = %name);
         tasks.spawn(
             async move {
-                let result = run_pipeline(source.as_mut(), &writer, policy, cancel).await;
+                let result =
+                    run_pipeline_observed(source.as_mut(), &writer, policy, capture, cancel).await;
                 source.close().await;
                 result.map(|summary| (name, summary))
             }

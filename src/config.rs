@@ -56,6 +56,9 @@ pub struct Config {
     /// Named connections (`[connections.NAME]`), for sources and replay targets.
     #[serde(default)]
     pub connections: Connections,
+    /// Schema registries and per-topic schema rules, for decoding payloads.
+    #[serde(default)]
+    pub schemas: hindsight_schemas::SchemaSettings,
     #[serde(default)]
     pub sources: Vec<SourceSection>,
     /// Problems found while reading secret files and resolving connection
@@ -254,6 +257,7 @@ impl Config {
         for (name, connection) in &mut self.connections {
             problems.extend(connection.load_secrets(&format!("connections.{name}")));
         }
+        problems.extend(self.schemas.load_secrets());
         for (index, source) in self.sources.iter_mut().enumerate() {
             problems.extend(source.resolve(&format!("sources[{index}]"), &self.connections));
         }
@@ -426,6 +430,7 @@ impl Config {
             problems.push("storage.row_group_rows: must be at least 1".to_owned());
         }
         problems.extend(self.maintenance_problems());
+        problems.extend(self.schemas.problems());
         let catalog = self.catalog_url();
         if !["sqlite:", "postgres://", "postgresql://"]
             .iter()

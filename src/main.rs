@@ -14,6 +14,7 @@ mod process;
 mod query;
 mod repair;
 mod replay;
+mod schemas;
 mod serve;
 mod tables;
 mod verify;
@@ -118,6 +119,10 @@ enum Command {
     /// database.
     #[command(subcommand)]
     Table(tables::TableCommand),
+    /// The schemas that decode Avro, Protobuf and JSON Schema payloads,
+    /// kept in the catalog so events decode after their registry is gone.
+    #[command(subcommand)]
+    Schemas(schemas::SchemasCommand),
     /// Remove the segments older than the configured `[retention.SOURCE]`.
     Retention(maintenance::RetentionArgs),
     /// Erase events (a data-protection request): rewrites every segment
@@ -238,6 +243,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compact(args) => maintenance::compact(&config, args, cancel).await,
         Command::Retention(args) => maintenance::retention(&config, args, cancel).await,
         Command::Table(command) => tables::run(&config, command, cancel).await,
+        Command::Schemas(command) => schemas::run(&config, command).await,
         Command::Erase(args) => maintenance::erase(&config, args, cancel).await,
         Command::CheckConfig { connect: false } => check_config::run(&config),
         Command::CheckConfig { connect: true } => check_config::connect(&config).await,

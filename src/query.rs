@@ -3,6 +3,7 @@
 //! Arrow IPC for tools. Same engine, limits and errors as `POST /api/v1/sql`.
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -31,8 +32,14 @@ pub async fn run(
     };
     let sql = sql.as_str();
     let (store, catalog) = crate::open::open_archive(config).await?;
-    let engine = QueryEngine::new(store, catalog.clone(), config.query.limits())
-        .context("cannot start the query engine")?;
+    let schemas = crate::schemas::open(config, &catalog).await?;
+    let engine = QueryEngine::with_schemas(
+        store,
+        catalog.clone(),
+        config.query.limits(),
+        Arc::clone(&schemas),
+    )
+    .context("cannot start the query engine")?;
     let started = Instant::now();
     let output = engine.sql(sql).await?;
     let stats = output.stats;

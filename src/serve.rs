@@ -38,7 +38,9 @@ pub async fn serve(
              localhost; list its other names (DNS, a proxy's) in http.allowed_hosts"
         );
     }
-    let engine = QueryEngine::new(store, catalog.clone(), config.query.limits())
+    let schemas = crate::schemas::open(config, &catalog).await?;
+    schemas.spawn_persister(cancel.child_token());
+    let engine = QueryEngine::with_schemas(store, catalog.clone(), config.query.limits(), schemas)
         .context("cannot start the query engine")?;
     let replays = ReplayService::new(
         engine,

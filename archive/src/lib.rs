@@ -12,6 +12,7 @@ pub mod lease;
 pub mod maintenance;
 pub mod metrics;
 pub mod page_checksum;
+pub mod payload_schemas;
 pub mod recovery;
 pub mod replays;
 pub mod schema;

@@ -10,5 +10,5 @@ pub mod pipeline;
 pub mod source;
 
 pub use batch::{Batcher, FlushPolicy};
-pub use pipeline::{run_pipeline, PipelineSummary};
+pub use pipeline::{run_pipeline, run_pipeline_observed, EventObserver, PipelineSummary};
 pub use source::{Source, SourceConfig};

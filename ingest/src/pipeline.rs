@@ -72,6 +72,25 @@ pub async fn run_pipeline(
     policy: FlushPolicy,
     cancel: CancellationToken,
 ) -> Result<PipelineSummary> {
+    run_pipeline_observed(source, writer, policy, None, cancel).await
+}
+
+/// Sees every event a source hands the pipeline, before it is batched, for
+/// work on the side that must never hold ingest back: the binary fetches
+/// the schemas of framed payloads while their registry still has them.
+/// `observe` must be quick and must not block.
+pub trait EventObserver: Send + Sync {
+    fn observe(&self, source: &str, event: &hindsight_archive::Event);
+}
+
+/// [`run_pipeline`], showing every event to `observer` first.
+pub async fn run_pipeline_observed(
+    source: &mut dyn Source,
+    writer: &ArchiveWriter,
+    policy: FlushPolicy,
+    observer: Option<Arc<dyn EventObserver>>,
+    cancel: CancellationToken,
+) -> Result<PipelineSummary> {
     writer
         .catalog()
         .register_source(source.name(), source.bus())
@@ -125,6 +144,12 @@ pub async fn run_pipeline(
             }
             Step::Polled(Poll::Events(events)) => {
                 let batcher = &mut progress.batcher;
+                if let Some(observer) = &observer {
+                    let name = source.name();
+                    events
+                        .iter()
+                        .for_each(|event| observer.observe(name, event));
+                }
                 events.into_iter().for_each(|event| batcher.push(event));
                 metrics::global()
                     .events_buffered

@@ -99,6 +99,13 @@ pub struct EventDetail {
     #[serde(flatten)]
     pub event: EventView,
     pub copies: usize,
+    /// The payload decoded (Avro, Protobuf, JSON Schema, plain JSON), with
+    /// its schema id, subject and version; absent when it does not decode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decoded: Option<hindsight_schemas::Decoded>,
+    /// Why the payload does not decode (absent when it does, or for a tombstone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decode_error: Option<String>,
 }
 
 fn timestamp(micros: i64) -> Expr {
@@ -307,10 +314,44 @@ pub async fn fetch(engine: &QueryEngine, event_id: &str) -> Result<Option<EventD
         ));
     }
     let copies = events.len();
-    Ok(events.into_iter().next().map(|event| EventDetail {
+    let Some(event) = events.into_iter().next() else {
+        return Ok(None);
+    };
+    let (decoded, decode_error) = decode_event(engine, &event).await;
+    Ok(Some(EventDetail {
         event: EventView::from(event),
         copies,
+        decoded,
+        decode_error,
     }))
+}
+
+/// Decodes an event's payload, off the async threads: a schema the store
+/// does not know yet is fetched from the registry, which blocks.
+async fn decode_event(
+    engine: &QueryEngine,
+    event: &hindsight_archive::Event,
+) -> (Option<hindsight_schemas::Decoded>, Option<String>) {
+    let Some(payload) = event.payload.clone() else {
+        return (None, None);
+    };
+    let schemas = std::sync::Arc::clone(engine.schemas());
+    let source = event.source.clone();
+    let topic = event.topic.clone();
+    let header = event
+        .headers
+        .iter()
+        .find(|header| header.name == hindsight_schemas::wire::VALUE_SCHEMA_ID_HEADER)
+        .and_then(|header| header.value.clone());
+    let decoded = tokio::task::spawn_blocking(move || {
+        schemas.decode(Some(&source), Some(&topic), &payload, header.as_deref())
+    })
+    .await;
+    match decoded {
+        Ok(Ok(decoded)) => (Some(decoded), None),
+        Ok(Err(error)) => (None, Some(error.message)),
+        Err(error) => (None, Some(format!("decoding stopped: {error}"))),
+    }
 }
 
 /// The ids of the committed segments whose `event_id` bloom filters may hold

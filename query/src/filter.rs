@@ -24,6 +24,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// What text search and `json=` conditions look in: the decoded JSON of a
+/// payload framed by a schema (Avro, Protobuf, JSON Schema), the UTF-8 text
+/// of any other (`query/src/decode.rs`).
+const SEARCHABLE_TEXT: &str = "decoded_text(payload, topic, headers)";
+
+fn searchable_text(functions: &dyn FunctionRegistry) -> Result<Expr> {
+    Ok(functions
+        .udf("decoded_text")?
+        .call(vec![col("payload"), col("topic"), col("headers")]))
+}
+
 /// The filter as requests carry it; every field narrows.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -309,7 +320,7 @@ impl EventFilter {
             }
         }
         if let Some(needle) = &self.contains {
-            filters.push(contains(col("payload_text"), lit(needle.clone())));
+            filters.push(contains(searchable_text(functions)?, lit(needle.clone())));
         }
         if let Some(id) = &self.correlation_id {
             filters.push(col("correlation_id").eq(lit(id.clone())));
@@ -317,7 +328,7 @@ impl EventFilter {
         if !self.json.is_empty() {
             let json_as_text = functions.udf("json_as_text")?;
             for condition in &self.json {
-                let mut arguments = vec![col("payload_text")];
+                let mut arguments = vec![searchable_text(functions)?];
                 arguments.extend(condition.path.iter().map(|part| match part {
                     PathPart::Index(index) => lit(*index as i64),
                     PathPart::Member(name) => lit(name.clone()),
@@ -370,7 +381,10 @@ impl EventFilter {
             ));
         }
         if let Some(needle) = &self.contains {
-            conditions.push(format!("contains(payload_text, {})", sql_string(needle)));
+            conditions.push(format!(
+                "contains({SEARCHABLE_TEXT}, {})",
+                sql_string(needle)
+            ));
         }
         if let Some(id) = &self.correlation_id {
             conditions.push(format!("correlation_id = {}", sql_string(id)));
@@ -385,7 +399,7 @@ impl EventFilter {
                 })
                 .collect();
             conditions.push(format!(
-                "json_as_text(payload_text, {}) = {}",
+                "json_as_text({SEARCHABLE_TEXT}, {}) = {}",
                 parts.join(", "),
                 sql_string(&condition.value)
             ));
@@ -479,7 +493,7 @@ mod tests {
         assert!(!filter(&["items.2.sku=B"]).matches(&array));
         assert_eq!(
             first.to_sql(),
-            "json_as_text(payload_text, 'items', 0, 'sku') = 'A'"
+            "json_as_text(decoded_text(payload, topic, headers), 'items', 0, 'sku') = 'A'"
         );
     }
 
@@ -560,7 +574,7 @@ mod tests {
         assert_eq!(
             filter.to_sql(),
             "source = 'it''s' AND key = CAST('k' AS BYTEA) AND \
-             has_header(headers, 'h', CAST('v''' AS BYTEA)) AND contains(payload_text, '%')"
+             has_header(headers, 'h', CAST('v''' AS BYTEA)) AND contains(decoded_text(payload, topic, headers), '%')"
         );
     }
 }

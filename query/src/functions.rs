@@ -41,7 +41,7 @@ impl Default for Utf8OrNull {
 }
 
 /// Any binary or string array as a plain `Binary` array.
-fn as_binary(array: &ArrayRef, function: &str) -> Result<ArrayRef> {
+pub(crate) fn as_binary(array: &ArrayRef, function: &str) -> Result<ArrayRef> {
     match array.data_type() {
         DataType::Binary => Ok(Arc::clone(array)),
         DataType::LargeBinary
@@ -95,7 +95,7 @@ impl ScalarUDFImpl for Utf8OrNull {
 }
 
 /// Validates `headers` as `list<struct<name: utf8, value: binary>>`.
-fn check_headers_type(function: &str, data_type: Option<&DataType>) -> Result<()> {
+pub(crate) fn check_headers_type(function: &str, data_type: Option<&DataType>) -> Result<()> {
     let Some(DataType::List(item)) = data_type else {
         return plan_err!("{function} takes the headers column as its first argument");
     };
@@ -109,7 +109,7 @@ fn check_headers_type(function: &str, data_type: Option<&DataType>) -> Result<()
 }
 
 /// Calls `visit(row, names, values, range)` for every row of a headers list.
-fn for_each_row(
+pub(crate) fn for_each_row(
     headers: &ArrayRef,
     function: &str,
     mut visit: impl FnMut(usize, Option<(&dyn Array, &dyn Array, std::ops::Range<usize>)>),
@@ -135,7 +135,7 @@ fn for_each_row(
     Ok(())
 }
 
-fn string_at(array: &dyn Array, index: usize) -> Option<&str> {
+pub(crate) fn string_at(array: &dyn Array, index: usize) -> Option<&str> {
     if array.is_null(index) {
         return None;
     }
@@ -147,7 +147,7 @@ fn string_at(array: &dyn Array, index: usize) -> Option<&str> {
     }
 }
 
-fn bytes_at(array: &dyn Array, index: usize) -> Option<&[u8]> {
+pub(crate) fn bytes_at(array: &dyn Array, index: usize) -> Option<&[u8]> {
     if array.is_null(index) {
         return None;
     }

@@ -6,6 +6,7 @@
 //! HTTP server and no broker client (those are `hindsight-server` and
 //! `hindsight-connectors`).
 
+pub mod decode;
 pub mod error;
 pub mod events;
 pub mod filter;

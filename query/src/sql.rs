@@ -38,6 +38,7 @@ use datafusion::sql::sqlparser::ast::{visit_relations, ObjectNamePart, Statement
 use futures::{Stream, StreamExt};
 use hindsight_archive::catalog::Catalog;
 use hindsight_archive::store::ArchiveStore;
+use hindsight_schemas::Schemas;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -102,10 +103,22 @@ struct EngineInner {
     /// Shared by every query: the object store registry and the Parquet metadata cache.
     runtime: Arc<RuntimeEnv>,
     slots: Arc<Semaphore>,
+    /// Decodes schema-aware payloads for `decode_payload` and friends.
+    schemas: Arc<Schemas>,
 }
 
 impl QueryEngine {
     pub fn new(store: ArchiveStore, catalog: Catalog, limits: QueryLimits) -> Result<Self> {
+        Self::with_schemas(store, catalog, limits, Schemas::plain())
+    }
+
+    /// An engine whose `decode_payload` decodes with `schemas`.
+    pub fn with_schemas(
+        store: ArchiveStore,
+        catalog: Catalog,
+        limits: QueryLimits,
+        schemas: Arc<Schemas>,
+    ) -> Result<Self> {
         let runtime = RuntimeEnvBuilder::new()
             .with_disk_manager_builder(
                 DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
@@ -122,6 +135,7 @@ impl QueryEngine {
                 limits,
                 runtime,
                 slots: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
+                schemas,
             }),
         })
     }
@@ -136,6 +150,10 @@ impl QueryEngine {
 
     pub fn store(&self) -> &ArchiveStore {
         &self.inner.store
+    }
+
+    pub fn schemas(&self) -> &Arc<Schemas> {
+        &self.inner.schemas
     }
 
     /// Waits for a query slot, then builds a session whose clock is running.
@@ -186,7 +204,10 @@ impl QueryEngine {
             .with_default_features()
             .build();
         let mut context = SessionContext::new_with_state(state);
-        for function in crate::functions::all() {
+        for function in crate::functions::all()
+            .into_iter()
+            .chain(crate::decode::all(&self.inner.schemas))
+        {
             context.register_udf(function);
         }
         datafusion_functions_json::register_all(&mut context)?;

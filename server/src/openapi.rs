@@ -468,7 +468,22 @@ fn core_document() -> Value {
                 "EventDetail": {
                     "allOf": [
                         { "$ref": "#/components/schemas/Event" },
-                        { "type": "object", "properties": { "copies": { "type": "integer", "description": "archived copies (AMQP redeliveries)" } } }
+                        { "type": "object", "properties": {
+                            "copies": { "type": "integer", "description": "archived copies (AMQP redeliveries)" },
+                            "decoded": {
+                                "type": "object",
+                                "description": "the payload decoded with its schema (absent when it does not decode); replay always sends the original bytes",
+                                "properties": {
+                                    "format": { "type": "string", "enum": ["avro", "protobuf", "json_schema", "json"] },
+                                    "schema_id": { "type": "integer" }, "registry": { "type": "string" },
+                                    "subject": { "type": "string" }, "version": { "type": "integer" },
+                                    "schema_name": { "type": "string", "description": "the record or message type" },
+                                    "value": { "description": "the decoded value as JSON" }
+                                },
+                                "required": ["format", "value"]
+                            },
+                            "decode_error": { "type": "string", "description": "why the payload does not decode" }
+                        } }
                     ]
                 },
                 "EventPage": {

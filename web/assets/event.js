@@ -94,6 +94,23 @@ function tombstoneSection() {
   );
 }
 
+const FORMAT_NAMES = { avro: "Avro", protobuf: "Protobuf", json_schema: "JSON Schema", json: "JSON" };
+
+function formatName(format) {
+  return FORMAT_NAMES[format] || format;
+}
+
+/** Where the decoded value's schema came from, in one line. */
+function schemaLine(decoded) {
+  const parts = [formatName(decoded.format)];
+  if (decoded.schema_name) parts.push(decoded.schema_name);
+  if (decoded.schema_id !== undefined) parts.push(`schema id ${decoded.schema_id}`);
+  if (decoded.subject) parts.push(`subject ${decoded.subject}`);
+  if (decoded.version !== undefined) parts.push(`version ${decoded.version}`);
+  if (decoded.registry) parts.push(`from ${decoded.registry}`);
+  return `Decoded with: ${parts.join(", ")}. Replay sends the original bytes.`;
+}
+
 function payloadSection(event) {
   if (event.tombstone) return tombstoneSection();
   const bytes = base64Bytes(event.payload_base64);
@@ -106,6 +123,8 @@ function payloadSection(event) {
     }
   }
   const views = [];
+  const decoded = event.decoded;
+  if (decoded && decoded.format !== "json") views.push(["decoded", `Decoded (${formatName(decoded.format)})`, JSON.stringify(decoded.value, null, 2)]);
   if (pretty !== null) views.push(["json", "JSON", pretty]);
   if (event.payload_text !== null && event.payload_text !== undefined) views.push(["text", "Text", event.payload_text]);
   views.push(["hex", "Hex", hexDump(bytes)]);
@@ -144,6 +163,8 @@ function payloadSection(event) {
     el("div", { class: "payload-bar" }, tabs, el("span", { class: "buttons" }, copyButton("Copy", () => current[2]), copyButton("Copy base64", event.payload_base64))),
     pre,
   );
+  if (decoded && decoded.format !== "json") section.append(el("p", { class: "muted", id: "payload-schema" }, schemaLine(decoded)));
+  else if (event.decode_error && !(pretty !== null)) section.append(el("p", { class: "muted", id: "payload-decode-error" }, `Not decoded: ${event.decode_error}`));
   if (bytes.length === 0 && !event.payload_truncated) section.append(el("p", { class: "muted", id: "payload-empty" }, "Empty payload (0 bytes), not a tombstone."));
   if (event.payload_truncated) section.append(el("p", { class: "muted" }, `The archive holds the first ${formatNumber(bytes.length)} of ${formatNumber(event.payload_size)} bytes.`));
   select(current);
