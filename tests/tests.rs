@@ -17,6 +17,7 @@ mod integrity;
 mod kafka;
 mod query;
 mod replay;
+mod schemas;
 mod secrets;
 mod secure;
 mod secure_amqp;

@@ -616,6 +616,14 @@ impl Schemas {
                 })
             }
             Err(error) => {
+                let error = if error.kind == DecodeErrorKind::RegistryUnavailable {
+                    DecodeError::new(
+                        error.kind,
+                        format!("schema {id} is not in the catalog, and {}", error.message),
+                    )
+                } else {
+                    error
+                };
                 self.failures
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)

@@ -1,0 +1,480 @@
+//! Schema-aware payloads (issue 17) against real producers: confluent-kafka's
+//! own `AvroSerializer`, `ProtobufSerializer` and `JSONSerializer` write the
+//! wire format and register their schemas in `tests/support/schema_registry.py`
+//! (a test double of the Schema Registry REST subset: no registry server can
+//! be installed on these machines), into Tansu. Hindsight archives the
+//! topics, keeps the schemas in its catalog, and must decode every event to
+//! what the Python deserializers return, after the registry is gone.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::replay::unique;
+use crate::util::{
+    create_kafka_topic, hindsight, http_get, kafka_brokers, run_ok, serve_data_dir,
+    start_archive_ready, terminate, wait_for_archived, ChildGuard, START_SERVICES,
+};
+
+const REGISTRY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/support/schema_registry.py"
+);
+const PRODUCER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/support/schema_produce.py"
+);
+
+fn events_per_format() -> u64 {
+    std::env::var("HINDSIGHT_SCHEMAS_EVENTS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(100_000)
+}
+
+/// The test registry on a free port; killed when dropped.
+struct Registry {
+    _child: ChildGuard,
+    url: String,
+    log: PathBuf,
+}
+
+impl Registry {
+    fn start(directory: &Path) -> Registry {
+        let port_file = directory.join("registry.port");
+        let log = directory.join("registry.log");
+        let child = Command::new("python3")
+            .arg(REGISTRY)
+            .args(["--port", "0", "--port-file"])
+            .arg(&port_file)
+            .arg("--log")
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run python3 ({e}); set up with {START_SERVICES}"));
+        let child = ChildGuard(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let port = loop {
+            if let Ok(port) = std::fs::read_to_string(&port_file) {
+                if !port.trim().is_empty() {
+                    break port.trim().to_owned();
+                }
+            }
+            assert!(Instant::now() < deadline, "the test registry did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        Registry {
+            _child: child,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+        }
+    }
+
+    /// The requests it served, one `METHOD TARGET` per line.
+    fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// One producer run; returns the expected decodings by key.
+fn produce(
+    registry: &Registry,
+    directory: &Path,
+    topic: &str,
+    format: &str,
+    start: u64,
+    count: u64,
+    extra: &[&str],
+) -> Vec<(String, Value)> {
+    let expected = directory.join(format!("expected-{topic}-{start}.ndjson"));
+    let status = Command::new("python3")
+        .arg(PRODUCER)
+        .args(["--brokers", &kafka_brokers(), "--registry", &registry.url])
+        .args(["--topic", topic, "--format", format])
+        .args(["--start", &start.to_string(), "--count", &count.to_string()])
+        .arg("--expected")
+        .arg(&expected)
+        .args(extra)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run python3 ({e}); set up with {START_SERVICES}"));
+    assert!(status.success(), "producing {format} to {topic} failed");
+    std::io::BufReader::new(std::fs::File::open(&expected).unwrap())
+        .lines()
+        .map(|line| {
+            let line: Value = serde_json::from_str(&line.unwrap()).unwrap();
+            (
+                line["key"].as_str().unwrap().to_owned(),
+                line["value"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// Payloads that must not decode, and must not stop anything: an unknown
+/// schema id, a truncated Avro body, a bare magic byte, garbage.
+fn produce_undecodable(topic: &str, avro_payload_hex: &str) -> usize {
+    let script = format!(
+        r#"
+import confluent_kafka
+p = confluent_kafka.Producer({{"bootstrap.servers": "{brokers}"}})
+sample = bytes.fromhex("{sample}")
+bad = [b"\x00\x00\x00\x03\xe7" + b"junk", sample[: len(sample) // 2], b"\x00", b"\x00\x00\x00\x00\x01\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"]
+for i, payload in enumerate(bad):
+    p.produce("{topic}", key=("undecodable-%d" % i).encode(), value=payload)
+p.flush(30)
+"#,
+        brokers = kafka_brokers(),
+        sample = avro_payload_hex,
+    );
+    let status = Command::new("python3")
+        .args(["-c", &script])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    4
+}
+
+fn query_ndjson(config: &Path, sql: &str) -> Vec<Value> {
+    let output = run_ok(
+        hindsight()
+            .arg("--config")
+            .arg(config)
+            .args(["query", "--format", "ndjson", sql]),
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// Every event of `topic`: its decoding must equal the expected value.
+fn assert_decodes_like_python(config: &Path, topic: &str, expected: &[(String, Value)]) {
+    let rows = query_ndjson(
+        config,
+        &format!(
+            "SELECT utf8_or_null(key) AS key, decode_payload(payload, topic, headers) AS value, \
+             decode_error(payload, topic, headers) AS error FROM events WHERE topic = '{topic}'"
+        ),
+    );
+    let mut decoded: HashMap<String, (Option<String>, Option<String>)> = HashMap::new();
+    for row in rows {
+        decoded.insert(
+            row["key"].as_str().unwrap().to_owned(),
+            (
+                row["value"].as_str().map(str::to_owned),
+                row["error"].as_str().map(str::to_owned),
+            ),
+        );
+    }
+    let mut checked = 0;
+    for (key, value) in expected {
+        let (text, error) = decoded
+            .get(key)
+            .unwrap_or_else(|| panic!("{topic}: no archived event with key {key}"));
+        let text = text
+            .as_deref()
+            .unwrap_or_else(|| panic!("{topic}: {key} did not decode: {error:?}"));
+        let actual: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(&actual, value, "{topic}: {key} decodes differently");
+        checked += 1;
+    }
+    assert_eq!(checked, expected.len());
+    println!("{topic}: {checked} events decode as the Python deserializers do");
+}
+
+fn write_config(directory: &Path, topics: &[&str], registry: &Registry) -> PathBuf {
+    let topics: Vec<String> = topics.iter().map(|topic| format!("{topic:?}")).collect();
+    crate::kafka::write_config(
+        directory,
+        &format!("topics = [{}]", topics.join(", ")),
+        &unique("hs-schemas"),
+        &format!("\n[schemas.registries.main]\nurl = {:?}\n", registry.url),
+        "15m",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn avro_protobuf_and_json_schema_payloads_decode_like_the_python_deserializers_after_the_registry_is_gone(
+) {
+    let count = events_per_format();
+    let directory = tempfile::tempdir().unwrap();
+    let registry = Registry::start(directory.path());
+    let avro = create_kafka_topic(&unique("hs.schemas.avro"), 3);
+    let protobuf = create_kafka_topic(&unique("hs.schemas.proto"), 3);
+    let json = create_kafka_topic(&unique("hs.schemas.json"), 3);
+
+    // Avro whose schema changed twice: versions 1, 2 and 3 of one subject.
+    let evolved = (count / 10).max(10);
+    let mut expected_avro = produce(&registry, directory.path(), &avro, "avro", 0, count, &[]);
+    for (version, start) in [(2, count), (3, count + evolved)] {
+        expected_avro.extend(produce(
+            &registry,
+            directory.path(),
+            &avro,
+            "avro",
+            start,
+            evolved,
+            &["--schema-version", &version.to_string()],
+        ));
+    }
+    // Schema GUIDs in the `__value_schema_id` header, as confluent-kafka 2.16 writes them.
+    expected_avro.extend(produce(
+        &registry,
+        directory.path(),
+        &avro,
+        "avro",
+        count + 2 * evolved,
+        evolved,
+        &["--header-ids"],
+    ));
+    // Protobuf: the second message of the file ([1]), the first (the short
+    // form [0]), a nested one ([1, 0]), and GUID headers.
+    let mut expected_protobuf = produce(
+        &registry,
+        directory.path(),
+        &protobuf,
+        "protobuf",
+        0,
+        count,
+        &[],
+    );
+    for (start, extra) in [
+        (count, vec!["--protobuf-message", "Envelope"]),
+        (count + evolved, vec!["--protobuf-message", "Order.Line"]),
+        (count + 2 * evolved, vec!["--header-ids"]),
+    ] {
+        expected_protobuf.extend(produce(
+            &registry,
+            directory.path(),
+            &protobuf,
+            "protobuf",
+            start,
+            evolved,
+            &extra,
+        ));
+    }
+    let expected_json = produce(&registry, directory.path(), &json, "json", 0, count, &[]);
+
+    let config = write_config(directory.path(), &[&avro, &protobuf, &json], &registry);
+    let total = expected_avro.len() + expected_protobuf.len() + expected_json.len();
+    let (mut archive, _stdout) = start_archive_ready(&config);
+    wait_for_archived(
+        directory.path(),
+        total as i64,
+        Duration::from_secs(300 + total as u64 / 2_000),
+    )
+    .await;
+    // The registry is still up: nothing has decoded yet, and still every
+    // schema the archived events name was fetched once while archiving.
+    let fetched_while_archiving = registry.requests();
+    let status = terminate(&mut archive.0);
+    assert!(status.success(), "archive did not stop cleanly: {status:?}");
+    let schema_fetches = fetched_while_archiving
+        .iter()
+        .filter(|line| {
+            line.starts_with("GET /schemas/ids/") || line.starts_with("GET /schemas/guids/")
+        })
+        .count();
+    println!("schema fetches while archiving {total} events: {schema_fetches}");
+
+    let listed = run_ok(
+        hindsight()
+            .arg("--config")
+            .arg(&config)
+            .args(["schemas", "list", "--json"]),
+    );
+    let listed: Vec<Value> = String::from_utf8(listed.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let subjects: BTreeMap<String, usize> =
+        listed.iter().fold(BTreeMap::new(), |mut counts, schema| {
+            let subject = schema["subject"].as_str().unwrap_or("-").to_owned();
+            *counts.entry(subject).or_default() += 1;
+            counts
+        });
+    println!("stored schemas by subject: {subjects:?}");
+    assert_eq!(
+        subjects.get(&format!("{avro}-value")),
+        Some(&3),
+        "three versions of the Avro subject are kept: {listed:?}"
+    );
+    assert!(
+        schema_fetches <= 2 * listed.len() + 2,
+        "{schema_fetches} fetches for {} schemas: the capture is not cached",
+        listed.len()
+    );
+
+    // The registry is gone for good: every decoding below comes from the catalog.
+    drop(registry);
+    let undecodable_topic = avro.clone();
+    let sample = query_ndjson(
+        &config,
+        &format!("SELECT encode(payload, 'hex') AS p FROM events WHERE topic = '{avro}' LIMIT 1"),
+    );
+    let bad = produce_undecodable(&undecodable_topic, sample[0]["p"].as_str().unwrap());
+    let (mut archive, _stdout) = start_archive_ready(&config);
+    wait_for_archived(
+        directory.path(),
+        (total + bad) as i64,
+        Duration::from_secs(120),
+    )
+    .await;
+    let status = terminate(&mut archive.0);
+    assert!(status.success(), "archive did not stop cleanly: {status:?}");
+
+    assert_decodes_like_python(&config, &avro, &expected_avro);
+    assert_decodes_like_python(&config, &protobuf, &expected_protobuf);
+    assert_decodes_like_python(&config, &json, &expected_json);
+
+    // Each Avro version decodes with its own schema id.
+    let ids = query_ndjson(
+        &config,
+        &format!(
+            "SELECT count(DISTINCT payload_schema_id(payload)) AS ids FROM events \
+             WHERE topic = '{avro}' AND payload_schema_id(payload) IS NOT NULL \
+             AND utf8_or_null(key) NOT LIKE 'undecodable-%'"
+        ),
+    );
+    assert_eq!(ids[0]["ids"], 3, "{ids:?}");
+
+    // Bad input: NULL with a reason, and the query completes.
+    let errors = query_ndjson(
+        &config,
+        &format!(
+            "SELECT utf8_or_null(key) AS key, decode_payload(payload, topic, headers) AS value, \
+             decode_error(payload, topic, headers) AS error FROM events \
+             WHERE topic = '{avro}' AND utf8_or_null(key) LIKE 'undecodable-%' ORDER BY 1"
+        ),
+    );
+    assert_eq!(errors.len(), bad, "{errors:?}");
+    for row in &errors {
+        assert!(row["value"].is_null(), "{row}");
+        assert!(
+            row["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{row}"
+        );
+    }
+    assert!(
+        errors[0]["error"].as_str().unwrap().contains("999"),
+        "an unknown id is named: {}",
+        errors[0]
+    );
+
+    // The API and search, from the catalog alone.
+    let data = directory.path().join("data");
+    let (server, address) = serve_data_dir(&data);
+    let _server = ChildGuard(server);
+    let first_key = &expected_avro[0].0;
+    let found = query_ndjson(
+        &config,
+        &format!("SELECT event_id FROM events WHERE topic = '{avro}' AND key = CAST('{first_key}' AS BYTEA)"),
+    );
+    let event_id = found[0]["event_id"].as_str().unwrap();
+    let (status, body) = http_get(&address, &format!("/api/v1/events/{event_id}"));
+    assert_eq!(status, 200, "{body}");
+    let event: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(event["decoded"]["format"], "avro", "{event}");
+    assert_eq!(event["decoded"]["value"], expected_avro[0].1);
+    assert_eq!(event["decoded"]["subject"], format!("{avro}-value"));
+    assert_eq!(event["decoded"]["version"], 1);
+    let wanted_id = expected_avro[0].1["id"].as_str().unwrap();
+    let (status, body) = http_get(
+        &address,
+        &format!("/api/v1/events?topic={avro}&json=id={wanted_id}&limit=50"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let page: Value = serde_json::from_str(&body).unwrap();
+    let keys: Vec<&str> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|event| event["key"].as_str())
+        .collect();
+    assert!(
+        keys.contains(&first_key.as_str()),
+        "search by a decoded field finds {first_key}: {keys:?}"
+    );
+}
+
+/// A registry export imported into a fresh catalog decodes the same events.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_archive_whose_registry_is_lost_decodes_after_importing_an_export() {
+    let directory = tempfile::tempdir().unwrap();
+    let registry = Registry::start(directory.path());
+    let topic = create_kafka_topic(&unique("hs.schemas.lost"), 1);
+    let expected = produce(&registry, directory.path(), &topic, "avro", 0, 500, &[]);
+    let (status, export) = http_get(
+        registry.url.trim_start_matches("http://"),
+        "/hindsight-test/export",
+    );
+    assert_eq!(status, 200, "{export}");
+    let export_file = directory.path().join("export.json");
+    std::fs::write(&export_file, &export).unwrap();
+    drop(registry);
+
+    // No registry configured: archived without capturing anything.
+    let config = crate::kafka::write_config(
+        directory.path(),
+        &format!("topics = [{topic:?}]"),
+        &unique("hs-schemas"),
+        "",
+        "15m",
+    );
+    let (mut archive, _stdout) = start_archive_ready(&config);
+    wait_for_archived(
+        directory.path(),
+        expected.len() as i64,
+        Duration::from_secs(120),
+    )
+    .await;
+    terminate(&mut archive.0);
+    let before = query_ndjson(
+        &config,
+        &format!("SELECT count(*) AS n FROM events WHERE topic = '{topic}' AND decode_payload(payload, topic) IS NULL"),
+    );
+    assert_eq!(
+        before[0]["n"],
+        expected.len(),
+        "nothing decodes before the import"
+    );
+
+    let imported = run_ok(
+        hindsight()
+            .arg("--config")
+            .arg(&config)
+            .args(["schemas", "import", "--registry", "lost", "--export"])
+            .arg(&export_file),
+    );
+    println!("{}", String::from_utf8_lossy(&imported.stdout));
+    assert_decodes_like_python(&config, &topic, &expected);
+    // Importing again keeps what is stored.
+    let again = run_ok(
+        hindsight()
+            .arg("--config")
+            .arg(&config)
+            .args(["schemas", "import", "--registry", "lost", "--export"])
+            .arg(&export_file),
+    );
+    assert!(String::from_utf8_lossy(&again.stdout).contains("imported 0 schema(s)"));
+    let shown = run_ok(
+        hindsight()
+            .arg("--config")
+            .arg(&config)
+            .args(["schemas", "show", "1", "--json"]),
+    );
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["registry"], "lost");
+    assert_eq!(shown["format"], "avro");
+}
