@@ -406,6 +406,19 @@ async fn avro_protobuf_and_json_schema_payloads_decode_like_the_python_deseriali
         keys.contains(&first_key.as_str()),
         "search by a decoded field finds {first_key}: {keys:?}"
     );
+    // The explorer's rows preview the decoded value, not the binary.
+    let row = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|event| event["key"].as_str() == Some(first_key.as_str()))
+        .unwrap();
+    let preview = row["decoded_preview"].as_str().unwrap_or_default();
+    let whole = expected_avro[0].1.to_string();
+    assert!(
+        preview.len() > 100 && whole.starts_with(preview.trim_end_matches('…')),
+        "a decoded preview of {first_key}: {row}"
+    );
 }
 
 /// A registry export imported into a fresh catalog decodes the same events.

@@ -195,11 +195,73 @@ pub async fn search(engine: &QueryEngine, search: &EventSearch) -> Result<EventP
     } else {
         None
     };
+    let previews = decoded_previews(engine, &events).await;
     Ok(EventPage {
-        events: events.into_iter().map(EventView::from).collect(),
+        events: events
+            .into_iter()
+            .zip(previews)
+            .map(|(event, preview)| {
+                let mut view = EventView::from(event);
+                view.decoded_preview = preview;
+                view
+            })
+            .collect(),
         next_cursor,
         segments_scanned,
     })
+}
+
+/// How long a decoded preview of a schema-framed payload may be.
+const PREVIEW_CHARS: usize = 160;
+
+/// The start of each decoded schema-framed payload (Avro, Protobuf, JSON
+/// Schema, or a topic with a local schema file), for the explorer's rows:
+/// `None` for other payloads, which show as text.
+async fn decoded_previews(
+    engine: &QueryEngine,
+    events: &[hindsight_archive::Event],
+) -> Vec<Option<String>> {
+    let schemas = std::sync::Arc::clone(engine.schemas());
+    let inputs: Vec<_> = events
+        .iter()
+        .map(|event| {
+            let header = event
+                .headers
+                .iter()
+                .find(|header| header.name == hindsight_schemas::wire::VALUE_SCHEMA_ID_HEADER)
+                .and_then(|header| header.value.clone());
+            (
+                event.source.clone(),
+                event.topic.clone(),
+                event.payload.clone(),
+                header,
+            )
+        })
+        .collect();
+    let previews = tokio::task::spawn_blocking(move || {
+        inputs
+            .into_iter()
+            .map(|(source, topic, payload, header)| {
+                let payload = payload?;
+                let framed = hindsight_schemas::Schemas::schema_ref(&payload, header.as_deref())
+                    .is_some()
+                    || schemas.has_local_schema(Some(&source), Some(&topic));
+                if !framed {
+                    return None;
+                }
+                let decoded = schemas
+                    .decode(Some(&source), Some(&topic), &payload, header.as_deref())
+                    .ok()?;
+                let text = decoded.value.to_string();
+                Some(match text.char_indices().nth(PREVIEW_CHARS) {
+                    Some((cut, _)) => format!("{}…", &text[..cut]),
+                    None => text,
+                })
+            })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    previews.unwrap_or_else(|_| vec![None; events.len()])
 }
 
 /// The most buckets one histogram may have.

@@ -61,6 +61,10 @@ pub struct EventView {
     pub redelivered: Option<bool>,
     pub event_time: Option<String>,
     pub ingest_time: Option<String>,
+    /// In search results: the start of a schema-framed payload decoded
+    /// (Avro, Protobuf, JSON Schema), for the explorer's rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decoded_preview: Option<String>,
 }
 
 impl From<Event> for EventView {
@@ -116,6 +120,7 @@ impl From<Event> for EventView {
             correlation_id: event.correlation_id,
             timestamp_type: event.timestamp_type,
             redelivered: event.redelivered,
+            decoded_preview: None,
         }
     }
 }

@@ -392,6 +392,23 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// Python protobuf's `ToShortestFloat`: the value printed with 6, 7, 8 then
+/// 9 significant digits (`'%.{p}g'`, rounding ties to even), the first that
+/// reads back as the same f32. Not Rust's shortest (`f32::to_string`),
+/// which breaks the tie the other way: 54.2578125 is `54.257812` here
+/// and in Python, `54.257813` in Rust's `Display`.
+fn python_shortest_float(value: f32) -> Option<f64> {
+    if !value.is_finite() {
+        return None;
+    }
+    let wide = f64::from(value);
+    (6..=9).find_map(|digits: usize| {
+        let text = format!("{:.*e}", digits - 1, wide);
+        let rounded: f64 = text.parse().ok()?;
+        (rounded as f32 == value).then_some(rounded)
+    })
+}
+
 /// Passes prost-reflect's serialization through to `inner` with two changes:
 /// a `float` is widened through its shortest decimal, as json_format prints
 /// it, and nesting deeper than [`MAX_DEPTH`] is refused.
@@ -479,9 +496,9 @@ impl<S: Serializer> Serializer for Bounded<S> {
     fn serialize_f32(self, v: f32) -> Result<S::Ok, S::Error> {
         // json_format prints a float field as the shortest decimal that reads
         // back as the same f32 (0.1); widening it gives 0.10000000149011612.
-        match v.to_string().parse::<f64>() {
-            Ok(shortest) => self.inner.serialize_f64(shortest),
-            Err(_) => self.inner.serialize_f32(v),
+        match python_shortest_float(v) {
+            Some(shortest) => self.inner.serialize_f64(shortest),
+            None => self.inner.serialize_f32(v),
         }
     }
 
@@ -959,6 +976,17 @@ message Node {
         // Past prost's recursion limit: refused while decoding.
         let err = schema.decode(&node, &nested_nodes(500)).unwrap_err();
         assert_eq!(err.kind, DecodeErrorKind::Mismatch);
+    }
+
+    #[test]
+    fn floats_print_as_python_protobuf_prints_them() {
+        assert_eq!(
+            python_shortest_float(54.257_812_5_f64 as f32),
+            Some(54.257812)
+        );
+        assert_eq!(python_shortest_float(0.1), Some(0.1));
+        assert_eq!(python_shortest_float(96.546_486), Some(96.546486));
+        assert_eq!(python_shortest_float(f32::NAN), None);
     }
 
     #[test]

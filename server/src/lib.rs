@@ -22,6 +22,9 @@
 //! server's CORS consent, which this server never gives: `text/plain`, form
 //! types and no content type at all are refused with 415.
 
+// The OpenAPI document is one `json!` literal, deeper than the default limit.
+#![recursion_limit = "256"]
+
 //!
 //! Errors reach clients through one mapping, [`error`]: each [`ErrorKind`]
 //! has one status code on every route, and an internal error's details go

@@ -462,7 +462,8 @@ fn core_document() -> Value {
                         "timestamp_type": nullable("string"),
                         "amqp": { "type": ["object", "null"] },
                         "redelivered": nullable("boolean"),
-                        "event_time": nullable("string"), "ingest_time": nullable("string")
+                        "event_time": nullable("string"), "ingest_time": nullable("string"),
+                        "decoded_preview": { "type": "string", "description": "in search results: the start of a schema-framed payload (Avro, Protobuf, JSON Schema) decoded" }
                     }
                 },
                 "EventDetail": {

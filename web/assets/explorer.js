@@ -316,6 +316,7 @@ function headerValue(event, name) {
 function preview(event) {
   if (event.tombstone) return "(tombstone)";
   if (event.payload_size === 0 && !event.payload_truncated) return "(empty)";
+  if (event.decoded_preview) return event.decoded_preview;
   if (event.payload_text === null || event.payload_text === undefined) return `(binary, ${formatBytes(event.payload_size)})`;
   return event.payload_text.length > 160 ? `${event.payload_text.slice(0, 160)}…` : event.payload_text;
 }
