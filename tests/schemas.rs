@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::replay::unique;
 use crate::util::{
-    create_kafka_topic, hindsight, http_get, kafka_brokers, run_ok, serve_data_dir,
+    create_kafka_topic, hindsight, http_get, kafka_brokers, query_json, run_ok, serve_data_dir,
     start_archive_ready, terminate, wait_for_archived, ChildGuard, START_SERVICES,
 };
 
@@ -143,23 +143,9 @@ p.flush(30)
     4
 }
 
-fn query_ndjson(config: &Path, sql: &str) -> Vec<Value> {
-    let output = run_ok(
-        hindsight()
-            .arg("--config")
-            .arg(config)
-            .args(["query", "--format", "ndjson", sql]),
-    );
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
-}
-
 /// Every event of `topic`: its decoding must equal the expected value.
 fn assert_decodes_like_python(config: &Path, topic: &str, expected: &[(String, Value)]) {
-    let rows = query_ndjson(
+    let rows = query_json(
         config,
         &format!(
             "SELECT utf8_or_null(key) AS key, decode_payload(payload, topic, headers) AS value, \
@@ -319,7 +305,7 @@ async fn avro_protobuf_and_json_schema_payloads_decode_like_the_python_deseriali
     // The registry is gone for good: every decoding below comes from the catalog.
     drop(registry);
     let undecodable_topic = avro.clone();
-    let sample = query_ndjson(
+    let sample = query_json(
         &config,
         &format!("SELECT encode(payload, 'hex') AS p FROM events WHERE topic = '{avro}' LIMIT 1"),
     );
@@ -339,7 +325,7 @@ async fn avro_protobuf_and_json_schema_payloads_decode_like_the_python_deseriali
     assert_decodes_like_python(&config, &json, &expected_json);
 
     // Each Avro version decodes with its own schema id.
-    let ids = query_ndjson(
+    let ids = query_json(
         &config,
         &format!(
             "SELECT count(DISTINCT payload_schema_id(payload)) AS ids FROM events \
@@ -350,7 +336,7 @@ async fn avro_protobuf_and_json_schema_payloads_decode_like_the_python_deseriali
     assert_eq!(ids[0]["ids"], 3, "{ids:?}");
 
     // Bad input: NULL with a reason, and the query completes.
-    let errors = query_ndjson(
+    let errors = query_json(
         &config,
         &format!(
             "SELECT utf8_or_null(key) AS key, decode_payload(payload, topic, headers) AS value, \
@@ -377,7 +363,7 @@ async fn avro_protobuf_and_json_schema_payloads_decode_like_the_python_deseriali
     let (server, address) = serve_data_dir(&data);
     let _server = ChildGuard(server);
     let first_key = &expected_avro[0].0;
-    let found = query_ndjson(
+    let found = query_json(
         &config,
         &format!("SELECT event_id FROM events WHERE topic = '{avro}' AND key = CAST('{first_key}' AS BYTEA)"),
     );
@@ -453,7 +439,7 @@ async fn an_archive_whose_registry_is_lost_decodes_after_importing_an_export() {
     )
     .await;
     terminate(&mut archive.0);
-    let before = query_ndjson(
+    let before = query_json(
         &config,
         &format!("SELECT count(*) AS n FROM events WHERE topic = '{topic}' AND decode_payload(payload, topic) IS NULL"),
     );

@@ -28,8 +28,9 @@ use crate::compaction::{kafka_archive_config, Archive};
 use crate::replay::unique;
 use crate::store::{create_bucket, s3_endpoint};
 use crate::util::{
-    create_kafka_topic, fresh_postgres_database, hindsight, kafka_brokers, run_ok,
-    start_archive_ready, terminate, wait_for_archived, ChildGuard, START_SERVICES,
+    create_kafka_topic, fresh_postgres_database, hindsight, kafka_brokers, query_json,
+    query_output, run_ok, start_archive_ready, terminate, wait_for_archived, ChildGuard,
+    START_SERVICES,
 };
 
 const HOUR: i64 = 3_600_000_000;
@@ -287,27 +288,6 @@ fn summary_number(snapshot: &Value, key: &str) -> Option<i64> {
 }
 
 // ---- Hindsight -----------------------------------------------------------------
-
-/// `hindsight --config CONFIG query --format FORMAT SQL`: its stdout.
-/// (`util::query_rows` reads a data directory; this reads any catalog and store.)
-fn query_output(config: &Path, format: &str, sql: &str) -> String {
-    let output = run_ok(
-        hindsight()
-            .arg("--config")
-            .arg(config)
-            // A million ids take a while in a debug build.
-            .env("HINDSIGHT__QUERY__TIMEOUT", "600s")
-            .args(["query", "--format", format, sql]),
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-fn query_json(config: &Path, sql: &str) -> Vec<Value> {
-    query_output(config, "ndjson", sql)
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{line}: {error}")))
-        .collect()
-}
 
 /// The event ids of one (source, topic) as `hindsight query` returns them, sorted.
 fn query_ids(config: &Path, table: &TableName) -> Vec<String> {

@@ -345,3 +345,25 @@ pub fn serve_data_dir(data: &Path) -> (Child, String) {
     std::mem::forget(stdout);
     (child, address)
 }
+
+/// `hindsight --config CONFIG query --format FORMAT SQL`: its stdout.
+/// (`query_rows` reads a data directory; this reads any catalog and store.)
+pub fn query_output(config: &Path, format: &str, sql: &str) -> String {
+    let output = run_ok(
+        hindsight()
+            .arg("--config")
+            .arg(config)
+            // A million ids take a while in a debug build.
+            .env("HINDSIGHT__QUERY__TIMEOUT", "600s")
+            .args(["query", "--format", format, sql]),
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// [`query_output`] as NDJSON rows.
+pub fn query_json(config: &Path, sql: &str) -> Vec<serde_json::Value> {
+    query_output(config, "ndjson", sql)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{line}: {error}")))
+        .collect()
+}
