@@ -36,15 +36,25 @@ fn events_per_format() -> u64 {
         .unwrap_or(100_000)
 }
 
+/// The user and password of the registry of the main test (basic auth).
+const REGISTRY_USER: &str = "hindsight";
+const REGISTRY_PASSWORD: &str = "registry-secret-4711";
+
 /// The test registry on a free port; killed when dropped.
 struct Registry {
     _child: ChildGuard,
     url: String,
     log: PathBuf,
+    /// `user:password` when it asks for basic auth.
+    user: Option<String>,
 }
 
 impl Registry {
     fn start(directory: &Path) -> Registry {
+        Self::start_with(directory, None)
+    }
+
+    fn start_with(directory: &Path, user: Option<String>) -> Registry {
         let port_file = directory.join("registry.port");
         let log = directory.join("registry.log");
         let child = Command::new("python3")
@@ -53,6 +63,7 @@ impl Registry {
             .arg(&port_file)
             .arg("--log")
             .arg(&log)
+            .args(user.iter().flat_map(|user| ["--user", user.as_str()]))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -72,6 +83,7 @@ impl Registry {
             _child: child,
             url: format!("http://127.0.0.1:{port}"),
             log,
+            user,
         }
     }
 
@@ -99,6 +111,12 @@ fn produce(
     let status = Command::new("python3")
         .arg(PRODUCER)
         .args(["--brokers", &kafka_brokers(), "--registry", &registry.url])
+        .args(
+            registry
+                .user
+                .iter()
+                .flat_map(|user| ["--registry-user", user.as_str()]),
+        )
         .args(["--topic", topic, "--format", format])
         .args(["--start", &start.to_string(), "--count", &count.to_string()])
         .arg("--expected")
@@ -178,13 +196,21 @@ fn assert_decodes_like_python(config: &Path, topic: &str, expected: &[(String, V
     println!("{topic}: {checked} events decode as the Python deserializers do");
 }
 
+/// A Kafka source over `topics`, and the registry with basic auth, its
+/// password in a file.
 fn write_config(directory: &Path, topics: &[&str], registry: &Registry) -> PathBuf {
     let topics: Vec<String> = topics.iter().map(|topic| format!("{topic:?}")).collect();
+    let password_file = directory.join("registry-password");
+    std::fs::write(&password_file, format!("{REGISTRY_PASSWORD}\n")).unwrap();
     crate::kafka::write_config(
         directory,
         &format!("topics = [{}]", topics.join(", ")),
         &unique("hs-schemas"),
-        &format!("\n[schemas.registries.main]\nurl = {:?}\n", registry.url),
+        &format!(
+            "\n[schemas.registries.main]\nurl = {:?}\nusername = {REGISTRY_USER:?}\npassword_file = {:?}\n",
+            registry.url,
+            password_file.display().to_string()
+        ),
         "15m",
     )
 }
@@ -194,7 +220,10 @@ async fn avro_protobuf_and_json_schema_payloads_decode_like_the_python_deseriali
 ) {
     let count = events_per_format();
     let directory = tempfile::tempdir().unwrap();
-    let registry = Registry::start(directory.path());
+    let registry = Registry::start_with(
+        directory.path(),
+        Some(format!("{REGISTRY_USER}:{REGISTRY_PASSWORD}")),
+    );
     let avro = create_kafka_topic(&unique("hs.schemas.avro"), 3);
     let protobuf = create_kafka_topic(&unique("hs.schemas.proto"), 3);
     let json = create_kafka_topic(&unique("hs.schemas.json"), 3);
@@ -252,6 +281,13 @@ async fn avro_protobuf_and_json_schema_payloads_decode_like_the_python_deseriali
     let expected_json = produce(&registry, directory.path(), &json, "json", 0, count, &[]);
 
     let config = write_config(directory.path(), &[&avro, &protobuf, &json], &registry);
+    let shown = run_ok(hindsight().arg("--config").arg(&config).arg("check-config"));
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains(&registry.url), "{shown}");
+    assert!(
+        !shown.contains(REGISTRY_PASSWORD),
+        "check-config shows the registry password"
+    );
     let total = expected_avro.len() + expected_protobuf.len() + expected_json.len();
     let (mut archive, _stdout) = start_archive_ready(&config);
     wait_for_archived(
@@ -392,6 +428,27 @@ async fn avro_protobuf_and_json_schema_payloads_decode_like_the_python_deseriali
         keys.contains(&first_key.as_str()),
         "search by a decoded field finds {first_key}: {keys:?}"
     );
+    // A replay selected by the same decoded field selects the same events.
+    let selected = expected_avro
+        .iter()
+        .filter(|(_, value)| value["id"].as_str() == Some(wanted_id))
+        .count();
+    let dry_run = run_ok(
+        hindsight()
+            .arg("--config")
+            .arg(&config)
+            .args(["replay", "dry-run", "--topic", &avro])
+            .args(["--json-field", &format!("id={wanted_id}")])
+            .args([
+                "--kafka",
+                &kafka_brokers(),
+                "--to-topic",
+                "hs-schemas-never-created",
+            ])
+            .arg("--json"),
+    );
+    let report: Value = serde_json::from_slice(&dry_run.stdout).unwrap();
+    assert_eq!(report["totals"]["events"], selected, "{report}");
     // The explorer's rows preview the decoded value, not the binary.
     let row = page["events"]
         .as_array()

@@ -405,12 +405,18 @@ async fn decode_event(
         .iter()
         .find(|header| header.name == hindsight_schemas::wire::VALUE_SCHEMA_ID_HEADER)
         .and_then(|header| header.value.clone());
+    let framed = payload.first() == Some(&0) || header.is_some();
     let decoded = tokio::task::spawn_blocking(move || {
         schemas.decode(Some(&source), Some(&topic), &payload, header.as_deref())
     })
     .await;
     match decoded {
         Ok(Ok(decoded)) => (Some(decoded), None),
+        // A payload that names no schema and is not JSON is simply not a
+        // schema-aware payload: nothing to explain.
+        Ok(Err(error)) if error.kind == hindsight_schemas::DecodeErrorKind::Framing && !framed => {
+            (None, None)
+        }
         Ok(Err(error)) => (None, Some(error.message)),
         Err(error) => (None, Some(format!("decoding stopped: {error}"))),
     }

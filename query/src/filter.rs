@@ -414,6 +414,18 @@ impl EventFilter {
     /// True when the event passes the filter; the in-memory twin of
     /// [`EventFilter::to_exprs`].
     pub fn matches(&self, event: &Event) -> bool {
+        self.matches_decoded(event, |_| None)
+    }
+
+    /// [`Self::matches`], with text search and `json=` conditions over
+    /// `decoded(event)` where it is `Some` (the decoded JSON of a payload
+    /// framed by a schema, `Some(None)` when it does not decode), as SQL's
+    /// `decoded_text` does; over the payload's UTF-8 text where it is `None`.
+    pub fn matches_decoded(
+        &self,
+        event: &Event,
+        decoded: impl FnOnce(&Event) -> Option<Option<String>>,
+    ) -> bool {
         if !self.selects_topic(&event.source, &event.topic) {
             return false;
         }
@@ -443,8 +455,17 @@ impl EventFilter {
             return true;
         }
         // A tombstone has no text, as `payload_text` is NULL for it in SQL.
-        let Some(Ok(text)) = event.payload.as_deref().map(std::str::from_utf8) else {
-            return false;
+        let decoded_text = match decoded(event) {
+            Some(None) => return false,
+            Some(Some(text)) => Some(text),
+            None => None,
+        };
+        let text = match &decoded_text {
+            Some(text) => text.as_str(),
+            None => match event.payload.as_deref().map(std::str::from_utf8) {
+                Some(Ok(text)) => text,
+                _ => return false,
+            },
         };
         if let Some(needle) = &self.contains {
             if !text.contains(needle.as_str()) {

@@ -12,6 +12,7 @@
 //! says its rows live now, in the same order (minus erased rows).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::DataType;
@@ -25,6 +26,8 @@ use serde::{Deserialize, Serialize};
 
 use hindsight_query::filter::{EventFilter, FilterSelection};
 use hindsight_query::{Error, ErrorKind, QueryEngine, Result};
+use hindsight_schemas::wire::VALUE_SCHEMA_ID_HEADER;
+use hindsight_schemas::Schemas;
 
 /// The largest SQL selection: its event ids are kept in memory and in the catalog.
 pub const MAX_SQL_SELECTION: usize = 5_000_000;
@@ -146,6 +149,9 @@ pub struct Plan {
     pub filter: Option<EventFilter>,
     /// The event ids of an SQL selection.
     pub ids: Option<HashSet<String>>,
+    /// Decodes schema-framed payloads for the filter's text and `json=`
+    /// conditions, as search does.
+    pub schemas: Option<Arc<Schemas>>,
 }
 
 impl Plan {
@@ -155,9 +161,18 @@ impl Plan {
                 return false;
             }
         }
-        self.filter
-            .as_ref()
-            .is_none_or(|filter| filter.matches(event))
+        self.filter.as_ref().is_none_or(|filter| {
+            filter.matches_decoded(event, |event| {
+                let schemas = self.schemas.as_ref()?;
+                let payload = event.payload.as_deref()?;
+                let header = event
+                    .headers
+                    .iter()
+                    .find(|header| header.name == VALUE_SCHEMA_ID_HEADER)
+                    .and_then(|header| header.value.as_deref());
+                schemas.decoded_text(Some(&event.source), Some(&event.topic), payload, header)
+            })
+        })
     }
 
     /// The (bus, topic) pairs the plan reads, for the loop guard.
@@ -350,6 +365,7 @@ pub async fn plan(
         planned,
         filter,
         ids,
+        schemas: Some(Arc::clone(engine.schemas())),
     })
 }
 

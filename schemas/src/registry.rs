@@ -68,12 +68,6 @@ impl RegistryConfig {
             Ok(_) => {}
             Err(error) => problems.push(format!("{path}.url: {error}")),
         }
-        if self.password.is_some() && self.password_file.is_some() {
-            problems.push(format!("{path}: set password or password_file, not both"));
-        }
-        if self.token.is_some() && self.token_file.is_some() {
-            problems.push(format!("{path}: set token or token_file, not both"));
-        }
         if self.username.is_some() && (self.token.is_some() || self.token_file.is_some()) {
             problems.push(format!(
                 "{path}: basic auth (username) and a bearer token exclude each other"
@@ -87,9 +81,16 @@ impl RegistryConfig {
         problems
     }
 
-    /// Reads `password_file` and `token_file`.
+    /// Reads `password_file` and `token_file` (a value given inline as
+    /// well is a problem: which one is meant?).
     pub fn load_secrets(&mut self, path: &str) -> Vec<String> {
         let mut problems = Vec::new();
+        if self.password.is_some() && self.password_file.is_some() {
+            problems.push(format!("{path}: set password or password_file, not both"));
+        }
+        if self.token.is_some() && self.token_file.is_some() {
+            problems.push(format!("{path}: set token or token_file, not both"));
+        }
         for (file, slot, name) in [
             (&self.password_file, &mut self.password, "password_file"),
             (&self.token_file, &mut self.token, "token_file"),

@@ -675,6 +675,29 @@ impl Schemas {
             .map_err(|_| unavailable("no answer from the registry thread"))?
     }
 
+    /// What search looks in for a payload framed by a schema (or of a
+    /// topic with a local schema file): `Some(Some(json))` when it decodes,
+    /// `Some(None)` when it does not; `None` for any other payload, whose
+    /// UTF-8 text is searched. The in-memory twin of SQL's `decoded_text`.
+    pub fn decoded_text(
+        &self,
+        source: Option<&str>,
+        topic: Option<&str>,
+        payload: &[u8],
+        value_schema_header: Option<&[u8]>,
+    ) -> Option<Option<String>> {
+        if Self::schema_ref(payload, value_schema_header).is_none()
+            && !self.has_local_schema(source, topic)
+        {
+            return None;
+        }
+        Some(
+            self.decode(source, topic, payload, value_schema_header)
+                .ok()
+                .map(|decoded| decoded.value.to_string()),
+        )
+    }
+
     /// Whether a topic's payloads decode with a local schema file (they
     /// then need no framing).
     pub fn has_local_schema(&self, source: Option<&str>, topic: Option<&str>) -> bool {

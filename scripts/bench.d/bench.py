@@ -38,6 +38,8 @@ TLS_EVENTS = {"smoke": 5_000, "full": 200_000}
 COMPACTION_EVENTS = {"smoke": (50_000, 2_000), "full": (5_000_000, 20_000)}
 # tables: events of the archive published as Iceberg tables.
 TABLES_EVENTS = {"smoke": 20_000, "full": 1_000_000}
+# schemas: Avro events produced by confluent-kafka, decoded by decode_payload and fastavro.
+SCHEMAS_EVENTS = {"smoke": 2_000, "full": 1_000_000}
 # The parts that need the brokers of scripts/services.sh and the P1 data file.
 BROKER_PARTS = {"kafka", "kafka-tls", "storage", "amqp", "replay-kafka", "replay-amqp", "backlog"}
 
@@ -469,6 +471,11 @@ class Bench:
 
     # ---------------------------------------------------------------- report
 
+    def schemas(self, count):
+        """Schema-aware payloads (schemas.py): decode_payload against fastavro."""
+        import schemas
+        schemas.run(self, log, count)
+
     def report(self, mode):
         lines = [f"Mode: {mode}, {self.args.profile} build. Machine: {machine()}."
                  + (" Smoke figures (tiny data, often a dev build) check that the harness works;"
@@ -511,7 +518,8 @@ def main():
                              "storage and replay-kafka archive from Kafka first, replay-amqp from RabbitMQ; "
                              "not by default: compaction (files, P4, P5/P6 before and after "
                              "`hindsight compact`, on demo data; needs no services), "
-                             "tables (Iceberg table sync and PyIceberg reads, on demo data; no services)")
+                             "tables (Iceberg table sync and PyIceberg reads, on demo data; no services), "
+                             "schemas (decode_payload over Avro events against fastavro; needs Tansu)")
     parser.add_argument("--kafka-events", type=int)
     parser.add_argument("--amqp-events", type=int)
     parser.add_argument("--query-events", type=int)
@@ -521,6 +529,8 @@ def main():
                         help="events of the compaction archive (default 5000000; --smoke 50000)")
     parser.add_argument("--tables-events", type=int,
                         help="events of the tables archive (default 1000000; --smoke 20000)")
+    parser.add_argument("--schemas-events", type=int,
+                        help="Avro events of the schemas section (default 1000000; --smoke 2000)")
     parser.add_argument("--runs", type=int)
     parser.add_argument("--out", default=None, help="work and result directory")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds any one step may take")
@@ -573,6 +583,8 @@ def main():
         bench.compaction(compaction_events, quiet_events, runs)
     if "tables" in parts:
         bench.tables(args.tables_events or TABLES_EVENTS[mode])
+    if "schemas" in parts:
+        bench.schemas(args.schemas_events or SCHEMAS_EVENTS[mode])
     bench.facts["total_seconds"] = time.monotonic() - started
     bench.report(mode)
     log(f"done in {time.monotonic() - started:.0f}s; results in {bench.out}")

@@ -81,7 +81,10 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let (store, catalog) = crate::open::open_archive(config).await?;
-    let engine = QueryEngine::new(store, catalog, config.query.limits())
+    // Selections by a decoded field (`--json-field`, `--contains`) decode
+    // schema-framed payloads as search does.
+    let schemas = crate::schemas::open(config, &catalog).await?;
+    let engine = QueryEngine::with_schemas(store, catalog, config.query.limits(), schemas)
         .context("cannot start the query engine")?;
     let service = ReplayService::new(
         engine,
