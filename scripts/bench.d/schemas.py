@@ -68,8 +68,10 @@ def fastavro_decode(data_dir, topic, schema_text):
             return base64.b64encode(value).decode()
         if isinstance(value, decimal.Decimal):
             return format(value, "f")
-        if isinstance(value, (dt.datetime, dt.date, dt.time, uuid.UUID)):
+        if isinstance(value, (dt.datetime, dt.date, dt.time)):
             return value.isoformat()
+        if isinstance(value, uuid.UUID):
+            return str(value)
         raise TypeError(type(value))
 
     started = time.monotonic()
