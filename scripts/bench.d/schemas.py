@@ -10,7 +10,8 @@ which keeps their schema in the catalog. Then, with the registry stopped:
 - `hindsight query "SELECT sum(length(decode_payload(payload, topic))) …"`,
   process start to exit: every payload decoded to JSON text;
 - the same payloads decoded by fastavro (`schemaless_reader`, the writer's
-  schema, 5-byte prefix skipped) and written as JSON text by `json.dumps`,
+  schema, 5-byte prefix skipped) and written as compact JSON text by
+  `json.dumps` (as Hindsight writes it: no spaces, no escaped non-ASCII),
   in one Python process, payloads read from the same segments with
   pyarrow (the read is not timed);
 - `SELECT count(*), sum(length(payload)) …` over the same events: the scan
@@ -78,7 +79,8 @@ def fastavro_decode(data_dir, topic, schema_text):
     characters = 0
     for payload in payloads:
         value = fastavro.schemaless_reader(io.BytesIO(payload[5:]), schema)
-        characters += len(json.dumps(value, default=default))
+        # Compact and unescaped, as Hindsight writes it.
+        characters += len(json.dumps(value, default=default, separators=(",", ":"), ensure_ascii=False))
     return time.monotonic() - started, len(payloads), characters
 
 
