@@ -2,6 +2,7 @@
 //! other commands, and the capture of schemas while archiving.
 
 use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -10,7 +11,7 @@ use clap::Subcommand;
 use hindsight_archive::catalog::Catalog;
 use hindsight_archive::Event;
 use hindsight_ingest::EventObserver;
-use hindsight_schemas::wire::VALUE_SCHEMA_ID_HEADER;
+use hindsight_schemas::wire::value_schema_header;
 use hindsight_schemas::{SchemaFormat, SchemaRef, Schemas, StoredReference, StoredSchema};
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -164,7 +165,8 @@ pub async fn run(config: &Config, command: SchemasCommand) -> anyhow::Result<()>
             for schema in imported {
                 let (id, format) = (schema.label(), schema.format);
                 // Refuse what does not compile, before it is stored.
-                check_compiles(&schema)
+                Schemas::check(&schema)
+                    .map_err(|error| anyhow::anyhow!(error.message))
                     .with_context(|| format!("schema {id} ({})", format.as_str()))?;
                 if schemas.insert(schema) {
                     added += 1;
@@ -189,22 +191,6 @@ fn summary(schema: &StoredSchema) -> serde_json::Value {
         "version": schema.version,
         "references": schema.references.iter().map(|r| &r.name).collect::<Vec<_>>(),
     })
-}
-
-/// Decoding a payload compiles its schema; an import compiles it first, so
-/// a broken file is refused rather than stored.
-fn check_compiles(schema: &StoredSchema) -> anyhow::Result<()> {
-    let probe = Schemas::plain();
-    probe.insert(schema.clone());
-    // An empty body: any error but a schema error means it compiled.
-    let mut payload = vec![0u8];
-    payload.extend(schema.id.unwrap_or_default().to_be_bytes());
-    match probe.decode(None, None, &payload, None) {
-        Err(error) if error.kind == hindsight_schemas::DecodeErrorKind::BadSchema => {
-            bail!("{}", error.message)
-        }
-        _ => Ok(()),
-    }
 }
 
 fn from_files(
@@ -344,7 +330,8 @@ fn from_export(path: &PathBuf, registry: &str) -> anyhow::Result<Vec<StoredSchem
 /// shows up it is handed to a task that fetches the schema from the
 /// registry and stores it in the catalog. Ingest never waits for it.
 pub struct SchemaCapture {
-    seen: Mutex<HashSet<(String, String, SchemaRef)>>,
+    /// Hashes of the (source, topic, schema) seen so far.
+    seen: Mutex<HashSet<u64>>,
     found: mpsc::UnboundedSender<(String, String, SchemaRef)>,
 }
 
@@ -387,18 +374,19 @@ impl EventObserver for SchemaCapture {
         let Some(payload) = event.payload.as_deref() else {
             return;
         };
-        let header = event
-            .headers
-            .iter()
-            .find(|header| header.name == VALUE_SCHEMA_ID_HEADER)
-            .and_then(|header| header.value.as_deref());
+        let header = value_schema_header(&event.headers);
         let Some(id) = Schemas::schema_ref(payload, header) else {
             return;
         };
-        let key = (source.to_owned(), event.topic.clone(), id);
+        // A hash, not the owned key: this runs for every archived event,
+        // and allocates only for a (source, topic, schema) not seen before.
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (source, event.topic.as_str(), &id).hash(&mut hasher);
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        if seen.len() < 100_000 && seen.insert(key.clone()) {
-            let _ = self.found.send(key);
+        if seen.len() < 100_000 && seen.insert(hasher.finish()) {
+            let _ = self
+                .found
+                .send((source.to_owned(), event.topic.clone(), id));
         }
     }
 }

@@ -187,25 +187,23 @@ impl ScalarUDFImpl for Decode {
                 .and_then(|topics| string_at(topics.as_ref(), row));
             let header = headers.get(row).and_then(Option::as_deref);
             let payload = payloads.value(row);
-            if self.output == Output::Text
-                && Schemas::schema_id(payload, header).is_none()
-                && !self.schemas.has_local_schema(None, topic)
-            {
-                out.append_option(std::str::from_utf8(payload).ok());
+            if self.output == Output::Text {
+                // The one definition search and replay share.
+                match self.schemas.decoded_text(None, topic, payload, header) {
+                    Some(decoded) => out.append_option(decoded),
+                    None => out.append_option(std::str::from_utf8(payload).ok()),
+                }
                 continue;
             }
-            let decoded = self.schemas.decode(None, topic, payload, header);
-            match (self.output, decoded) {
-                (Output::Value | Output::Text, Ok(decoded)) => {
+            match self.schemas.decode(None, topic, payload, header) {
+                Ok(decoded) if self.output == Output::Value => {
                     text.clear();
                     // A `Value` always serializes.
                     text.push_str(&decoded.value.to_string());
                     out.append_value(&text);
                 }
-                (Output::Value | Output::Text, Err(_)) | (Output::Error, Ok(_)) => {
-                    out.append_null()
-                }
-                (Output::Error, Err(error)) => out.append_value(&error.message),
+                Err(error) if self.output == Output::Error => out.append_value(&error.message),
+                _ => out.append_null(),
             }
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))

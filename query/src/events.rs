@@ -222,37 +222,20 @@ async fn decoded_previews(
     events: &[hindsight_archive::Event],
 ) -> Vec<Option<String>> {
     let schemas = std::sync::Arc::clone(engine.schemas());
-    let inputs: Vec<_> = events
-        .iter()
-        .map(|event| {
-            let header = event
-                .headers
-                .iter()
-                .find(|header| header.name == hindsight_schemas::wire::VALUE_SCHEMA_ID_HEADER)
-                .and_then(|header| header.value.clone());
-            (
-                event.source.clone(),
-                event.topic.clone(),
-                event.payload.clone(),
-                header,
-            )
-        })
-        .collect();
+    let events: Vec<hindsight_archive::Event> = events.to_vec();
+    let count = events.len();
     let previews = tokio::task::spawn_blocking(move || {
-        inputs
-            .into_iter()
-            .map(|(source, topic, payload, header)| {
-                let payload = payload?;
-                let framed = hindsight_schemas::Schemas::schema_ref(&payload, header.as_deref())
-                    .is_some()
-                    || schemas.has_local_schema(Some(&source), Some(&topic));
-                if !framed {
-                    return None;
-                }
-                let decoded = schemas
-                    .decode(Some(&source), Some(&topic), &payload, header.as_deref())
-                    .ok()?;
-                let text = decoded.value.to_string();
+        events
+            .iter()
+            .map(|event| {
+                let payload = event.payload.as_deref()?;
+                let header = hindsight_schemas::wire::value_schema_header(&event.headers);
+                let text = schemas.decoded_text(
+                    Some(&event.source),
+                    Some(&event.topic),
+                    payload,
+                    header,
+                )??;
                 Some(match text.char_indices().nth(PREVIEW_CHARS) {
                     Some((cut, _)) => format!("{}…", &text[..cut]),
                     None => text,
@@ -261,7 +244,7 @@ async fn decoded_previews(
             .collect::<Vec<_>>()
     })
     .await;
-    previews.unwrap_or_else(|_| vec![None; events.len()])
+    previews.unwrap_or_else(|_| vec![None; count])
 }
 
 /// The most buckets one histogram may have.
@@ -400,11 +383,7 @@ async fn decode_event(
     let schemas = std::sync::Arc::clone(engine.schemas());
     let source = event.source.clone();
     let topic = event.topic.clone();
-    let header = event
-        .headers
-        .iter()
-        .find(|header| header.name == hindsight_schemas::wire::VALUE_SCHEMA_ID_HEADER)
-        .and_then(|header| header.value.clone());
+    let header = hindsight_schemas::wire::value_schema_header(&event.headers).map(<[u8]>::to_vec);
     let framed = payload.first() == Some(&0) || header.is_some();
     let decoded = tokio::task::spawn_blocking(move || {
         schemas.decode(Some(&source), Some(&topic), &payload, header.as_deref())

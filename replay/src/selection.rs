@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use hindsight_query::filter::{EventFilter, FilterSelection};
 use hindsight_query::{Error, ErrorKind, QueryEngine, Result};
-use hindsight_schemas::wire::VALUE_SCHEMA_ID_HEADER;
+use hindsight_schemas::wire::value_schema_header;
 use hindsight_schemas::Schemas;
 
 /// The largest SQL selection: its event ids are kept in memory and in the catalog.
@@ -165,11 +165,7 @@ impl Plan {
             filter.matches_decoded(event, |event| {
                 let schemas = self.schemas.as_ref()?;
                 let payload = event.payload.as_deref()?;
-                let header = event
-                    .headers
-                    .iter()
-                    .find(|header| header.name == VALUE_SCHEMA_ID_HEADER)
-                    .and_then(|header| header.value.as_deref());
+                let header = value_schema_header(&event.headers);
                 schemas.decoded_text(Some(&event.source), Some(&event.topic), payload, header)
             })
         })

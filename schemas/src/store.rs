@@ -675,6 +675,11 @@ impl Schemas {
             .map_err(|_| unavailable("no answer from the registry thread"))?
     }
 
+    /// Whether a schema compiles (an import refuses one that does not).
+    pub fn check(stored: &StoredSchema) -> Result<(), DecodeError> {
+        Compiled::compile(stored).map(|_| ())
+    }
+
     /// What search looks in for a payload framed by a schema (or of a
     /// topic with a local schema file): `Some(Some(json))` when it decodes,
     /// `Some(None)` when it does not; `None` for any other payload, whose

@@ -16,6 +16,14 @@ pub const VALUE_SCHEMA_ID_HEADER: &str = "__value_schema_id";
 /// The header for a key's schema id.
 pub const KEY_SCHEMA_ID_HEADER: &str = "__key_schema_id";
 
+/// The value of an event's `__value_schema_id` header, if it has one.
+pub fn value_schema_header(headers: &[hindsight_archive::Header]) -> Option<&[u8]> {
+    headers
+        .iter()
+        .find(|header| header.name == VALUE_SCHEMA_ID_HEADER)
+        .and_then(|header| header.value.as_deref())
+}
+
 /// Where the schema id of a payload came from, and where its body starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Framed<'a> {
