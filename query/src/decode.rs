@@ -89,7 +89,7 @@ impl Hash for Decode {
 }
 
 /// The `__value_schema_id` header of each row, when a headers column is given.
-fn schema_headers(
+pub(crate) fn schema_headers(
     headers: Option<&ArrayRef>,
     function: &str,
     rows: usize,

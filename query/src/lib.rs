@@ -16,6 +16,7 @@ pub mod pruning;
 pub mod segment_reader;
 pub mod sql;
 pub mod tables;
+pub mod typed;
 pub mod view;
 
 pub use error::{Error, ErrorKind, Result};

@@ -175,6 +175,8 @@ impl QueryEngine {
         let context = self.build_context(&counter).await?;
         Ok(QuerySession {
             context,
+            catalog: self.inner.catalog.clone(),
+            schemas: Arc::clone(&self.inner.schemas),
             counter,
             slot,
             deadline,
@@ -237,6 +239,8 @@ impl QueryEngine {
 /// One query's session: its DataFusion context, its slot and its deadline.
 pub struct QuerySession {
     pub context: SessionContext,
+    catalog: Catalog,
+    schemas: Arc<Schemas>,
     counter: ScanCounter,
     slot: OwnedSemaphorePermit,
     deadline: Instant,
@@ -262,6 +266,17 @@ impl QuerySession {
         let dialect = state.config().options().sql_parser.dialect;
         let statement = state.sql_to_statement(sql, &dialect)?;
         check_read_only(&statement)?;
+        tokio::time::timeout_at(
+            self.deadline,
+            crate::typed::register_named_views(
+                &self.context,
+                &statement,
+                &self.catalog,
+                &self.schemas,
+            ),
+        )
+        .await
+        .map_err(|_| self.timeout_error())??;
         let planned = tokio::time::timeout_at(self.deadline, state.statement_to_plan(statement))
             .await
             .map_err(|_| self.timeout_error())??;

@@ -53,6 +53,15 @@ impl AvroSchema {
         Ok(Self { schema, names })
     }
 
+    /// The schema as Avro JSON, for decoders that take text (`arrow-avro`
+    /// in the typed SQL views). Only a schema without references: names
+    /// defined elsewhere would not resolve there.
+    pub fn to_json(&self) -> Result<String, DecodeError> {
+        serde_json::to_string(&self.schema).map_err(|error| {
+            DecodeError::bad_schema(format!("the schema cannot be written as JSON: {error}"))
+        })
+    }
+
     /// The schema's full name (records, enums, fixed) or its type.
     pub fn describe(&self) -> String {
         match &self.schema {

@@ -26,7 +26,7 @@ pub mod wire;
 use serde::{Deserialize, Serialize};
 
 pub use error::{DecodeError, DecodeErrorKind};
-pub use store::{SchemaSettings, Schemas, TopicRule};
+pub use store::{AvroWriter, SchemaSettings, Schemas, TopicRule};
 
 /// What kind of schema wrote a payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -230,7 +230,7 @@ fn json_body(body: &[u8]) -> Result<serde_json::Value, DecodeError> {
 }
 
 /// A schema the store knows: what the catalog holds, compiled on first use.
-struct Known {
+pub struct Known {
     stored: StoredSchema,
     compiled: OnceLock<Result<Compiled, DecodeError>>,
 }
@@ -241,6 +241,31 @@ impl Known {
             .get_or_init(|| Compiled::compile(&self.stored))
             .as_ref()
             .map_err(Clone::clone)
+    }
+}
+
+/// An Avro payload's writer schema: a stored one, or a rule's local file.
+/// [`AvroWriter::identity`] tells writers apart (the store never drops one).
+pub enum AvroWriter {
+    Stored(Arc<Known>),
+    Local(usize),
+}
+
+impl AvroWriter {
+    /// The same for every payload of the same writer schema.
+    pub fn identity(&self) -> (usize, bool) {
+        match self {
+            AvroWriter::Stored(known) => (Arc::as_ptr(known) as usize, true),
+            AvroWriter::Local(index) => (*index, false),
+        }
+    }
+
+    /// For people: the schema's label (registry id or file).
+    pub fn label(&self) -> String {
+        match self {
+            AvroWriter::Stored(known) => known.stored.label(),
+            AvroWriter::Local(index) => format!("local schema file of rule {index}"),
+        }
     }
 }
 
@@ -673,6 +698,98 @@ impl Schemas {
         answered
             .recv_timeout(FETCH_BOUND)
             .map_err(|_| unavailable("no answer from the registry thread"))?
+    }
+
+    /// The writer schema of an Avro payload and its body, for the typed SQL
+    /// views, which decode with `arrow-avro`. Found as [`Schemas::decode`]
+    /// finds it; an error says why the payload is not Avro this way.
+    pub fn avro_payload<'a>(
+        &self,
+        source: Option<&str>,
+        topic: Option<&str>,
+        payload: &'a [u8],
+        value_schema_header: Option<&'a [u8]>,
+    ) -> Result<(AvroWriter, &'a [u8]), DecodeError> {
+        let rule = self.rule_for(source, topic);
+        if let Some((index, rule)) = rule {
+            if let Some(Some(local)) = self.local.get(index) {
+                let LocalCompiled::Avro(_) = local.schema.as_ref().map_err(Clone::clone)? else {
+                    return Err(DecodeError::mismatch(format!(
+                        "the topic's schema {} is not Avro",
+                        local.label
+                    )));
+                };
+                let body = if rule.confluent_framing {
+                    frame(payload, None)?.body
+                } else {
+                    payload
+                };
+                return Ok((AvroWriter::Local(index), body));
+            }
+        }
+        let framed = frame(payload, value_schema_header)?;
+        let known = self.schema_of(rule.map(|(_, rule)| rule), &framed.schema)?;
+        if known.stored.format != SchemaFormat::Avro {
+            return Err(DecodeError::mismatch(format!(
+                "schema {} is {}, not Avro",
+                known.stored.label(),
+                known.stored.format.as_str()
+            )));
+        }
+        Ok((AvroWriter::Stored(known), framed.body))
+    }
+
+    /// The newest version the store knows of `writer`'s subject in its
+    /// registry (Avro, without references), else `writer` itself: the
+    /// shape a typed view reads every version as.
+    pub fn avro_latest(&self, writer: AvroWriter) -> AvroWriter {
+        let AvroWriter::Stored(known) = &writer else {
+            return writer;
+        };
+        let (Some(subject), Some(version)) = (&known.stored.subject, known.stored.version) else {
+            return writer;
+        };
+        let all = self.known.read().unwrap_or_else(PoisonError::into_inner);
+        let newest = all
+            .values()
+            .filter(|candidate| {
+                candidate.stored.registry == known.stored.registry
+                    && candidate.stored.subject.as_ref() == Some(subject)
+                    && candidate.stored.format == SchemaFormat::Avro
+                    && candidate.stored.references.is_empty()
+                    && candidate.stored.version.is_some_and(|v| v > version)
+            })
+            .max_by_key(|candidate| candidate.stored.version);
+        match newest {
+            Some(newest) => AvroWriter::Stored(Arc::clone(newest)),
+            None => writer,
+        }
+    }
+
+    /// The Avro JSON of a writer [`Schemas::avro_payload`] returned.
+    pub fn avro_schema_json(&self, writer: &AvroWriter) -> Result<String, DecodeError> {
+        let schema = match writer {
+            AvroWriter::Stored(known) => {
+                if !known.stored.references.is_empty() {
+                    return Err(DecodeError::bad_schema(format!(
+                        "schema {} refers to other schemas, which typed views do not resolve; use decode_payload",
+                        known.stored.label()
+                    )));
+                }
+                match known.compiled()? {
+                    Compiled::Avro(schema) => schema,
+                    _ => return Err(DecodeError::mismatch("the schema is not Avro")),
+                }
+            }
+            AvroWriter::Local(index) => match self.local.get(*index) {
+                Some(Some(LocalSchema {
+                    schema: Ok(LocalCompiled::Avro(schema)),
+                    ..
+                })) => schema,
+                _ => return Err(DecodeError::mismatch("the topic's schema is not Avro")),
+            },
+        };
+        schema.to_json()
     }
 
     /// Whether a schema compiles (an import refuses one that does not).
