@@ -495,3 +495,89 @@ fn decode_bodies(
     }
     Ok(batch)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCHEMA: &str = r#"{"type":"record","name":"T","fields":[
+        {"name":"id","type":"string"},
+        {"name":"n","type":"long"},
+        {"name":"tags","type":{"type":"array","items":"long"}}]}"#;
+
+    fn zigzag(value: i64) -> Vec<u8> {
+        let mut n = ((value << 1) ^ (value >> 63)) as u64;
+        let mut out = Vec::new();
+        loop {
+            if n < 0x80 {
+                out.push(n as u8);
+                return out;
+            }
+            out.push((n as u8 & 0x7f) | 0x80);
+            n >>= 7;
+        }
+    }
+
+    fn body(id: &str, n: i64, tags: &[i64]) -> Vec<u8> {
+        let mut out = zigzag(id.len() as i64);
+        out.extend_from_slice(id.as_bytes());
+        out.extend(zigzag(n));
+        if !tags.is_empty() {
+            out.extend(zigzag(tags.len() as i64));
+            for tag in tags {
+                out.extend(zigzag(*tag));
+            }
+        }
+        out.push(0);
+        out
+    }
+
+    fn decode(bodies: &[Vec<u8>]) -> (usize, HashMap<usize, String>) {
+        let decoder = TypedDecode::new(&Schemas::plain(), "s", "t", SCHEMA.to_owned()).unwrap();
+        let rows: Vec<(usize, &[u8])> = bodies
+            .iter()
+            .enumerate()
+            .map(|(row, body)| (row, body.as_slice()))
+            .collect();
+        let mut pieces = Vec::new();
+        let mut errors = HashMap::new();
+        decoder.decode_or_split(SCHEMA, &rows, &mut pieces, &mut errors);
+        let decoded = pieces.iter().map(|(rows, _)| rows.len()).sum();
+        (decoded, errors)
+    }
+
+    #[test]
+    fn bad_bodies_among_good_ones_are_singled_out() {
+        let good = body("a", 7, &[1, 2, 3]);
+        let mut bodies: Vec<Vec<u8>> = (0..100).map(|i| body(&format!("e{i}"), i, &[i])).collect();
+        bodies[10] = good[..good.len() - 2].to_vec(); // truncated
+        bodies[50] = [good.clone(), vec![0, 0]].concat(); // bytes left over
+        bodies[77] = vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]; // overlong varint
+        let (decoded, errors) = decode(&bodies);
+        assert_eq!(decoded, 97);
+        let mut bad: Vec<usize> = errors.keys().copied().collect();
+        bad.sort_unstable();
+        assert_eq!(bad, vec![10, 50, 77], "{errors:?}");
+    }
+
+    #[test]
+    fn every_prefix_of_a_body_and_a_huge_block_count_are_errors() {
+        let good = body("abc", 12345, &[5, 6, 7, 8]);
+        for cut in 0..good.len() {
+            let (decoded, errors) = decode(&[good[..cut].to_vec()]);
+            assert_eq!((decoded, errors.len()), (0, 1), "prefix of {cut} bytes");
+        }
+        let mut huge = zigzag(1);
+        huge.push(b'x');
+        huge.extend(zigzag(1));
+        huge.extend(zigzag(i64::MAX / 2));
+        huge.push(2);
+        let (decoded, errors) = decode(&[huge]);
+        assert_eq!((decoded, errors.len()), (0, 1));
+    }
+
+    #[test]
+    fn view_names_are_lowercase_with_underscores() {
+        assert_eq!(view_name("Shop-EU", "orders.v1"), "decoded_shop_eu_orders_v1");
+    }
+}
