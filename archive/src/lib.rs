@@ -3,7 +3,9 @@
 //!
 //! Only this crate knows how objects are named and laid out ([`layout`]).
 
+pub mod access;
 pub mod amqp_table;
+pub mod audit;
 pub mod catalog;
 pub mod error;
 pub mod event;

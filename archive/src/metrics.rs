@@ -98,6 +98,13 @@ pub struct Metrics {
     pub table_sync_failures: Counter,
     /// When the last table sync pass that synced every table ended (Unix seconds).
     pub tables_synced_at: Gauge,
+    /// Audit records written to the catalog.
+    pub audit_records: Counter,
+    /// Audit records that could not be written (the queue was full while
+    /// the catalog failed); each is also logged at ERROR with its content.
+    pub audit_records_lost: Counter,
+    /// Audit records waiting for the catalog.
+    pub audit_queue: Gauge,
     registry: Registry,
 }
 
@@ -128,6 +135,9 @@ impl Metrics {
             table_snapshots: Counter::default(),
             table_sync_failures: Counter::default(),
             tables_synced_at: Gauge::default(),
+            audit_records: Counter::default(),
+            audit_records_lost: Counter::default(),
+            audit_queue: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -246,6 +256,21 @@ impl Metrics {
             "tables_synced_at_seconds",
             "When the last complete Iceberg table sync pass ended (Unix time); a table lags the catalog by at most now minus this",
             metrics.tables_synced_at.clone(),
+        );
+        registry.register(
+            "audit_records",
+            "Audit records written to the catalog",
+            metrics.audit_records.clone(),
+        );
+        registry.register(
+            "audit_records_lost",
+            "Audit records that could not be written (logged at ERROR instead)",
+            metrics.audit_records_lost.clone(),
+        );
+        registry.register(
+            "audit_queue",
+            "Audit records waiting to be written to the catalog",
+            metrics.audit_queue.clone(),
         );
         Metrics {
             registry,

@@ -327,7 +327,8 @@ pub async fn fetch(engine: &QueryEngine, event_id: &str) -> Result<Option<EventD
             engine.catalog().clone(),
             session.scan_counter(),
             candidates,
-        )),
+        )
+        .with_scope(engine.scope().cloned())),
     )?;
     let dataframe = session
         .context

@@ -36,6 +36,7 @@ use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{visit_relations, ObjectNamePart, Statement};
 use futures::{Stream, StreamExt};
+use hindsight_archive::access::Scope;
 use hindsight_archive::catalog::Catalog;
 use hindsight_archive::store::ArchiveStore;
 use hindsight_schemas::Schemas;
@@ -93,6 +94,8 @@ const EVENTS_DEDUP_VIEW: &str = "CREATE VIEW events_dedup AS \
 #[derive(Debug, Clone)]
 pub struct QueryEngine {
     inner: Arc<EngineInner>,
+    /// The sources and topics this engine's sessions see (None: all).
+    scope: Option<Arc<Scope>>,
 }
 
 #[derive(Debug)]
@@ -137,7 +140,23 @@ impl QueryEngine {
                 slots: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
                 schemas,
             }),
+            scope: None,
         })
+    }
+
+    /// The same engine, whose sessions see only what `scope` allows: every
+    /// table built on `events_raw` and `segments`, event fetch, and replay
+    /// plans (`hindsight-replay` asks [`QueryEngine::scope`]).
+    pub fn scoped(&self, scope: &Scope) -> QueryEngine {
+        QueryEngine {
+            inner: Arc::clone(&self.inner),
+            scope: (!scope.is_everything()).then(|| Arc::new(scope.clone())),
+        }
+    }
+
+    /// The scope of [`QueryEngine::scoped`], when it narrows anything.
+    pub fn scope(&self) -> Option<&Arc<Scope>> {
+        self.scope.as_ref()
     }
 
     pub fn limits(&self) -> QueryLimits {
@@ -177,6 +196,7 @@ impl QueryEngine {
             context,
             catalog: self.inner.catalog.clone(),
             schemas: Arc::clone(&self.inner.schemas),
+            scope: self.scope.clone(),
             counter,
             slot,
             deadline,
@@ -215,15 +235,21 @@ impl QueryEngine {
         datafusion_functions_json::register_all(&mut context)?;
         context.register_table(
             "events_raw",
-            Arc::new(EventsTable::new(
-                self.inner.store.clone(),
-                self.inner.catalog.clone(),
-                Arc::clone(counter),
-            )),
+            Arc::new(
+                EventsTable::new(
+                    self.inner.store.clone(),
+                    self.inner.catalog.clone(),
+                    Arc::clone(counter),
+                )
+                .with_scope(self.scope.clone()),
+            ),
         )?;
         context.register_table(
             "segments",
-            Arc::new(SegmentsTable::new(self.inner.catalog.clone())),
+            Arc::new(SegmentsTable::new(
+                self.inner.catalog.clone(),
+                self.scope.clone(),
+            )),
         )?;
         context.sql(EVENTS_VIEW).await?;
         context.sql(EVENTS_DEDUP_VIEW).await?;
@@ -241,6 +267,7 @@ pub struct QuerySession {
     pub context: SessionContext,
     catalog: Catalog,
     schemas: Arc<Schemas>,
+    scope: Option<Arc<Scope>>,
     counter: ScanCounter,
     slot: OwnedSemaphorePermit,
     deadline: Instant,
@@ -273,6 +300,7 @@ impl QuerySession {
                 &statement,
                 &self.catalog,
                 &self.schemas,
+                self.scope.as_deref(),
             ),
         )
         .await

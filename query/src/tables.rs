@@ -33,6 +33,7 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::ExecutionPlan;
+use hindsight_archive::access::Scope;
 use hindsight_archive::catalog::{Catalog, SegmentRecord};
 use hindsight_archive::schema::event_schema;
 use hindsight_archive::store::ArchiveStore;
@@ -68,6 +69,9 @@ pub struct EventsTable {
     counter: ScanCounter,
     /// When set, only these segments (by id) are read.
     only_segments: Option<HashSet<String>>,
+    /// The sources and topics the session's principal sees: segments of
+    /// others are dropped from the catalog's answer, before any file opens.
+    scope: Option<Arc<Scope>>,
 }
 
 impl EventsTable {
@@ -77,7 +81,13 @@ impl EventsTable {
             catalog,
             counter,
             only_segments: None,
+            scope: None,
         }
+    }
+
+    /// Only the segments of sources and topics `scope` allows.
+    pub fn with_scope(self, scope: Option<Arc<Scope>>) -> Self {
+        EventsTable { scope, ..self }
     }
 
     /// The events of the given committed segments only (fetch by id).
@@ -148,6 +158,7 @@ impl TableProvider for EventsTable {
         if let Some(only) = &self.only_segments {
             candidates.retain(|record| only.contains(&record.segment.id));
         }
+        retain_in_scope(&mut candidates, self.scope.as_deref());
         // The bus of a segment is its source's, which the catalog records.
         let buses = if filters.iter().any(|filter| mentions_column(filter, "bus")) {
             let sources = self.catalog.sources().await.map_err(|error| {
@@ -233,15 +244,24 @@ impl TableProvider for EventsTable {
     }
 }
 
+/// Drops the segments of sources and topics `scope` does not allow. A
+/// segment holds one (source, topic), so this is exact.
+pub fn retain_in_scope(records: &mut Vec<SegmentRecord>, scope: Option<&Scope>) {
+    if let Some(scope) = scope.filter(|scope| !scope.is_everything()) {
+        records.retain(|record| scope.allows(&record.segment.source, &record.segment.topic));
+    }
+}
+
 /// The catalog's committed segments, one row each.
 #[derive(Debug)]
 pub struct SegmentsTable {
     catalog: Catalog,
+    scope: Option<Arc<Scope>>,
 }
 
 impl SegmentsTable {
-    pub fn new(catalog: Catalog) -> Self {
-        SegmentsTable { catalog }
+    pub fn new(catalog: Catalog, scope: Option<Arc<Scope>>) -> Self {
+        SegmentsTable { catalog, scope }
     }
 
     pub fn table_schema() -> SchemaRef {
@@ -310,13 +330,14 @@ impl TableProvider for SegmentsTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let records = self
+        let mut records = self
             .catalog
             .segments(&segment_filter(filters))
             .await
             .map_err(|error| {
                 DataFusionError::External(Box::new(crate::error::Error::from(error)))
             })?;
+        retain_in_scope(&mut records, self.scope.as_deref());
         let table = MemTable::try_new(self.schema(), vec![vec![Self::batch(&records)?]])?;
         table.scan(state, projection, filters, limit).await
     }

@@ -38,6 +38,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::{ident, lit, Expr, SessionContext};
 use datafusion::sql::parser::Statement;
+use hindsight_archive::access::Scope;
 use hindsight_archive::catalog::{Catalog, SegmentFilter};
 use hindsight_schemas::Schemas;
 
@@ -85,6 +86,7 @@ pub(crate) async fn register_named_views(
     statement: &Statement,
     catalog: &Catalog,
     schemas: &Arc<Schemas>,
+    scope: Option<&Scope>,
 ) -> Result<()> {
     let state = context.state();
     let wanted: Vec<String> = state
@@ -97,7 +99,10 @@ pub(crate) async fn register_named_views(
     if wanted.is_empty() {
         return Ok(());
     }
-    let topics = catalog.topic_stats().await?;
+    let mut topics = catalog.topic_stats().await?;
+    if let Some(scope) = scope {
+        topics.retain(|stats| scope.allows(&stats.source, &stats.topic));
+    }
     for name in wanted {
         if context.table_exist(name.as_str())? {
             continue;

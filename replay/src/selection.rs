@@ -300,6 +300,13 @@ pub async fn plan(
     let mut by_partition: BTreeMap<(String, String, i32), Vec<SegmentRecord>> = BTreeMap::new();
     for segment_filter in &segment_filters {
         for record in catalog.segments_as_of(segment_filter, snapshot_at).await? {
+            // A scoped engine (a principal's) plans only what it may read.
+            if engine
+                .scope()
+                .is_some_and(|scope| !scope.allows(&record.segment.source, &record.segment.topic))
+            {
+                continue;
+            }
             by_partition
                 .entry((
                     record.segment.source.clone(),

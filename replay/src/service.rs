@@ -51,6 +51,15 @@ impl ReplayService {
         Ok(())
     }
 
+    /// The same service, selecting only what `scope` allows (the loop
+    /// guard still knows every archived topic).
+    pub fn scoped(&self, scope: &hindsight_archive::access::Scope) -> ReplayService {
+        ReplayService {
+            engine: self.engine.scoped(scope),
+            ..self.clone()
+        }
+    }
+
     pub fn connector(&self) -> &Arc<dyn Connector> {
         &self.connector
     }

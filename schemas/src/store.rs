@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use hindsight_archive::access::glob_matches;
 use hindsight_archive::catalog::Catalog;
 use hindsight_archive::payload_schemas::PayloadSchemaRow;
 use serde::{Deserialize, Serialize};
@@ -86,21 +87,6 @@ impl TopicRule {
         }
         glob_matches(&self.topic, topic)
     }
-}
-
-/// `*` any run of characters, `?` one; everything else literal.
-fn glob_matches(pattern: &str, name: &str) -> bool {
-    fn matches(pattern: &[char], name: &[char]) -> bool {
-        match pattern.split_first() {
-            None => name.is_empty(),
-            Some(('*', rest)) => (0..=name.len()).any(|skip| matches(rest, &name[skip..])),
-            Some(('?', rest)) => !name.is_empty() && matches(rest, &name[1..]),
-            Some((literal, rest)) => name.first() == Some(literal) && matches(rest, &name[1..]),
-        }
-    }
-    let pattern: Vec<char> = pattern.chars().collect();
-    let name: Vec<char> = name.chars().collect();
-    matches(&pattern, &name)
 }
 
 impl SchemaSettings {
