@@ -17,6 +17,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
+use hindsight_archive::access::{Role, Scope};
 use hindsight_archive::layout::validate_source_name;
 use hindsight_archive::maintenance::retention::RetentionRule;
 use hindsight_archive::maintenance::CompactionSettings;
@@ -28,7 +29,7 @@ use hindsight_connectors::{Connections, SourceSection};
 use hindsight_ingest::FlushPolicy;
 use hindsight_query::QueryLimits;
 use hindsight_server::maintenance::{MaintenancePolicy, RetentionView};
-use hindsight_server::HttpOptions;
+use hindsight_server::{ConfigToken, HttpOptions};
 use serde::{Deserialize, Serialize};
 
 /// Every default, as a configuration file would set it.
@@ -176,12 +177,91 @@ pub struct HttpSection {
     /// Host names the server answers to besides its listen address and
     /// `localhost` (`"*"`: any); other `Host` headers get 403.
     pub allowed_hosts: Vec<String>,
+    /// API tokens by the hash of the token (`hindsight token create
+    /// --config-only` prints one), each with a role and a scope.
+    pub tokens: Vec<TokenEntry>,
+    /// Let a server without any token listen beyond loopback.
+    pub allow_unauthenticated: bool,
+}
+
+/// One `[[http.tokens]]`: only the token's hash, never the token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    pub name: String,
+    /// `blake3:` and the token's blake3 hash in hex (64 characters).
+    pub hash: String,
+    pub role: Role,
+    #[serde(default)]
+    pub sources: Vec<String>,
+    #[serde(default)]
+    pub topics: Vec<String>,
+}
+
+impl TokenEntry {
+    /// The hash without its `blake3:` prefix, if it is well formed.
+    fn hex(&self) -> Option<&str> {
+        let hex = self.hash.strip_prefix("blake3:")?;
+        (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())).then_some(hex)
+    }
 }
 
 impl HttpSection {
+    /// The configuration's tokens as the server knows them.
+    pub fn config_tokens(&self) -> Vec<ConfigToken> {
+        let mut tokens: Vec<ConfigToken> = self
+            .auth_token
+            .iter()
+            .filter(|token| !token.is_empty())
+            .map(ConfigToken::from_secret)
+            .collect();
+        tokens.extend(self.tokens.iter().filter_map(|entry| {
+            Some(ConfigToken {
+                name: entry.name.clone(),
+                hash: entry.hex()?.to_ascii_lowercase(),
+                role: entry.role,
+                scope: Scope {
+                    sources: entry.sources.clone(),
+                    topics: entry.topics.clone(),
+                },
+            })
+        }));
+        tokens
+    }
+
+    fn token_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut names = std::collections::BTreeSet::new();
+        for (index, entry) in self.tokens.iter().enumerate() {
+            if entry.name.trim().is_empty() {
+                problems.push(format!("http.tokens[{index}].name: must not be empty"));
+            }
+            if !names.insert(entry.name.as_str()) || entry.name == "http.auth_token" {
+                problems.push(format!(
+                    "http.tokens[{index}].name: {:?} is used twice",
+                    entry.name
+                ));
+            }
+            if entry.hex().is_none() {
+                problems.push(format!(
+                    "http.tokens[{index}].hash: must be \"blake3:\" and 64 hex characters (`hindsight token create NAME --role R --config-only` prints one)"
+                ));
+            }
+            if entry
+                .sources
+                .iter()
+                .chain(&entry.topics)
+                .any(|p| p.trim().is_empty())
+            {
+                problems.push(format!("http.tokens[{index}]: a scope pattern is empty"));
+            }
+        }
+        problems
+    }
+
     pub fn options(&self) -> HttpOptions {
         HttpOptions {
-            auth_token: self.auth_token.clone(),
+            tokens: self.config_tokens(),
             max_body_bytes: self.max_body_bytes,
             allowed_hosts: self.allowed_hosts.clone(),
             // `[replay] allow_adhoc_targets` and the maintenance policy,
@@ -446,6 +526,7 @@ impl Config {
                 self.http.listen
             ));
         }
+        problems.extend(self.http.token_problems());
         if self.http.max_body_bytes == 0 {
             problems.push("http.max_body_bytes: must be at least 1".to_owned());
         }
@@ -701,15 +782,10 @@ mod tests {
         )
         .unwrap();
         assert!(config.validate().is_empty(), "{:?}", config.validate());
-        assert_eq!(
-            config
-                .http
-                .options()
-                .auth_token
-                .as_ref()
-                .map(Secret::expose),
-            Some("s3cret")
-        );
+        let tokens = config.http.options().tokens;
+        assert_eq!(tokens.len(), 1);
+        assert_eq!(tokens[0].hash, hindsight_archive::access::token_hash("s3cret"));
+        assert_eq!(tokens[0].role, Role::Admin);
         assert_eq!(config.http.options().max_body_bytes, 4096);
         let limits = config.query.limits();
         assert_eq!(limits.timeout, Duration::from_secs(5));

@@ -2,6 +2,7 @@
 //! signals, and one module per command. Library crates return typed errors;
 //! this crate adds context with `anyhow` and decides the exit code.
 
+mod access;
 mod archive;
 mod check_config;
 mod completions;
@@ -123,6 +124,13 @@ enum Command {
     /// kept in the catalog so events decode after their registry is gone.
     #[command(subcommand)]
     Schemas(schemas::SchemasCommand),
+    /// API tokens: each has a name, a role (viewer, analyst, operator,
+    /// admin) and a scope of sources and topics; only its hash is stored.
+    #[command(subcommand)]
+    Token(access::TokenCommand),
+    /// The audit trail: every SQL statement, search, event fetch, replay
+    /// and token change, with who, when, from where and how much.
+    Audit(access::AuditArgs),
     /// Remove the segments older than the configured `[retention.SOURCE]`.
     Retention(maintenance::RetentionArgs),
     /// Erase events (a data-protection request): rewrites every segment
@@ -202,7 +210,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         bail!("invalid configuration:\n  {}", problems.join("\n  "));
     }
     let cancel = process::shutdown_token();
-    match cli.command {
+    // Commands that read or change what the archive holds are audited like
+    // their HTTP counterparts (`hindsight audit`).
+    let audited = match &cli.command {
+        Command::Query { .. } => Some("cli.query"),
+        Command::Replay(_) => Some("cli.replay"),
+        Command::Compact(_) => Some("cli.compact"),
+        Command::Retention(_) => Some("cli.retention"),
+        Command::Erase(_) => Some("cli.erase"),
+        _ => None,
+    };
+    let result = dispatch(cli.command, &mut config, cancel).await;
+    if let Some(action) = audited {
+        access::audit_command(&config, action, result.is_ok()).await;
+    }
+    result
+}
+
+async fn dispatch(
+    command: Command,
+    config: &mut Config,
+    cancel: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    match command {
         Command::Demo {
             events,
             listen,
@@ -217,36 +247,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 seed,
                 serve: !no_serve,
             };
-            demo::run(&config, options, cancel).await
+            demo::run(config, options, cancel).await
         }
         Command::Archive { metrics_listen } => {
-            archive::run(&config, metrics_listen.as_deref(), cancel).await
+            archive::run(config, metrics_listen.as_deref(), cancel).await
         }
         Command::Serve { listen } => {
             if let Some(listen) = listen {
                 config.http.listen = listen;
             }
-            let (store, catalog) = open::open_archive(&config).await?;
-            serve::serve(&config, store, catalog, cancel).await
+            let (store, catalog) = open::open_archive(config).await?;
+            serve::serve(config, store, catalog, cancel).await
         }
         Command::Query { sql, format, stats } => {
-            query::run(&config, &sql, &format, stats, cancel).await
+            query::run(config, &sql, &format, stats, cancel).await
         }
-        Command::Migrate => migrate::run(&config).await,
-        Command::Repair { grace } => repair::run(&config, grace).await,
-        Command::Replay(command) => replay::run(&config, command, cancel).await,
+        Command::Migrate => migrate::run(config).await,
+        Command::Repair { grace } => repair::run(config, grace).await,
+        Command::Replay(command) => replay::run(config, command, cancel).await,
         Command::Verify {
             source,
             since,
             json,
-        } => verify::run(&config, source, since, json).await,
-        Command::Compact(args) => maintenance::compact(&config, args, cancel).await,
-        Command::Retention(args) => maintenance::retention(&config, args, cancel).await,
-        Command::Table(command) => tables::run(&config, command, cancel).await,
-        Command::Schemas(command) => schemas::run(&config, command).await,
-        Command::Erase(args) => maintenance::erase(&config, args, cancel).await,
-        Command::CheckConfig { connect: false } => check_config::run(&config),
-        Command::CheckConfig { connect: true } => check_config::connect(&config).await,
+        } => verify::run(config, source, since, json).await,
+        Command::Compact(args) => maintenance::compact(config, args, cancel).await,
+        Command::Retention(args) => maintenance::retention(config, args, cancel).await,
+        Command::Table(command) => tables::run(config, command, cancel).await,
+        Command::Schemas(command) => schemas::run(config, command).await,
+        Command::Token(command) => access::token(config, command).await,
+        Command::Audit(args) => access::audit(config, args).await,
+        Command::Erase(args) => maintenance::erase(config, args, cancel).await,
+        Command::CheckConfig { connect: false } => check_config::run(config),
+        Command::CheckConfig { connect: true } => check_config::connect(config).await,
         Command::Completions { .. } => Ok(()),
     }
 }

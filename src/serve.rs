@@ -27,6 +27,17 @@ pub async fn serve(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let address = config.listen_address()?;
+    let has_tokens = !config.http.config_tokens().is_empty()
+        || catalog
+            .has_tokens()
+            .await
+            .context("cannot read the catalog's API tokens")?;
+    if !has_tokens && !address.ip().is_loopback() && !config.http.allow_unauthenticated {
+        anyhow::bail!(
+            "http.listen {address}: no API token is configured, so the server would answer anyone              who can reach {}; listen on loopback (127.0.0.1), create a token (`hindsight token              create NAME --role admin`, or [[http.tokens]]), or set http.allow_unauthenticated = true",
+            address.ip()
+        );
+    }
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;

@@ -5,6 +5,7 @@
 // Test helpers outside #[test] functions panic on purpose: a failed set-up is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod access;
 mod amqp;
 mod catalog;
 mod compaction;

@@ -15,7 +15,6 @@ use std::time::Duration;
 use serde::Serialize;
 use sqlx::Row;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use crate::access::Principal;
 use crate::catalog::Catalog;
@@ -175,12 +174,12 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Starts the writer task; it drains the queue and stops when `stop`
-    /// fires and the queue is empty (or the catalog stays down for a while
-    /// after `stop`: what is left is then logged).
-    pub fn start(catalog: Catalog, stop: CancellationToken) -> (AuditLog, tokio::task::JoinHandle<()>) {
+    /// Starts the writer task. It drains the queue and ends once every
+    /// clone of the returned log is dropped (if the catalog still fails
+    /// then, after a few tries, what is left is logged at ERROR).
+    pub fn start(catalog: Catalog) -> (AuditLog, tokio::task::JoinHandle<()>) {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        let task = tokio::spawn(write_records(catalog, receiver, stop));
+        let task = tokio::spawn(write_records(catalog, receiver));
         (AuditLog { sender }, task)
     }
 
@@ -191,7 +190,9 @@ impl AuditLog {
             Ok(()) => {
                 metrics.audit_queue.inc();
             }
-            Err(mpsc::error::TrySendError::Full(record) | mpsc::error::TrySendError::Closed(record)) => {
+            Err(
+                mpsc::error::TrySendError::Full(record) | mpsc::error::TrySendError::Closed(record),
+            ) => {
                 metrics.audit_records_lost.inc();
                 lost(&record, "the audit queue is full");
             }
@@ -204,30 +205,13 @@ fn lost(record: &AuditRecord, why: &str) {
     tracing::error!(audit = %content, "an audit record could not be written to the catalog: {why}");
 }
 
-async fn write_records(
-    catalog: Catalog,
-    mut receiver: mpsc::Receiver<AuditRecord>,
-    stop: CancellationToken,
-) {
+async fn write_records(catalog: Catalog, mut receiver: mpsc::Receiver<AuditRecord>) {
     let metrics = crate::metrics::global();
     let mut batch: Vec<AuditRecord> = Vec::new();
     let mut failures = 0u32;
     loop {
-        if batch.is_empty() {
-            tokio::select! {
-                received = receiver.recv_many(&mut batch, BATCH) => {
-                    if received == 0 {
-                        return;
-                    }
-                }
-                () = stop.cancelled() => {
-                    receiver.close();
-                    if receiver.is_empty() {
-                        return;
-                    }
-                    receiver.recv_many(&mut batch, BATCH).await;
-                }
-            }
+        if batch.is_empty() && receiver.recv_many(&mut batch, BATCH).await == 0 {
+            return;
         }
         match catalog.insert_audit(&batch).await {
             Ok(()) => {
@@ -244,14 +228,15 @@ async fn write_records(
                 if failures == 1 {
                     tracing::warn!(%error, waiting = batch.len(), "cannot write audit records to the catalog; retrying");
                 }
-                if stop.is_cancelled() && failures > 5 {
+                if receiver.is_closed() && failures > 5 {
+                    receiver.close();
+                    while let Ok(record) = receiver.try_recv() {
+                        batch.push(record);
+                    }
                     for record in batch.drain(..) {
                         metrics.audit_records_lost.inc();
-                        lost(&record, "the catalog failed at shutdown");
-                    }
-                    while let Ok(record) = receiver.try_recv() {
-                        metrics.audit_records_lost.inc();
-                        lost(&record, "the catalog failed at shutdown");
+                        metrics.audit_queue.dec();
+                        lost(&record, "the catalog still fails at shutdown");
                     }
                     return;
                 }
@@ -275,8 +260,7 @@ mod tests {
         ))
         .await
         .unwrap();
-        let stop = CancellationToken::new();
-        let (log, task) = AuditLog::start(catalog.clone(), stop.clone());
+        let (log, task) = AuditLog::start(catalog.clone());
         let principal = Principal::anonymous();
         for index in 0..1200 {
             let mut record = AuditRecord::new(&principal, "sql");
@@ -284,7 +268,7 @@ mod tests {
             record.status = 200;
             log.record(record);
         }
-        stop.cancel();
+        drop(log);
         task.await.unwrap();
         let stored = catalog.audit(&AuditQuery::default()).await.unwrap();
         assert_eq!(stored.len(), 1200);

@@ -322,13 +322,15 @@ pub async fn fetch(engine: &QueryEngine, event_id: &str) -> Result<Option<EventD
     // segment elsewhere in the archive plays no part.
     session.context.register_table(
         "events_for_id",
-        Arc::new(EventsTable::for_segments(
-            engine.store().clone(),
-            engine.catalog().clone(),
-            session.scan_counter(),
-            candidates,
-        )
-        .with_scope(engine.scope().cloned())),
+        Arc::new(
+            EventsTable::for_segments(
+                engine.store().clone(),
+                engine.catalog().clone(),
+                session.scan_counter(),
+                candidates,
+            )
+            .with_scope(engine.scope().cloned()),
+        ),
     )?;
     let dataframe = session
         .context

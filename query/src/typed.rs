@@ -557,7 +557,9 @@ mod tests {
         let mut bodies: Vec<Vec<u8>> = (0..100).map(|i| body(&format!("e{i}"), i, &[i])).collect();
         bodies[10] = good[..good.len() - 2].to_vec(); // truncated
         bodies[50] = [good.clone(), vec![0, 0]].concat(); // bytes left over
-        bodies[77] = vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]; // overlong varint
+        bodies[77] = vec![
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+        ]; // overlong varint
         let (decoded, errors) = decode(&bodies);
         assert_eq!(decoded, 97);
         let mut bad: Vec<usize> = errors.keys().copied().collect();
@@ -583,6 +585,9 @@ mod tests {
 
     #[test]
     fn view_names_are_lowercase_with_underscores() {
-        assert_eq!(view_name("Shop-EU", "orders.v1"), "decoded_shop_eu_orders_v1");
+        assert_eq!(
+            view_name("Shop-EU", "orders.v1"),
+            "decoded_shop_eu_orders_v1"
+        );
     }
 }

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::AppState;
+use axum::Extension;
+use hindsight_archive::access::Principal;
 
 pub(crate) async fn metrics() -> Response {
     (
@@ -43,7 +45,9 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 pub(crate) async fn openapi(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(crate::openapi::document(state.token_hash.is_some()))
+    let tokens = state.authenticator.has_config_tokens()
+        || state.engine.catalog().has_tokens().await.unwrap_or(true);
+    Json(crate::openapi::document(tokens))
 }
 
 #[derive(Debug, Serialize)]
@@ -60,11 +64,13 @@ pub(crate) struct TopicView {
 
 pub(crate) async fn topics(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
 ) -> Result<Json<Vec<TopicView>>, ApiError> {
     let stats = state.engine.catalog().topic_stats().await?;
     Ok(Json(
         stats
             .into_iter()
+            .filter(|s| principal.scope.allows(&s.source, &s.topic))
             .map(|s| TopicView {
                 first_event_time: rfc3339(s.min_event_time),
                 last_event_time: rfc3339(s.max_event_time),
@@ -88,11 +94,13 @@ pub(crate) struct SourceView {
 
 pub(crate) async fn sources(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
 ) -> Result<Json<Vec<SourceView>>, ApiError> {
     let sources = state.engine.catalog().sources().await?;
     Ok(Json(
         sources
             .into_iter()
+            .filter(|s| principal.scope.allows_source(&s.name))
             .map(|s| SourceView {
                 name: s.name,
                 bus: s.bus.to_string(),
@@ -127,6 +135,7 @@ pub(crate) struct SegmentView {
 
 pub(crate) async fn segments(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     query: Result<Query<SegmentQuery>, QueryRejection>,
 ) -> Result<Json<Vec<SegmentView>>, ApiError> {
     let Query(query) = query.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
@@ -137,7 +146,8 @@ pub(crate) async fn segments(
         partition: query.partition,
         ..SegmentFilter::default()
     };
-    let records = state.engine.catalog().segments(&filter).await?;
+    let mut records = state.engine.catalog().segments(&filter).await?;
+    hindsight_query::tables::retain_in_scope(&mut records, Some(&principal.scope));
     Ok(Json(
         records
             .into_iter()

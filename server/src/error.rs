@@ -68,6 +68,15 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", message)
     }
 
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// An internal failure: logged under an id, which is all the client sees.
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError::of_kind(ErrorKind::Internal, message.into())
+    }
+
     pub fn unauthorized(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }

@@ -34,8 +34,9 @@
 //!
 //! [`ErrorKind`]: hindsight_archive::ErrorKind
 
+pub mod access;
+mod admin;
 pub mod allowed_hosts;
-mod auth;
 mod catalog;
 pub mod error;
 mod events;
@@ -54,17 +55,18 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
-use hindsight_archive::Secret;
+use hindsight_archive::audit::AuditLog;
 use hindsight_query::QueryEngine;
 use hindsight_replay::ReplayService;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::access::{route_access, Access, ConfigToken};
 use crate::allowed_hosts::AllowedHosts;
 pub use crate::supervisor::Supervisor;
 
 /// Every route the router serves, as (method, path). The OpenAPI document
 /// describes exactly these.
-pub const ROUTES: [(&str, &str); 20] = [
+pub const ROUTES: [(&str, &str); 25] = [
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -85,13 +87,20 @@ pub const ROUTES: [(&str, &str); 20] = [
     ("post", "/api/v1/replays/{id}/pause"),
     ("post", "/api/v1/replays/{id}/resume"),
     ("post", "/api/v1/replays/{id}/cancel"),
+    ("get", "/api/v1/whoami"),
+    ("get", "/api/v1/tokens"),
+    ("post", "/api/v1/tokens"),
+    ("post", "/api/v1/tokens/{name}/revoke"),
+    ("get", "/api/v1/audit"),
 ];
 
 /// HTTP settings beyond the listen address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpOptions {
-    /// When set, API routes and `/metrics` need `Authorization: Bearer <token>`.
-    pub auth_token: Option<Secret>,
+    /// The tokens of the configuration (`[[http.tokens]]`, and the older
+    /// `http.auth_token` as an admin). With none here and none in the
+    /// catalog, every request is the anonymous admin.
+    pub tokens: Vec<ConfigToken>,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
     /// Host names accepted in the `Host` header besides the listen address
@@ -107,7 +116,7 @@ pub struct HttpOptions {
 impl Default for HttpOptions {
     fn default() -> Self {
         HttpOptions {
-            auth_token: None,
+            tokens: Vec::new(),
             max_body_bytes: 1024 * 1024,
             allowed_hosts: Vec::new(),
             allow_adhoc_targets: false,
@@ -124,8 +133,9 @@ pub struct AppState {
     pub supervisor: Supervisor,
     max_body_bytes: usize,
     allow_adhoc_targets: bool,
-    /// blake3 of the configured token.
-    token_hash: Option<Arc<[u8; 32]>>,
+    authenticator: Arc<access::Authenticator>,
+    /// Where requests are audited (set by [`serve`]).
+    audit: Option<AuditLog>,
     allowed_hosts: Arc<AllowedHosts>,
     maintenance: Arc<maintenance::MaintenancePolicy>,
 }
@@ -144,10 +154,8 @@ impl AppState {
             allow_adhoc_targets: options.allow_adhoc_targets,
             allowed_hosts: Arc::new(AllowedHosts::new(&options.allowed_hosts)),
             maintenance: Arc::new(options.maintenance),
-            token_hash: options
-                .auth_token
-                .filter(|token| !token.is_empty())
-                .map(|token| Arc::new(*blake3::hash(token.expose().as_bytes()).as_bytes())),
+            authenticator: Arc::new(access::Authenticator::new(&options.tokens)),
+            audit: None,
         }
     }
 }
@@ -171,11 +179,21 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/events/histogram", get(events::histogram))
         .route("/api/v1/events/sql", get(events::filter_sql))
         .route("/api/v1/events/{event_id}", get(events::get_event))
+        .route("/api/v1/whoami", get(admin::whoami))
+        .route(
+            "/api/v1/tokens",
+            get(admin::list_tokens).post(admin::create_token),
+        )
+        .route("/api/v1/tokens/{name}/revoke", post(admin::revoke_token))
+        .route("/api/v1/audit", get(admin::audit_trail))
         .merge(replays::routes())
+        // Outermost last: the audit record opens before authentication, so
+        // refused requests are recorded too.
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
-            auth::require_token,
-        ));
+            access::authenticate,
+        ))
+        .route_layer(middleware::from_fn_with_state(state.clone(), access::audit));
     Router::new()
         .route("/healthz", get(catalog::healthz))
         .route("/readyz", get(catalog::readyz))
@@ -202,13 +220,26 @@ pub async fn serve(
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     let listen = listener.local_addr()?.ip();
+    let (audit, audit_writer) = AuditLog::start(state.engine.catalog().clone());
     let state = AppState {
         allowed_hosts: Arc::new(state.allowed_hosts.as_ref().clone().listening_on(listen)),
+        audit: Some(audit),
         ..state
     };
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
+    let served = axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { cancel.cancelled().await })
+    .await;
+    // Every sender is gone with the router: the writer drains and stops.
+    if tokio::time::timeout(std::time::Duration::from_secs(60), audit_writer)
         .await
+        .is_err()
+    {
+        tracing::error!("the audit writer did not finish within 60 s of shutdown");
+    }
+    served
 }
 
 /// `/metrics` and `/healthz` for an ingester (`hindsight archive

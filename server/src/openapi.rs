@@ -44,6 +44,7 @@ pub fn document(token_required: bool) -> Value {
     let mut document = core_document();
     if let Some(paths) = document["paths"].as_object_mut() {
         paths.extend(replay_paths());
+        paths.extend(access_paths());
         for operations in paths.values_mut().filter_map(Value::as_object_mut) {
             for (method, operation) in operations.iter_mut() {
                 add_request_guard_errors(method, operation, token_required);
@@ -161,6 +162,59 @@ fn replay_paths() -> serde_json::Map<String, Value> {
         "/api/v1/replays/{id}/cancel".to_owned(),
         control("cancelReplay", "Ask the runner to stop for good"),
     );
+    paths
+}
+
+/// `/api/v1/whoami`, `/api/v1/tokens…` and `/api/v1/audit` (served by
+/// [`crate::admin`]). Every operation's least role is in its description.
+fn access_paths() -> serde_json::Map<String, Value> {
+    let secured = json!([{ "bearer": [] }]);
+    let object = |description: &str| json!({ "description": description, "content": { "application/json": { "schema": { "type": "object" } } } });
+    let array = |description: &str| json!({ "description": description, "content": { "application/json": { "schema": { "type": "array", "items": { "type": "object" } } } } });
+    let mut paths = serde_json::Map::new();
+    paths.insert("/api/v1/whoami".to_owned(), json!({ "get": {
+        "operationId": "whoAmI", "summary": "The principal of this request: name, role, scope (any role)",
+        "security": secured,
+        "responses": with_errors(json!({ "200": object("name, role, scope {sources, topics}, kind") }), &["401", "500"])
+    }}));
+    paths.insert("/api/v1/tokens".to_owned(), json!({
+        "get": {
+            "operationId": "listTokens", "summary": "Every token of the configuration and the catalog, never the token itself (admin)",
+            "security": secured,
+            "responses": with_errors(json!({ "200": array("name, role, scope, defined_in, created_at, created_by, revoked_at, revoked_by") }), &["401", "500"])
+        },
+        "post": {
+            "operationId": "createToken", "summary": "Make a token (admin); the answer is the only time it is shown",
+            "security": secured,
+            "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                "type": "object", "required": ["name", "role"], "additionalProperties": false,
+                "properties": {
+                    "name": { "type": "string" },
+                    "role": { "type": "string", "enum": ["viewer", "analyst", "operator", "admin"] },
+                    "sources": { "type": "array", "items": { "type": "string" } },
+                    "topics": { "type": "array", "items": { "type": "string" } }
+                }
+            } } } },
+            "responses": with_errors(json!({ "201": object("name, role, scope and the token") }), &["400", "401", "409", "500"])
+        }
+    }));
+    paths.insert("/api/v1/tokens/{name}/revoke".to_owned(), json!({ "post": {
+        "operationId": "revokeToken", "summary": "Revoke a catalog token at once (admin)",
+        "security": secured,
+        "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }],
+        "responses": with_errors(json!({ "200": object("name, revoked") }), &["400", "401", "404", "500"])
+    }}));
+    let text = |name: &str, description: &str| json!({ "name": name, "in": "query", "required": false, "description": description, "schema": { "type": "string" } });
+    paths.insert("/api/v1/audit".to_owned(), json!({ "get": {
+        "operationId": "auditTrail", "summary": "The audit trail, oldest first (admin)",
+        "security": secured,
+        "parameters": [
+            text("since", "RFC 3339, inclusive"), text("until", "RFC 3339, exclusive"),
+            text("principal", "a principal's name"), text("action", "sql, events.search, event.fetch, replay.start, token.create, ..."),
+            { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 100000 } }
+        ],
+        "responses": with_errors(json!({ "200": array("id, at, principal, role, address, action, method, route, detail, status, count") }), &["400", "401", "500"])
+    }}));
     paths
 }
 

@@ -23,8 +23,11 @@ use hindsight_archive::replays::{ReplayRequest, ReplayStatus};
 use hindsight_replay::{ReplayOptions, ReplaySpec, Selection, Target};
 use serde::Deserialize;
 
+use crate::access::AuditSlot;
 use crate::error::ApiError;
 use crate::AppState;
+use axum::Extension;
+use hindsight_archive::access::{Principal, Scope};
 
 /// The body of `POST /api/v1/replays`.
 #[derive(Debug, Deserialize)]
@@ -68,25 +71,104 @@ pub fn routes() -> Router<AppState> {
 
 async fn create(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    audit: Option<Extension<AuditSlot>>,
     body: Result<Json<ReplayBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    let audit = audit.map(|Extension(slot)| slot);
+    if let Some(slot) = &audit {
+        if body.dry_run {
+            slot.action("replay.dry_run");
+        }
+        slot.detail(
+            serde_json::json!({"selection": &body.selection, "target": &body.target}).to_string(),
+        );
+    }
     check_target(&state, &body.target)?;
+    let selection = serde_json::to_value(&body.selection).unwrap_or_default();
+    if !selection_in_scope(&selection, &principal.scope) {
+        return Err(ApiError::forbidden(format!(
+            "the selection reaches beyond what {:?} may read ({}): name its source and topics",
+            principal.name,
+            principal.scope.describe()
+        )));
+    }
     let spec = ReplaySpec {
         selection: body.selection,
         target: body.target,
         options: body.options,
     };
-    let service = &state.replays;
+    let service = state.replays.scoped(&principal.scope);
     if body.dry_run {
         let report = service.dry_run(&spec).await?;
+        if let Some(slot) = &audit {
+            slot.add_count(u64::try_from(report.totals.events).unwrap_or_default());
+        }
         return Ok(Json(report).into_response());
     }
     let run = service.start(spec).await?;
     let id = run.id().to_owned();
     state.supervisor.spawn(run);
     let view = service.get(&id).await?;
+    if let Some(slot) = &audit {
+        slot.add_count(u64::try_from(view.planned).unwrap_or_default());
+        slot.detail(format!(
+            "replay {id}: {}",
+            serde_json::json!({"selection": &view.selection, "target": &view.target})
+        ));
+    }
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())
+}
+
+/// Whether a replay's selection (as stored) stays inside `scope`: a
+/// filter naming only allowed topics (and source, when the scope names
+/// sources). An SQL selection, or a filter over every topic, is only
+/// inside the scope of everything.
+fn selection_in_scope(selection: &serde_json::Value, scope: &Scope) -> bool {
+    if scope.is_everything() {
+        return true;
+    }
+    if selection["type"] != "filter" {
+        return false;
+    }
+    let topics: Vec<&str> = selection["topic"]
+        .as_str()
+        .into_iter()
+        .chain(
+            selection["topics"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(serde_json::Value::as_str),
+        )
+        .collect();
+    let source = selection["source"].as_str();
+    let topics_allowed = if scope.topics.is_empty() {
+        true
+    } else {
+        !topics.is_empty() && topics.iter().all(|topic| scope.allows_topic(topic))
+    };
+    let source_allowed = if scope.sources.is_empty() {
+        true
+    } else {
+        source.is_some_and(|source| scope.allows_source(source))
+    };
+    topics_allowed && source_allowed
+}
+
+/// A replay the principal may see, else 404 (its existence is not told).
+async fn visible_replay(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<hindsight_replay::ReplayView, ApiError> {
+    let view = state.replays.get(id).await?;
+    if selection_in_scope(&view.selection, &principal.scope) {
+        Ok(view)
+    } else {
+        Err(ApiError::not_found(format!("no replay {id}")))
+    }
 }
 
 /// A target given over HTTP names a configured connection, carries no
@@ -152,35 +234,48 @@ pub async fn connections(State(state): State<AppState>) -> Response {
 
 async fn list(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Query(params): Query<ListParams>,
 ) -> Result<Response, ApiError> {
     let limit = params.limit.unwrap_or(100).clamp(1, 1000);
-    Ok(Json(state.replays.list(limit).await?).into_response())
+    let mut replays = state.replays.list(limit).await?;
+    replays.retain(|view| selection_in_scope(&view.selection, &principal.scope));
+    Ok(Json(replays).into_response())
 }
 
-async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    Ok(Json(state.replays.get(&id).await?).into_response())
+async fn show(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(visible_replay(&state, &principal, &id).await?).into_response())
 }
 
 async fn pause(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    visible_replay(&state, &principal, &id).await?;
     Ok(Json(state.replays.request(&id, ReplayRequest::Pause).await?).into_response())
 }
 
 async fn cancel(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    visible_replay(&state, &principal, &id).await?;
     Ok(Json(state.replays.request(&id, ReplayRequest::Cancel).await?).into_response())
 }
 
 async fn resume(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    visible_replay(&state, &principal, &id).await?;
     let body: ResumeBody = if body.iter().all(u8::is_ascii_whitespace) {
         ResumeBody::default()
     } else {

@@ -10,10 +10,13 @@ use hindsight_query::format::{Encoder, OutputFormat};
 use hindsight_query::{Error, QueryOutput};
 use serde::Deserialize;
 
+use crate::access::AuditSlot;
 use crate::error::ApiError;
 use crate::layers::media_type;
 use crate::params::{query_pairs, single};
 use crate::AppState;
+use axum::Extension;
+use hindsight_archive::access::Principal;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,6 +26,8 @@ struct SqlRequest {
 
 pub(crate) async fn sql(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    audit: Option<Extension<AuditSlot>>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
     body: Result<Bytes, BytesRejection>,
@@ -82,14 +87,22 @@ pub(crate) async fn sql(
     if text.trim().is_empty() {
         return Err(ApiError::bad_request("the SQL statement is empty"));
     }
-    let output = state.engine.sql(&text).await?;
-    stream_output(output, format).await
+    let audit = audit.map(|Extension(slot)| slot);
+    if let Some(slot) = &audit {
+        slot.detail(text.chars().take(10_000).collect::<String>());
+    }
+    let output = state.engine.scoped(&principal.scope).sql(&text).await?;
+    stream_output(output, format, audit).await
 }
 
 /// Streams a started query. An error before the first batch is a JSON
 /// error with its status; an error later cuts the body short (the client
 /// sees an incomplete chunked response).
-async fn stream_output(output: QueryOutput, format: OutputFormat) -> Result<Response, ApiError> {
+async fn stream_output(
+    output: QueryOutput,
+    format: OutputFormat,
+    audit: Option<AuditSlot>,
+) -> Result<Response, ApiError> {
     let QueryOutput {
         schema,
         mut stream,
@@ -105,24 +118,37 @@ async fn stream_output(output: QueryOutput, format: OutputFormat) -> Result<Resp
         Some(batch) => encoder.batch(batch)?,
         None => Vec::new(),
     };
-    let rest = futures::stream::unfold(Some((stream, encoder, schema)), |state| async move {
-        let (mut stream, mut encoder, schema) = state?;
-        match stream.next().await {
-            Some(Ok(batch)) => {
-                let bytes = encoder.batch(&batch).map_err(std::io::Error::other);
-                Some((bytes.map(Bytes::from), Some((stream, encoder, schema))))
+    // The audit record counts the rows sent, and is written when the body ends.
+    if let Some(slot) = &audit {
+        slot.add_count(first.as_ref().map_or(0, |batch| batch.num_rows() as u64));
+    }
+    let rest = futures::stream::unfold(
+        Some((stream, encoder, schema, audit)),
+        |state| async move {
+            let (mut stream, mut encoder, schema, audit) = state?;
+            match stream.next().await {
+                Some(Ok(batch)) => {
+                    if let Some(slot) = &audit {
+                        slot.add_count(batch.num_rows() as u64);
+                    }
+                    let bytes = encoder.batch(&batch).map_err(std::io::Error::other);
+                    Some((
+                        bytes.map(Bytes::from),
+                        Some((stream, encoder, schema, audit)),
+                    ))
+                }
+                Some(Err(error)) => {
+                    let error = Error::from(error);
+                    tracing::warn!(kind = %error.kind(), error = %error, "query failed while streaming");
+                    Some((Err(std::io::Error::other(error)), None))
+                }
+                None => {
+                    let bytes = encoder.finish(&schema).map_err(std::io::Error::other);
+                    Some((bytes.map(Bytes::from), None))
+                }
             }
-            Some(Err(error)) => {
-                let error = Error::from(error);
-                tracing::warn!(kind = %error.kind(), error = %error, "query failed while streaming");
-                Some((Err(std::io::Error::other(error)), None))
-            }
-            None => {
-                let bytes = encoder.finish(&schema).map_err(std::io::Error::other);
-                Some((bytes.map(Bytes::from), None))
-            }
-        }
-    });
+        },
+    );
     let body = futures::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(head)) })
         .chain(rest)
         .filter(|chunk| futures::future::ready(!matches!(chunk, Ok(bytes) if bytes.is_empty())));

@@ -1,0 +1,509 @@
+//! Access control: roles, scopes, tokens, the audit trail and the start-up
+//! refusal, over the HTTP API of a real `hindsight serve`.
+//!
+//! The matrix is generated from `ROUTES`: a route without a decision in
+//! `route_access` fails it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use hindsight_archive::access::Role;
+use hindsight_server::{route_access, Access, ROUTES};
+use serde_json::Value;
+
+use crate::query::{http, write_config, HttpResponse, Server, Target};
+use crate::util::{archive_demo, hindsight, run_ok};
+
+const ROLES: [Role; 4] = [Role::Viewer, Role::Analyst, Role::Operator, Role::Admin];
+
+/// A token made by `hindsight token create --config-only`: (token, entry).
+fn config_token(name: &str, role: Role, topics: &[&str]) -> (String, String) {
+    let mut command = hindsight();
+    command.args([
+        "token",
+        "create",
+        name,
+        "--role",
+        role.as_str(),
+        "--config-only",
+        "--json",
+    ]);
+    for topic in topics {
+        command.args(["--topic", topic]);
+    }
+    let output = run_ok(&mut command);
+    let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    (
+        printed["token"].as_str().unwrap().to_owned(),
+        printed["config"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn request(
+    address: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> HttpResponse {
+    let bearer = token.map(|token| format!("Bearer {token}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(bearer) = &bearer {
+        headers.push(("Authorization", bearer.as_str()));
+    }
+    http(address, &method.to_uppercase(), path, &headers, body)
+}
+
+/// The concrete request for a route: in scope (orders) or out (payments).
+fn concrete(
+    method: &str,
+    path: &str,
+    in_scope: bool,
+    ids: &BTreeMap<&str, String>,
+) -> (String, Vec<u8>) {
+    let topic = if in_scope { "orders" } else { "payments" };
+    let event_id = &ids[topic];
+    let path = path
+        .replace("{event_id}", event_id)
+        .replace("{id}", "0123456789abcdef0123456789abcdef")
+        .replace("{name}", "no-such-token");
+    let path = match path.as_str() {
+        "/api/v1/events" => format!("{path}?topic={topic}&limit=50"),
+        "/api/v1/events/sql" => format!("{path}?topic={topic}"),
+        "/api/v1/events/histogram" => format!("{path}?topic={topic}&step_ms=3600000"),
+        "/api/v1/segments" => format!("{path}?topic={topic}"),
+        _ => path,
+    };
+    let body = match (method, path.as_str()) {
+        ("post", "/api/v1/sql") => {
+            format!("{{\"sql\": \"SELECT topic, count(*) AS n FROM events WHERE topic = '{topic}' GROUP BY topic\"}}")
+        }
+        // Refused by the route's own checks once the role passes.
+        ("post", "/api/v1/replays") => "{}".to_owned(),
+        ("post", "/api/v1/tokens") => "{\"name\": \"\", \"role\": \"viewer\"}".to_owned(),
+        _ => "{}".to_owned(),
+    };
+    (path, body.into_bytes())
+}
+
+/// What a principal allowed on the route gets, by route.
+fn expected_status(method: &str, path: &str, in_scope: bool) -> u16 {
+    match (method, path) {
+        ("get", "/api/v1/events/{event_id}") if !in_scope => 404,
+        ("get", "/api/v1/replays/{id}") => 404,
+        (
+            "post",
+            "/api/v1/replays/{id}/pause"
+            | "/api/v1/replays/{id}/resume"
+            | "/api/v1/replays/{id}/cancel",
+        ) => 404,
+        ("post", "/api/v1/tokens/{name}/revoke") => 404,
+        ("post", "/api/v1/replays" | "/api/v1/tokens") => 400,
+        _ => 200,
+    }
+}
+
+fn demo_ids(config: &Path) -> BTreeMap<&'static str, String> {
+    let mut ids = BTreeMap::new();
+    for topic in ["orders", "payments"] {
+        let rows = crate::util::query_json(
+            config,
+            &format!("SELECT event_id FROM events WHERE topic = '{topic}' LIMIT 1"),
+        );
+        ids.insert(topic, rows[0]["event_id"].as_str().unwrap().to_owned());
+    }
+    ids
+}
+
+#[test]
+fn every_route_answers_every_role_in_and_out_of_scope_as_decided() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    archive_demo(&data, 2_000);
+    let mut tokens = BTreeMap::new();
+    let mut entries = String::new();
+    for role in ROLES {
+        let (token, entry) = config_token(&format!("orders-{role}"), role, &["orders"]);
+        tokens.insert(role, token);
+        entries.push_str(&entry);
+    }
+    let config = write_config(directory.path(), &data, &entries);
+    let ids = demo_ids(&config);
+    let server = Server::start(&Target::Config(config.clone()));
+    let address = server.address.as_str();
+    let mut checked = 0;
+    for (method, path) in ROUTES {
+        let decision = route_access(method, path)
+            .unwrap_or_else(|| panic!("{method} {path} has no access decision in route_access"));
+        for in_scope in [true, false] {
+            let (target, body) = concrete(method, path, in_scope, &ids);
+            // No token, and a token nobody made.
+            for token in [None, Some("hs_not-a-token")] {
+                let response = request(address, method, &target, token, &body);
+                let want = match decision.0 {
+                    Access::Public => 200,
+                    Access::Least(_) => 401,
+                };
+                assert_eq!(
+                    response.status,
+                    want,
+                    "{method} {target} with {token:?}: {}",
+                    response.text()
+                );
+            }
+            for role in ROLES {
+                let response = request(address, method, &target, Some(&tokens[&role]), &body);
+                let what = format!("{method} {target} as {role} (scope orders)");
+                let want = match decision.0 {
+                    Access::Public => 200,
+                    Access::Least(least) if role < least => 403,
+                    Access::Least(_) => expected_status(method, path, in_scope),
+                };
+                assert_eq!(response.status, want, "{what}: {}", response.text());
+                if response.status == 200 && method == "get" && path != "/api/v1/events/sql" {
+                    let text = response.text();
+                    // Nothing of another topic: no name, no event id.
+                    if path.starts_with("/api/v1/")
+                        && path != "/api/v1/openapi.json"
+                        && path != "/api/v1/audit"
+                    {
+                        assert!(
+                            !text.contains("payments") && !text.contains(&ids["payments"]),
+                            "{what} shows another topic: {text}"
+                        );
+                    }
+                }
+                if response.status == 200 && path == "/api/v1/sql" {
+                    let text = response.text();
+                    assert!(!text.contains("payments"), "{what}: {text}");
+                    assert_eq!(text.trim().is_empty(), !in_scope, "{what}: {text}");
+                }
+                checked += 1;
+            }
+        }
+    }
+    println!("{checked} route × role × scope requests checked");
+    // A viewer sees no payload, and may not filter by one.
+    let page = request(
+        address,
+        "get",
+        "/api/v1/events?topic=orders&limit=5",
+        Some(&tokens[&Role::Viewer]),
+        b"",
+    )
+    .json();
+    for event in page["events"].as_array().unwrap() {
+        assert!(
+            event["payload_text"].is_null() && event["payload_base64"].is_null(),
+            "{event}"
+        );
+        assert_eq!(event["payload_redacted"], true, "{event}");
+    }
+    let probe = request(
+        address,
+        "get",
+        "/api/v1/events?topic=orders&contains=a",
+        Some(&tokens[&Role::Viewer]),
+        b"",
+    );
+    assert_eq!(probe.status, 403, "{}", probe.text());
+    let analyst = request(
+        address,
+        "get",
+        "/api/v1/events?topic=orders&limit=5",
+        Some(&tokens[&Role::Analyst]),
+        b"",
+    )
+    .json();
+    assert!(
+        analyst["events"][0]["payload_base64"].is_string(),
+        "{analyst}"
+    );
+}
+
+fn sql_as(address: &str, token: &str, sql: &str) -> Vec<Value> {
+    let body = serde_json::json!({ "sql": sql }).to_string();
+    let response = request(
+        address,
+        "post",
+        "/api/v1/sql?format=json",
+        Some(token),
+        body.as_bytes(),
+    );
+    assert_eq!(response.status, 200, "{sql}: {}", response.text());
+    serde_json::from_slice(&response.body).unwrap()
+}
+
+#[test]
+fn a_token_scoped_to_orders_never_sees_a_row_or_a_count_of_another_topic() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    archive_demo(&data, 3_000);
+    let (scoped, scoped_entry) = config_token("orders-analyst", Role::Analyst, &["orders"]);
+    let (admin, admin_entry) = config_token("admin", Role::Admin, &[]);
+    let config = write_config(
+        directory.path(),
+        &data,
+        &format!("{scoped_entry}{admin_entry}"),
+    );
+    let server = Server::start(&Target::Config(config));
+    let address = server.address.as_str();
+    let orders = sql_as(address, &admin, "SELECT count(*) AS n, count(DISTINCT event_id) AS ids, sum(payload_size) AS bytes FROM events WHERE topic = 'orders'");
+    let total = sql_as(address, &admin, "SELECT count(*) AS n FROM events");
+    assert!(
+        total[0]["n"].as_i64() > orders[0]["n"].as_i64(),
+        "the demo has other topics"
+    );
+    // Each query would count other topics without the scope.
+    let same_count = [
+        ("SELECT count(*) AS n FROM events", "n"),
+        ("SELECT count(*) AS n FROM events_raw", "n"),
+        ("SELECT count(*) AS n FROM events_dedup", "ids"),
+        ("SELECT count(*) AS n FROM (SELECT * FROM events WHERE topic <> 'nothing') AS sub", "n"),
+        ("SELECT count(*) AS n FROM events_dedup a JOIN events_dedup b ON a.event_id = b.event_id", "ids"),
+        ("SELECT count(*) AS n FROM (SELECT event_id FROM events WHERE topic = 'orders' UNION ALL SELECT event_id FROM events WHERE topic <> 'orders') AS u", "n"),
+        ("SELECT sum(rows) AS n FROM segments", "n"),
+        ("SELECT count(*) AS n FROM events WHERE event_id IN (SELECT event_id FROM events_raw)", "n"),
+        ("SELECT count(*) AS n FROM events e WHERE EXISTS (SELECT 1 FROM segments s WHERE s.topic = e.topic)", "n"),
+    ];
+    for (sql, expected) in same_count {
+        let rows = sql_as(address, &scoped, sql);
+        assert_eq!(rows[0]["n"], orders[0][expected], "{sql}: {rows:?}");
+    }
+    let bytes = sql_as(
+        address,
+        &scoped,
+        "SELECT sum(payload_size) AS bytes FROM events",
+    );
+    assert_eq!(bytes[0]["bytes"], orders[0]["bytes"]);
+    for sql in [
+        "SELECT DISTINCT topic FROM events",
+        "SELECT topic FROM events UNION SELECT topic FROM segments",
+        "SELECT topic, count(*) AS n FROM events_dedup GROUP BY topic",
+        "SELECT topic FROM events WHERE topic = 'payments'",
+        "SELECT topic FROM segments WHERE topic IN ('payments', 'shipments', 'orders')",
+        "WITH t AS (SELECT topic FROM events_raw) SELECT DISTINCT topic FROM t",
+    ] {
+        let rows = sql_as(address, &scoped, sql);
+        for row in &rows {
+            assert!(row["topic"] == "orders", "{sql} shows {row}");
+        }
+    }
+    let nothing = sql_as(
+        address,
+        &scoped,
+        "SELECT count(*) AS n FROM events WHERE topic = 'payments'",
+    );
+    assert_eq!(nothing[0]["n"], 0);
+    // The typed views and the topic list follow the scope too.
+    let topics = request(address, "get", "/api/v1/topics", Some(&scoped), b"").json();
+    let names: Vec<&str> = topics
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["topic"].as_str())
+        .collect();
+    assert_eq!(names, vec!["orders"]);
+}
+
+#[test]
+fn catalog_tokens_work_until_revoked_and_every_request_is_audited_once() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    archive_demo(&data, 1_000);
+    let config = write_config(directory.path(), &data, "");
+    let created = run_ok(
+        hindsight()
+            .arg("--config")
+            .arg(&config)
+            .args(["token", "create", "ops", "--role", "operator", "--json"]),
+    );
+    let created: Value = serde_json::from_slice(&created.stdout).unwrap();
+    let token = created["token"].as_str().unwrap().to_owned();
+    let admin = run_ok(
+        hindsight()
+            .arg("--config")
+            .arg(&config)
+            .args(["token", "create", "root", "--role", "admin", "--json"]),
+    );
+    let admin: Value = serde_json::from_slice(&admin.stdout).unwrap();
+    let admin = admin["token"].as_str().unwrap().to_owned();
+    let listed = run_ok(
+        hindsight()
+            .arg("--config")
+            .arg(&config)
+            .args(["token", "list", "--json"]),
+    );
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert!(
+        listed.contains("\"ops\"") && !listed.contains(&token),
+        "{listed}"
+    );
+
+    let server = Server::start(&Target::Config(config.clone()));
+    let address = server.address.as_str();
+    // A scripted session: 1000 mixed requests, each recorded exactly once.
+    let mut sent: BTreeMap<(String, u16), usize> = BTreeMap::new();
+    for index in 0..1000usize {
+        let (method, path, body, who): (&str, String, String, Option<&str>) = match index % 8 {
+            0 => (
+                "post",
+                "/api/v1/sql".to_owned(),
+                format!("{{\"sql\": \"SELECT {index} AS i\"}}"),
+                Some(&token),
+            ),
+            1 => (
+                "get",
+                format!("/api/v1/events?limit={}", 1 + index % 20),
+                String::new(),
+                Some(&token),
+            ),
+            2 => (
+                "get",
+                "/api/v1/topics".to_owned(),
+                String::new(),
+                Some(&token),
+            ),
+            3 => (
+                "get",
+                "/api/v1/events/histogram?step_ms=60000".to_owned(),
+                String::new(),
+                Some(&token),
+            ),
+            4 => (
+                "get",
+                "/api/v1/tokens".to_owned(),
+                String::new(),
+                Some(&token),
+            ), // 403: operator
+            5 => ("get", "/api/v1/topics".to_owned(), String::new(), None), // 401
+            6 => (
+                "get",
+                "/api/v1/whoami".to_owned(),
+                String::new(),
+                Some(&admin),
+            ),
+            _ => (
+                "get",
+                "/api/v1/replays".to_owned(),
+                String::new(),
+                Some(&token),
+            ),
+        };
+        let response = request(address, method, &path, who, body.as_bytes());
+        let action = route_access(method, path.split('?').next().unwrap())
+            .unwrap()
+            .1
+            .unwrap();
+        *sent
+            .entry((action.to_owned(), response.status))
+            .or_default() += 1;
+    }
+    assert_eq!(
+        sent.get(&("tokens.list".to_owned(), 403)),
+        Some(&125),
+        "{sent:?}"
+    );
+    // Revocation takes effect at once.
+    run_ok(
+        hindsight()
+            .arg("--config")
+            .arg(&config)
+            .args(["token", "revoke", "ops"]),
+    );
+    let refused = request(address, "get", "/api/v1/topics", Some(&token), b"");
+    assert_eq!(refused.status, 401, "{}", refused.text());
+    *sent.entry(("topics.list".to_owned(), 401)).or_default() += 1;
+    let trail = request(
+        address,
+        "get",
+        "/api/v1/audit?limit=100000",
+        Some(&admin),
+        b"",
+    );
+    assert_eq!(trail.status, 200);
+    drop(server); // SIGTERM: the audit queue drains before the process exits
+
+    let exported = run_ok(
+        hindsight()
+            .arg("--config")
+            .arg(&config)
+            .args(["audit", "--json", "--limit", "100000"]),
+    );
+    let records: Vec<Value> = String::from_utf8(exported.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let mut recorded: BTreeMap<(String, u16), usize> = BTreeMap::new();
+    for record in records.iter().filter(|r| {
+        r["principal"] != "cli:root"
+            && !r["action"].as_str().unwrap().starts_with("token.")
+            && r["action"] != "audit.read"
+    }) {
+        let key = (
+            record["action"].as_str().unwrap().to_owned(),
+            record["status"].as_u64().unwrap() as u16,
+        );
+        *recorded.entry(key).or_default() += 1;
+    }
+    assert_eq!(recorded, sent, "one audit record per request");
+    let sql = records
+        .iter()
+        .find(|r| r["action"] == "sql" && r["detail"] == "SELECT 8 AS i")
+        .unwrap();
+    assert_eq!(sql["principal"], "ops");
+    assert_eq!(sql["count"], 1);
+    assert_eq!(sql["address"], "127.0.0.1");
+    assert!(records
+        .iter()
+        .any(|r| r["action"] == "token.create"
+            && r["principal"].as_str().unwrap().starts_with("cli:")));
+    assert!(records.iter().any(|r| r["action"] == "token.revoke"));
+    assert!(records
+        .iter()
+        .any(|r| r["action"] == "audit.read" && r["principal"] == "root"));
+    let text = String::from_utf8_lossy(&exported.stdout);
+    assert!(
+        !text.contains(&token) && !text.contains(&admin),
+        "a token is in the audit trail"
+    );
+}
+
+#[test]
+fn a_server_without_tokens_listens_on_loopback_only() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    archive_demo(&data, 200);
+    let config = write_config(directory.path(), &data, "");
+    let refused = hindsight()
+        .arg("--config")
+        .arg(&config)
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("http.listen 0.0.0.0:0") && stderr.contains("allow_unauthenticated"),
+        "{stderr}"
+    );
+    // With a token, or the explicit setting, it starts.
+    let (_token, entry) = config_token("admin", Role::Admin, &[]);
+    for extra in [entry, "[http]\nallow_unauthenticated = true\n".to_owned()] {
+        let config = write_config(directory.path(), &data, &extra);
+        let (mut child, mut stdout) =
+            crate::util::spawn_with_stdout(hindsight().arg("--config").arg(&config).args([
+                "serve",
+                "--listen",
+                "0.0.0.0:0",
+            ]));
+        crate::util::read_until(
+            &mut stdout,
+            "serving the API",
+            std::time::Duration::from_secs(60),
+        );
+        let status = crate::util::terminate(&mut child);
+        assert!(status.success(), "{status:?}");
+    }
+}
