@@ -60,6 +60,9 @@ pub struct Config {
     /// Schema registries and per-topic schema rules, for decoding payloads.
     #[serde(default)]
     pub schemas: hindsight_schemas::SchemaSettings,
+    /// Values masked for roles below a policy's (`[[redaction]]`).
+    #[serde(default)]
+    pub redaction: Vec<hindsight_query::redact::RedactionPolicy>,
     #[serde(default)]
     pub sources: Vec<SourceSection>,
     /// Problems found while reading secret files and resolving connection
@@ -527,6 +530,9 @@ impl Config {
             ));
         }
         problems.extend(self.http.token_problems());
+        for (index, policy) in self.redaction.iter().enumerate() {
+            problems.extend(policy.problems(&format!("redaction[{index}]")));
+        }
         if self.http.max_body_bytes == 0 {
             problems.push("http.max_body_bytes: must be at least 1".to_owned());
         }
@@ -784,7 +790,10 @@ mod tests {
         assert!(config.validate().is_empty(), "{:?}", config.validate());
         let tokens = config.http.options().tokens;
         assert_eq!(tokens.len(), 1);
-        assert_eq!(tokens[0].hash, hindsight_archive::access::token_hash("s3cret"));
+        assert_eq!(
+            tokens[0].hash,
+            hindsight_archive::access::token_hash("s3cret")
+        );
         assert_eq!(tokens[0].role, Role::Admin);
         assert_eq!(config.http.options().max_body_bytes, 4096);
         let limits = config.query.limits();

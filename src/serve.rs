@@ -52,6 +52,7 @@ pub async fn serve(
     let schemas = crate::schemas::open(config, &catalog).await?;
     schemas.spawn_persister(cancel.child_token());
     let engine = QueryEngine::with_schemas(store, catalog.clone(), config.query.limits(), schemas)
+        .and_then(|engine| engine.with_redaction(config.redaction.clone()))
         .context("cannot start the query engine")?;
     let replays = ReplayService::new(
         engine,

@@ -507,3 +507,124 @@ fn a_server_without_tokens_listens_on_loopback_only() {
         assert!(status.success(), "{status:?}");
     }
 }
+
+/// Every string in `secrets` (and its hex) is absent from `body`.
+fn assert_hidden(body: &str, secrets: &[String], what: &str) {
+    for secret in secrets {
+        let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+        assert!(
+            !body.contains(secret.as_str()) && !body.contains(&hex),
+            "{what} shows {secret}: {}",
+            body.chars().take(400).collect::<String>()
+        );
+    }
+}
+
+#[test]
+fn redacted_fields_never_leave_the_server_below_the_policys_role() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    archive_demo(&data, 3_000);
+    let (analyst, analyst_entry) = config_token("analyst", Role::Analyst, &[]);
+    let (operator, operator_entry) = config_token("operator", Role::Operator, &[]);
+    let policy = "[[redaction]]\ntopics = [\"payments\"]\njson_paths = [\"$.psp_reference\"]\n\
+                  key = true\nunmasked_for = \"operator\"\n";
+    let config = write_config(
+        directory.path(),
+        &data,
+        &format!("{analyst_entry}{operator_entry}{policy}"),
+    );
+    // What must never show: every payment's PSP reference, from the files.
+    let secrets: Vec<String> = crate::util::query_json(
+        &config,
+        "SELECT DISTINCT json_get_str(payload_text, 'psp_reference') AS psp FROM events \
+         WHERE topic = 'payments' ORDER BY 1 LIMIT 20",
+    )
+    .iter()
+    .map(|row| row["psp"].as_str().unwrap().to_owned())
+    .collect();
+    assert_eq!(secrets.len(), 20);
+    let server = Server::start(&Target::Config(config));
+    let address = server.address.as_str();
+    // The operator (the policy's role) sees them.
+    let raw = sql_as(address, &operator, "SELECT json_get_str(payload_text, 'psp_reference') AS psp FROM events WHERE topic = 'payments'");
+    let shown = serde_json::to_string(&raw).unwrap();
+    assert!(secrets.iter().all(|secret| shown.contains(secret.as_str())));
+
+    let templates: [&str; 10] = [
+        "SELECT payload_text FROM events WHERE topic = 'payments' AND payload_text LIKE '%{s}%'",
+        "SELECT count(*) AS n FROM events WHERE payload_text LIKE '%{s}%'",
+        "SELECT CAST(payload AS VARCHAR) AS p, encode(payload, 'hex') AS h FROM events WHERE topic = 'payments' ORDER BY json_get_str(payload_text, 'psp_reference') LIMIT 50",
+        "SELECT substr(payload_text, strpos(payload_text, 'psp-'), 16) AS s, count(*) AS n FROM events_dedup WHERE topic = 'payments' GROUP BY 1 ORDER BY 1 LIMIT 50",
+        "SELECT json_get_str(payload_text, 'psp_reference') AS p FROM events WHERE json_get_str(payload_text, 'psp_reference') = '{s}'",
+        "SELECT decode_payload(payload, topic) AS d FROM events WHERE topic = 'payments' LIMIT 30",
+        "SELECT json_get_str(decode_payload(payload, topic), 'psp_reference') AS p, count(*) AS n FROM events_raw WHERE topic = 'payments' GROUP BY 1 LIMIT 30",
+        "SELECT utf8_or_null(key) AS k, lower(upper(payload_text)) AS t FROM events WHERE topic = 'payments' AND strpos(payload_text, '{s}') > 0",
+        "SELECT max(payload_text) AS m, min(encode(payload, 'base64')) AS b FROM events WHERE topic = 'payments'",
+        "SELECT regexp_replace(payload_text, '\\\\*', 'x', 'g') AS r FROM events WHERE topic = 'payments' ORDER BY r LIMIT 20",
+    ];
+    let mut requests = 0;
+    for secret in &secrets {
+        for template in templates {
+            let sql = template.replace("{s}", secret);
+            let rows = sql_as(address, &analyst, &sql);
+            assert_hidden(&serde_json::to_string(&rows).unwrap(), &secrets, &sql);
+            if sql.contains("count(*) AS n FROM events WHERE") {
+                assert_eq!(rows[0]["n"], 0, "{sql}: a count tells the value exists");
+            }
+            requests += 1;
+        }
+    }
+    // Search, fetch and export routes.
+    let ids = sql_as(
+        address,
+        &analyst,
+        "SELECT event_id FROM events WHERE topic = 'payments' LIMIT 5",
+    );
+    for row in &ids {
+        let path = format!("/api/v1/events/{}", row["event_id"].as_str().unwrap());
+        let event = request(address, "get", &path, Some(&analyst), b"");
+        assert_eq!(event.status, 200);
+        assert_hidden(&event.text(), &secrets, &path);
+        assert!(
+            event.json()["key"].as_str().unwrap().starts_with("****"),
+            "{}",
+            event.text()
+        );
+        requests += 1;
+    }
+    for path in [
+        "/api/v1/events?topic=payments&limit=200".to_owned(),
+        format!("/api/v1/events?topic=payments&contains={}", secrets[0]),
+        format!(
+            "/api/v1/events?topic=payments&json=psp_reference={}",
+            secrets[1]
+        ),
+    ] {
+        let page = request(address, "get", &path, Some(&analyst), b"");
+        assert_eq!(page.status, 200, "{}", page.text());
+        assert_hidden(&page.text(), &secrets, &path);
+        if path.contains("contains=") || path.contains("json=") {
+            assert_eq!(page.json()["events"].as_array().unwrap().len(), 0, "{path}");
+        }
+        requests += 1;
+    }
+    for format in ["csv", "parquet", "arrow"] {
+        let body =
+            serde_json::json!({"sql": "SELECT * FROM events WHERE topic = 'payments'"}).to_string();
+        let export = request(
+            address,
+            "post",
+            &format!("/api/v1/sql?format={format}"),
+            Some(&analyst),
+            body.as_bytes(),
+        );
+        assert_eq!(export.status, 200);
+        assert_hidden(&String::from_utf8_lossy(&export.body), &secrets, format);
+        requests += 1;
+    }
+    println!(
+        "{requests} requests tried to unmask {} values",
+        secrets.len()
+    );
+}

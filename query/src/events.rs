@@ -322,7 +322,7 @@ pub async fn fetch(engine: &QueryEngine, event_id: &str) -> Result<Option<EventD
     // segment elsewhere in the archive plays no part.
     session.context.register_table(
         "events_for_id",
-        Arc::new(
+        engine.events_provider(
             EventsTable::for_segments(
                 engine.store().clone(),
                 engine.catalog().clone(),
@@ -330,7 +330,7 @@ pub async fn fetch(engine: &QueryEngine, event_id: &str) -> Result<Option<EventD
                 candidates,
             )
             .with_scope(engine.scope().cloned()),
-        ),
+        )?,
     )?;
     let dataframe = session
         .context

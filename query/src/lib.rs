@@ -13,6 +13,7 @@ pub mod filter;
 pub mod format;
 pub mod functions;
 pub mod pruning;
+pub mod redact;
 pub mod segment_reader;
 pub mod sql;
 pub mod tables;

@@ -51,11 +51,12 @@ impl ReplayService {
         Ok(())
     }
 
-    /// The same service, selecting only what `scope` allows (the loop
-    /// guard still knows every archived topic).
-    pub fn scoped(&self, scope: &hindsight_archive::access::Scope) -> ReplayService {
+    /// The same service as `principal` reads: selecting only what its
+    /// scope allows, dry-run samples masked for its role (the loop guard
+    /// still knows every archived topic).
+    pub fn for_principal(&self, principal: &hindsight_archive::access::Principal) -> ReplayService {
         ReplayService {
-            engine: self.engine.scoped(scope),
+            engine: self.engine.for_principal(principal),
             ..self.clone()
         }
     }

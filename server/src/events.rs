@@ -138,7 +138,7 @@ pub(crate) async fn search_events(
             .transpose()?,
     };
     let page =
-        hindsight_query::events::search(&state.engine.scoped(&principal.scope), &search).await?;
+        hindsight_query::events::search(&state.engine.for_principal(&principal), &search).await?;
     if let Some(Extension(slot)) = &audit {
         slot.add_count(page.events.len() as u64);
     }
@@ -178,7 +178,7 @@ pub(crate) async fn histogram(
         .ok_or_else(|| ApiError::bad_request("query parameter \"step_ms\" is required"))?;
     let filter = filter_of(&pairs)?;
     let buckets = hindsight_query::events::histogram(
-        &state.engine.scoped(&principal.scope),
+        &state.engine.for_principal(&principal),
         &filter,
         step_ms.saturating_mul(1000),
     )
@@ -230,7 +230,7 @@ pub(crate) async fn get_event(
 ) -> Result<Response, ApiError> {
     let Path(event_id) = path.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
     audit_detail(audit.as_ref(), Some(&event_id));
-    let engine = state.engine.scoped(&principal.scope);
+    let engine = state.engine.for_principal(&principal);
     match hindsight_query::events::fetch(&engine, &event_id).await? {
         Some(detail) => {
             if let Some(Extension(slot)) = &audit {

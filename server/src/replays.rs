@@ -99,9 +99,13 @@ async fn create(
         target: body.target,
         options: body.options,
     };
-    let service = state.replays.scoped(&principal.scope);
+    let service = state.replays.for_principal(&principal);
     if body.dry_run {
-        let report = service.dry_run(&spec).await?;
+        let mut report = service.dry_run(&spec).await?;
+        if service.engine().masks_values() {
+            // The sample is read raw from the segments: not for a masked role.
+            report.sample.clear();
+        }
         if let Some(slot) = &audit {
             slot.add_count(u64::try_from(report.totals.events).unwrap_or_default());
         }

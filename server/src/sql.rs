@@ -91,7 +91,7 @@ pub(crate) async fn sql(
     if let Some(slot) = &audit {
         slot.detail(text.chars().take(10_000).collect::<String>());
     }
-    let output = state.engine.scoped(&principal.scope).sql(&text).await?;
+    let output = state.engine.for_principal(&principal).sql(&text).await?;
     stream_output(output, format, audit).await
 }
 
