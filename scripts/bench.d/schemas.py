@@ -48,22 +48,29 @@ def start_registry(out):
     return process, f"http://127.0.0.1:{port_file.read_text().strip()}"
 
 
-def fastavro_decode(data_dir, topic, schema_text):
-    """Decodes every payload of `topic` with fastavro into JSON text; returns
-    (seconds, events, characters)."""
-    import fastavro
-    import io
+def read_payloads(data_dir, topic):
+    """Every payload of `topic`, read from its segments with pyarrow."""
     import pyarrow.dataset as ds
-    import base64
-    import decimal
-    import datetime as dt
-    import uuid
 
     root = Path(data_dir) / "segments"
     files = [str(p) for p in root.rglob("*.parquet") if f"topic={topic}" in str(p)]
     payloads = []
     for batch in ds.dataset(files, format="parquet").to_batches(columns=["payload"]):
         payloads.extend(batch.column(0).to_pylist())
+    return payloads
+
+
+def fastavro_decode(data_dir, topic, schema_text):
+    """Decodes every payload of `topic` with fastavro into JSON text; returns
+    (seconds, events, characters)."""
+    import fastavro
+    import io
+    import base64
+    import decimal
+    import datetime as dt
+    import uuid
+
+    payloads = read_payloads(data_dir, topic)
     schema = fastavro.parse_schema(json.loads(schema_text))
 
     def default(value):
@@ -93,13 +100,8 @@ def fastavro_aggregate(data_dir, topic, schema_text):
     Returns (seconds, {status: [events, amount, lines]})."""
     import fastavro
     import io
-    import pyarrow.dataset as ds
 
-    root = Path(data_dir) / "segments"
-    files = [str(p) for p in root.rglob("*.parquet") if f"topic={topic}" in str(p)]
-    payloads = []
-    for batch in ds.dataset(files, format="parquet").to_batches(columns=["payload"]):
-        payloads.extend(batch.column(0).to_pylist())
+    payloads = read_payloads(data_dir, topic)
     schema = fastavro.parse_schema(json.loads(schema_text))
     started = time.monotonic()
     groups = {}
