@@ -185,6 +185,9 @@ pub struct HttpSection {
     pub tokens: Vec<TokenEntry>,
     /// Let a server without any token listen beyond loopback.
     pub allow_unauthenticated: bool,
+    /// JWT bearer tokens verified against a JWKS file (`[http.jwt]`).
+    #[serde(default)]
+    pub jwt: Option<hindsight_server::jwt::JwtSettings>,
 }
 
 /// One `[[http.tokens]]`: only the token's hash, never the token.

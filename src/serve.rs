@@ -27,7 +27,15 @@ pub async fn serve(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let address = config.listen_address()?;
+    let jwt = config
+        .http
+        .jwt
+        .clone()
+        .map(hindsight_server::jwt::JwtVerifier::load)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let has_tokens = !config.http.config_tokens().is_empty()
+        || jwt.is_some()
         || catalog
             .has_tokens()
             .await
@@ -63,7 +71,7 @@ pub async fn serve(
     let mut options = config.http.options();
     options.allow_adhoc_targets = config.replay.allow_adhoc_targets;
     options.maintenance = config.maintenance_policy();
-    let state = AppState::new(replays, supervisor.clone(), options);
+    let state = AppState::new(replays, supervisor.clone(), options).with_jwt(jwt);
     let served = hindsight_server::serve(listener, state, cancel).await;
     if supervisor.running() > 0 {
         println!(

@@ -628,3 +628,81 @@ fn redacted_fields_never_leave_the_server_below_the_policys_role() {
         secrets.len()
     );
 }
+
+/// A JWT signed by `tests/support/jwt_sign.py` with the key in `directory`.
+fn jwt(directory: &Path, claims: &str, extra: &[&str]) -> String {
+    let output = std::process::Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/jwt_sign.py"))
+        .args(["sign"])
+        .arg(directory)
+        .arg(claims)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn jwts_signed_by_the_configured_key_carry_their_role_and_scope() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    archive_demo(&data, 1_000);
+    let keys = directory.path().join("keys");
+    let other = directory.path().join("other");
+    for dir in [&keys, &other] {
+        std::fs::create_dir_all(dir).unwrap();
+        let made = std::process::Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/jwt_sign.py"))
+            .arg("keygen")
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    let config = write_config(
+        directory.path(),
+        &data,
+        &format!(
+            "[http.jwt]\njwks_file = {:?}\nissuer = \"https://idp.test\"\naudience = \"hindsight\"\n",
+            keys.join("jwks.json").display().to_string()
+        ),
+    );
+    let server = Server::start(&Target::Config(config));
+    let address = server.address.as_str();
+    let claims = |role: &str, exp: &str, topics: &str| {
+        format!("{{\"sub\": \"alice\", \"iss\": \"https://idp.test\", \"aud\": \"hindsight\", \"exp\": \"{exp}\", \"hindsight_role\": \"{role}\", \"hindsight_topics\": {topics}}}")
+    };
+    let analyst = jwt(&keys, &claims("analyst", "+600", "[\"orders\"]"), &[]);
+    let me = request(address, "get", "/api/v1/whoami", Some(&analyst), b"").json();
+    assert_eq!(me["name"], "jwt:alice");
+    assert_eq!(me["role"], "analyst");
+    assert_eq!(me["scope"]["topics"][0], "orders");
+    let topics = sql_as(address, &analyst, "SELECT DISTINCT topic FROM events");
+    assert_eq!(topics, vec![serde_json::json!({"topic": "orders"})]);
+    let replay = request(address, "post", "/api/v1/replays", Some(&analyst), b"{}");
+    assert_eq!(replay.status, 403, "{}", replay.text());
+    // Refused: expired, another key, another audience, no role, HS256 and
+    // alg none (both with the set's kid), an unknown kid.
+    let refused = [
+        jwt(&keys, &claims("admin", "-600", "[]"), &[]),
+        jwt(&other, &claims("admin", "+600", "[]"), &[]),
+        jwt(&keys, &claims("admin", "+600", "[]").replace("\"hindsight\"", "\"other\""), &[]),
+        jwt(&keys, "{\"sub\": \"x\", \"iss\": \"https://idp.test\", \"aud\": \"hindsight\", \"exp\": \"+600\"}", &[]),
+        jwt(&keys, &claims("admin", "+600", "[]"), &["--alg", "HS256"]),
+        jwt(&keys, &claims("admin", "+600", "[]"), &["--alg", "none"]),
+        jwt(&keys, &claims("admin", "+600", "[]"), &["--kid", "unknown"]),
+    ];
+    for token in &refused {
+        let response = request(address, "get", "/api/v1/topics", Some(token), b"");
+        assert_eq!(response.status, 401, "{}", response.text());
+    }
+}

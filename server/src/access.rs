@@ -99,6 +99,7 @@ impl ConfigToken {
 #[derive(Debug, Default)]
 pub(crate) struct Authenticator {
     by_hash: HashMap<String, ConfigToken>,
+    pub(crate) jwt: Option<crate::jwt::JwtVerifier>,
 }
 
 impl Authenticator {
@@ -108,11 +109,13 @@ impl Authenticator {
                 .iter()
                 .map(|token| (token.hash.to_ascii_lowercase(), token.clone()))
                 .collect(),
+            jwt: None,
         }
     }
 
+    /// Whether the configuration alone makes tokens necessary.
     pub(crate) fn has_config_tokens(&self) -> bool {
-        !self.by_hash.is_empty()
+        !self.by_hash.is_empty() || self.jwt.is_some()
     }
 
     pub(crate) fn config_tokens(&self) -> impl Iterator<Item = &ConfigToken> {
@@ -196,6 +199,11 @@ async fn resolve(state: &AppState, presented: Option<&str>) -> Result<Principal,
             ))
         };
     };
+    if let Some(verifier) = &state.authenticator.jwt {
+        if crate::jwt::JwtVerifier::looks_like_jwt(presented) {
+            return verifier.verify(presented).map_err(ApiError::unauthorized);
+        }
+    }
     let hash = token_hash(presented);
     if let Some(token) = state.authenticator.by_hash.get(&hash) {
         return Ok(Principal {

@@ -40,6 +40,7 @@ pub mod allowed_hosts;
 mod catalog;
 pub mod error;
 mod events;
+pub mod jwt;
 mod layers;
 pub mod maintenance;
 pub mod openapi;
@@ -161,6 +162,17 @@ impl AppState {
 }
 
 impl AppState {
+    /// JWT bearer tokens verified against `verifier`'s key set.
+    pub fn with_jwt(self, verifier: Option<jwt::JwtVerifier>) -> Self {
+        let tokens: Vec<ConfigToken> = self.authenticator.config_tokens().cloned().collect();
+        let mut authenticator = access::Authenticator::new(&tokens);
+        authenticator.jwt = verifier;
+        AppState {
+            authenticator: Arc::new(authenticator),
+            ..self
+        }
+    }
+
     pub fn allow_adhoc_targets(&self) -> bool {
         self.allow_adhoc_targets
     }
