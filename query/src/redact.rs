@@ -118,6 +118,17 @@ impl Redactions {
         self.policies.is_empty()
     }
 
+    /// Whether any policy masks payloads, keys, headers: a column no
+    /// policy masks is passed through untouched.
+    pub fn masks(&self) -> (bool, bool, bool) {
+        let any = |test: fn(&RedactionPolicy) -> bool| self.policies.iter().any(test);
+        (
+            any(|policy| !policy.json_paths.is_empty()),
+            any(|policy| policy.key),
+            any(|policy| !policy.headers.is_empty()),
+        )
+    }
+
     fn mask_of(&self, source: &str, topic: &str) -> Option<TopicMask> {
         let mut mask = TopicMask::default();
         let mut any = false;

@@ -318,11 +318,12 @@ impl QueryEngine {
             return Ok(Arc::new(table));
         }
         let [payload, key, headers] = redactions.functions(&self.inner.schemas);
+        let (masks_payload, masks_key, masks_headers) = redactions.masks();
         let columns: Vec<Expr> = event_schema()
             .fields()
             .iter()
             .map(|field| match field.name().as_str() {
-                "payload" => payload
+                "payload" if masks_payload => payload
                     .call(vec![
                         ident("payload"),
                         ident("source"),
@@ -330,10 +331,10 @@ impl QueryEngine {
                         ident("headers"),
                     ])
                     .alias("payload"),
-                "key" => key
+                "key" if masks_key => key
                     .call(vec![ident("key"), ident("source"), ident("topic")])
                     .alias("key"),
-                "headers" => headers
+                "headers" if masks_headers => headers
                     .call(vec![ident("headers"), ident("source"), ident("topic")])
                     .alias("headers"),
                 name => ident(name),

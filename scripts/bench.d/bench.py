@@ -413,7 +413,7 @@ class Bench:
                 channel.exchange_delete(exchange)
         self.amqp(delete)
 
-    def serve_queries(self, data_dir, runs, config=None, name="serve"):
+    def serve_queries(self, data_dir, runs, config=None, name="serve", token=None):
         """Runs the P5 queries (queries.py) against a `hindsight serve` over
         `data_dir` (with `config`, whose data_dir it is, when given) and
         DuckDB over the same files; returns queries.py's results."""
@@ -436,7 +436,7 @@ class Bench:
                 else:
                     raise SystemExit(f"hindsight serve did not start; see {name}.log")
                 _, out = self.run([sys.executable, HERE / "queries.py", str(data_dir),
-                                   f"http://127.0.0.1:{port}", str(runs)])
+                                   f"http://127.0.0.1:{port}", str(runs), *([token] if token else [])])
             finally:
                 server.terminate()
                 server.wait(timeout=30)
@@ -519,7 +519,8 @@ def main():
                              "not by default: compaction (files, P4, P5/P6 before and after "
                              "`hindsight compact`, on demo data; needs no services), "
                              "tables (Iceberg table sync and PyIceberg reads, on demo data; no services), "
-                             "schemas (decode_payload over Avro events against fastavro; needs Tansu)")
+                             "schemas (decode_payload over Avro events against fastavro; needs Tansu), "
+                             "access (P5 queries as a scoped analyst under a redaction policy against an admin)")
     parser.add_argument("--kafka-events", type=int)
     parser.add_argument("--amqp-events", type=int)
     parser.add_argument("--query-events", type=int)
@@ -583,6 +584,9 @@ def main():
         bench.compaction(compaction_events, quiet_events, runs)
     if "tables" in parts:
         bench.tables(args.tables_events or TABLES_EVENTS[mode])
+    if "access" in parts:
+        import access
+        access.run(bench, log, query_events, runs)
     if "schemas" in parts:
         bench.schemas(args.schemas_events or SCHEMAS_EVENTS[mode])
     bench.facts["total_seconds"] = time.monotonic() - started

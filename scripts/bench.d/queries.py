@@ -1,7 +1,7 @@
 """P5/P6: hot query latency, Hindsight (HTTP SQL API of a running `hindsight
 serve`) against DuckDB (one in-process connection) over the same Parquet files.
 
-usage: queries.py ARCHIVE_DIR HINDSIGHT_URL RUNS  (prints JSON)
+usage: queries.py ARCHIVE_DIR HINDSIGHT_URL RUNS [TOKEN]  (prints JSON)
 
 Each query runs once to warm up, then RUNS times; the median wall time is
 reported. Both sides return their full result; the row counts and the first
@@ -20,6 +20,7 @@ import duckdb
 
 def main():
     archive, url, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    token = sys.argv[4] if len(sys.argv) > 4 else None
     duck = duckdb.connect()
     duck.execute("SET TimeZone = 'UTC'")
     duck.execute("CREATE VIEW events AS SELECT *, try(decode(payload)) AS payload_text "
@@ -51,9 +52,11 @@ def main():
     ]
 
     def hindsight(sql):
+        headers = {"Accept": "application/x-ndjson", "Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         request = urllib.request.Request(f"{url}/api/v1/sql", data=json.dumps({"sql": sql}).encode(),
-                                         headers={"Accept": "application/x-ndjson",
-                                                  "Content-Type": "application/json"})
+                                         headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=600) as response:
                 return [json.loads(line) for line in response.read().splitlines() if line.strip()]
