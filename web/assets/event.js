@@ -111,8 +111,19 @@ function schemaLine(decoded) {
   return `Decoded with: ${parts.join(", ")}. Replay sends the original bytes.`;
 }
 
+/** A viewer's token sees metadata only: the server sends no payload. */
+function hiddenPayloadSection() {
+  return el(
+    "section",
+    { class: "payload-view", "aria-label": "Payload" },
+    el("h2", {}, "Payload"),
+    el("p", { class: "muted", id: "payload", "data-format": "hidden" }, "Hidden: the viewer role sees metadata, counts and search, not payloads. An analyst token shows them."),
+  );
+}
+
 function payloadSection(event) {
   if (event.tombstone) return tombstoneSection();
+  if (event.payload_redacted) return hiddenPayloadSection();
   const bytes = base64Bytes(event.payload_base64);
   let pretty = null;
   if (event.payload_text !== null && event.payload_text !== undefined) {

@@ -315,6 +315,7 @@ function headerValue(event, name) {
 
 function preview(event) {
   if (event.tombstone) return "(tombstone)";
+  if (event.payload_redacted) return "(hidden for your role)";
   if (event.payload_size === 0 && !event.payload_truncated) return "(empty)";
   if (event.decoded_preview) return event.decoded_preview;
   if (event.payload_text === null || event.payload_text === undefined) return `(binary, ${formatBytes(event.payload_size)})`;
