@@ -201,6 +201,14 @@ pub fn glob_matches(pattern: &str, name: &str) -> bool {
     matches(&pattern, &name)
 }
 
+/// Names the audit trail gives principals that are not catalog tokens.
+pub fn is_reserved_name(name: &str) -> bool {
+    let lower = name.trim().to_ascii_lowercase();
+    ["anonymous", "unauthenticated", "http.auth_token"].contains(&lower.as_str())
+        || lower.starts_with("cli:")
+        || lower.starts_with("jwt:")
+}
+
 /// The stored form of a token: its blake3 hash in hex.
 pub fn token_hash(token: &str) -> String {
     blake3::hash(token.trim().as_bytes()).to_hex().to_string()
@@ -262,6 +270,12 @@ impl Catalog {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
                 "a token name is 1 to 255 characters",
+            ));
+        }
+        if is_reserved_name(name) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("{name:?} is a name the audit trail uses for other principals (anonymous, unauthenticated, http.auth_token, cli:…, jwt:…)"),
             ));
         }
         let token = new_token();

@@ -412,7 +412,8 @@ async fn segments_that_may_hold(
     event_id: &str,
 ) -> Result<(HashSet<String>, Vec<String>)> {
     const CONCURRENT_PROBES: usize = 16;
-    let records = engine.catalog().segments(&SegmentFilter::default()).await?;
+    let mut records = engine.catalog().segments(&SegmentFilter::default()).await?;
+    crate::tables::retain_in_scope(&mut records, engine.scope().map(AsRef::as_ref));
     let object_store = engine.store().object_store();
     let probes = records.into_iter().map(|record| {
         let object_store = Arc::clone(&object_store);

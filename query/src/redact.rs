@@ -174,6 +174,17 @@ fn parse_path(path: &str) -> std::result::Result<Vec<Step>, String> {
         .strip_prefix('$')
         .ok_or("a JSON path starts with $")?;
     let mut steps = Vec::new();
+    // A payload that is an array: `$[*].ssn`.
+    let rest = match rest.strip_prefix("[*]") {
+        Some(after) => {
+            steps.push(Step::Any);
+            after
+        }
+        None => rest,
+    };
+    if !rest.is_empty() && !rest.starts_with('.') {
+        return Err("after $ comes .name or [*]".to_owned());
+    }
     for part in rest.split('.').skip(1) {
         let (name, wildcard) = match part.strip_suffix("[*]") {
             Some(name) => (name, true),
@@ -192,7 +203,7 @@ fn parse_path(path: &str) -> std::result::Result<Vec<Step>, String> {
             steps.push(Step::Any);
         }
     }
-    if rest.is_empty() || steps.is_empty() {
+    if steps.is_empty() {
         return Err("the path names no field".to_owned());
     }
     Ok(steps)
@@ -465,7 +476,10 @@ mod tests {
         assert_eq!(value["people"]["b"]["email"], "****.com");
         assert_eq!(value["keep"], "visible");
         assert!(!value.to_string().contains("4111111111"));
-        for bad in ["card.number", "$", "$..x", "$.a[0]"] {
+        let mut list: Value = serde_json::json!([{"ssn": "123-45-6789"}]);
+        mask_path(&mut list, &parse_path("$[*].ssn").unwrap());
+        assert_eq!(list[0]["ssn"], "****6789");
+        for bad in ["card.number", "$", "$..x", "$.a[0]", "$[0].x", "$x"] {
             assert!(parse_path(bad).is_err(), "{bad}");
         }
     }

@@ -334,6 +334,11 @@ impl QueryEngine {
                 "key" if masks_key => key
                     .call(vec![ident("key"), ident("source"), ident("topic")])
                     .alias("key"),
+                // The AMQP headers table repeats the header values.
+                "amqp_headers_table" if masks_headers => {
+                    Expr::Literal(datafusion::common::ScalarValue::Utf8(None), None)
+                        .alias("amqp_headers_table")
+                }
                 "headers" if masks_headers => headers
                     .call(vec![ident("headers"), ident("source"), ident("topic")])
                     .alias("headers"),

@@ -45,6 +45,8 @@ pub enum Access {
 pub fn route_access(method: &str, path: &str) -> Option<(Access, Option<&'static str>)> {
     use Access::{Least, Public};
     let viewer = Least(Role::Viewer);
+    // axum answers HEAD on every GET route.
+    let method = if method == "head" { "get" } else { method };
     Some(match (method, path) {
         ("get", "/healthz" | "/readyz" | "/api/v1/openapi.json") => (Public, None),
         ("get", "/metrics") => (viewer, None),
@@ -168,6 +170,17 @@ pub(crate) async fn authenticate(
         }
     };
     if let Some(role) = needed {
+        if role == Role::Admin && !principal.scope.is_everything() {
+            // Tokens and the audit trail span every topic: a scoped admin
+            // could otherwise mint an unscoped token or read other topics' SQL.
+            return ApiError::forbidden(format!(
+                "{} {path} needs an admin token without a scope; {:?} is scoped to {}",
+                method.to_uppercase(),
+                principal.name,
+                principal.scope.describe()
+            ))
+            .into_response();
+        }
         if !principal.can(role) {
             return ApiError::new(
                 StatusCode::FORBIDDEN,

@@ -72,14 +72,22 @@ const PAYLOAD_FIELDS: [&str; 5] = [
     "decode_error",
 ];
 
-/// A viewer's copy of an event (JSON object): payload fields nulled, and
-/// `payload_redacted` says so.
+/// A viewer's copy of an event (JSON object): payload fields, the key and
+/// header values nulled, and `payload_redacted` says so.
 fn redact_for_viewer(event: &mut serde_json::Value) {
     if let Some(object) = event.as_object_mut() {
-        for field in PAYLOAD_FIELDS {
-            if object.contains_key(field) {
-                object.insert(field.to_owned(), serde_json::Value::Null);
+        for field in PAYLOAD_FIELDS.iter().chain(&["key", "key_base64"]) {
+            if object.contains_key(*field) {
+                object.insert((*field).to_owned(), serde_json::Value::Null);
             }
+        }
+        if let Some(headers) = object.get_mut("headers").and_then(|h| h.as_array_mut()) {
+            for header in headers {
+                header["value"] = serde_json::Value::Null;
+            }
+        }
+        if let Some(amqp) = object.get_mut("amqp").and_then(|a| a.as_object_mut()) {
+            amqp.insert("headers_table".to_owned(), serde_json::Value::Null);
         }
         object.insert("payload_redacted".to_owned(), serde_json::Value::Bool(true));
     }
@@ -93,12 +101,12 @@ fn check_viewer_filter(principal: &Principal, pairs: &[(String, String)]) -> Res
     }
     if let Some((name, _)) = pairs
         .iter()
-        .find(|(name, _)| name == "contains" || name == "json")
+        .find(|(name, _)| ["contains", "json", "key", "header"].contains(&name.as_str()))
     {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            format!("the {name:?} filter looks into payloads, which the viewer role does not see"),
+            format!("the {name:?} filter looks into payloads, keys or header values, which the viewer role does not see"),
         ));
     }
     Ok(())

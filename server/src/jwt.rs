@@ -140,14 +140,21 @@ impl JwtVerifier {
             .map_err(|error| format!("the key cannot verify: {error}"))?;
         let mut validation = Validation::new(header.alg);
         validation.leeway = 60;
-        validation.required_spec_claims = HashSet::from(["exp".to_owned()]);
+        validation.validate_nbf = true;
+        let mut required = HashSet::from(["exp".to_owned()]);
         match &self.settings.audience {
-            Some(audience) => validation.set_audience(&[audience]),
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.insert("aud".to_owned());
+            }
             None => validation.validate_aud = false,
         }
         if let Some(issuer) = &self.settings.issuer {
             validation.set_issuer(&[issuer]);
+            required.insert("iss".to_owned());
         }
+        // jsonwebtoken checks iss and aud only when the token has them.
+        validation.required_spec_claims = required;
         let claims = jsonwebtoken::decode::<Value>(token, &decoding, &validation)
             .map_err(|error| format!("the JWT is not valid: {error}"))?
             .claims;

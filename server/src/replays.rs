@@ -94,12 +94,28 @@ async fn create(
             principal.scope.describe()
         )));
     }
+    let service = state.replays.for_principal(&principal);
+    // A selection reads raw events: conditions on what a redaction policy
+    // masks for this role would tell, by its counts, what the values are.
+    if service.engine().masks_values() {
+        let content = ["contains", "json", "key", "headers"]
+            .into_iter()
+            .find(|field| {
+                !selection[*field].is_null() && selection[*field] != serde_json::json!([])
+            });
+        if let Some(field) = content {
+            return Err(ApiError::forbidden(format!(
+                "a replay selection by {field:?} is not allowed for the {} role while a redaction \
+                 policy masks values for it; select by topic, partition and time",
+                principal.role
+            )));
+        }
+    }
     let spec = ReplaySpec {
         selection: body.selection,
         target: body.target,
         options: body.options,
     };
-    let service = state.replays.for_principal(&principal);
     if body.dry_run {
         let mut report = service.dry_run(&spec).await?;
         if service.engine().masks_values() {
