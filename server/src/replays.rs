@@ -258,8 +258,15 @@ async fn list(
     Query(params): Query<ListParams>,
 ) -> Result<Response, ApiError> {
     let limit = params.limit.unwrap_or(100).clamp(1, 1000);
-    let mut replays = state.replays.list(limit).await?;
+    // A scoped caller's replays are found among the newest thousand.
+    let fetch = if principal.scope.is_everything() {
+        limit
+    } else {
+        1000
+    };
+    let mut replays = state.replays.list(fetch).await?;
     replays.retain(|view| selection_in_scope(&view.selection, &principal.scope));
+    replays.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     Ok(Json(replays).into_response())
 }
 
