@@ -720,3 +720,41 @@ fn jwts_signed_by_the_configured_key_carry_their_role_and_scope() {
         assert_eq!(response.status, 401, "{}", response.text());
     }
 }
+
+#[test]
+fn audit_records_made_while_the_disk_is_full_are_written_when_space_returns() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    // The store and the SQLite catalog (and so the audit trail) share one small filesystem.
+    let filesystem = crate::amqp::SmallFilesystem::mount(&data, "16m");
+    archive_demo(&data, 300);
+    let server = Server::start(&Target::DataDir(data.clone()));
+    let address = server.address.as_str();
+    let ballast = filesystem.fill();
+    const REQUESTS: usize = 40;
+    for index in 0..REQUESTS {
+        let response = request(
+            address,
+            "get",
+            &format!("/api/v1/events?limit={}", 1 + index),
+            None,
+            b"",
+        );
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+    // The writer retries with backoff; give it a failed try or two, then space.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    std::fs::remove_file(&ballast).unwrap();
+    drop(server); // SIGTERM: the queue drains before the process exits
+    let exported = run_ok(hindsight().arg("--data-dir").arg(&data).args([
+        "audit",
+        "--json",
+        "--action",
+        "events.search",
+    ]));
+    let records = String::from_utf8(exported.stdout).unwrap().lines().count();
+    assert_eq!(
+        records, REQUESTS,
+        "every request of the full-disk time is in the audit trail"
+    );
+}

@@ -865,10 +865,10 @@ async fn amqp_existing_queue_mode_consumes_without_declaring() {
 
 /// A small tmpfs mounted on a directory, unmounted when dropped (also when
 /// the test fails), so a real full disk leaks nothing.
-struct SmallFilesystem(PathBuf);
+pub(crate) struct SmallFilesystem(PathBuf);
 
 impl SmallFilesystem {
-    fn mount(directory: &Path, size: &str) -> SmallFilesystem {
+    pub(crate) fn mount(directory: &Path, size: &str) -> SmallFilesystem {
         std::fs::create_dir_all(directory).unwrap();
         let status = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
@@ -883,7 +883,7 @@ impl SmallFilesystem {
     }
 
     /// Fills the filesystem with a ballast file until the disk is full.
-    fn fill(&self) -> PathBuf {
+    pub(crate) fn fill(&self) -> PathBuf {
         use std::io::Write;
         let ballast = self.0.join("ballast");
         let mut file = std::fs::File::create(&ballast).unwrap();
