@@ -383,12 +383,7 @@ mod tests {
     #[tokio::test]
     async fn tokens_are_stored_hashed_and_revoked_at_once() {
         let directory = tempfile::tempdir().unwrap();
-        let catalog = Catalog::open(&format!(
-            "sqlite://{}/catalog.db",
-            directory.path().display()
-        ))
-        .await
-        .unwrap();
+        let catalog = Catalog::open_for_test(directory.path()).await;
         assert!(!catalog.has_tokens().await.unwrap());
         let scope = Scope {
             sources: vec![],

@@ -254,12 +254,7 @@ mod tests {
     #[tokio::test]
     async fn queued_records_reach_the_catalog_in_order() {
         let directory = tempfile::tempdir().unwrap();
-        let catalog = Catalog::open(&format!(
-            "sqlite://{}/catalog.db",
-            directory.path().display()
-        ))
-        .await
-        .unwrap();
+        let catalog = Catalog::open_for_test(directory.path()).await;
         let (log, task) = AuditLog::start(catalog.clone());
         let principal = Principal::anonymous();
         for index in 0..1200 {

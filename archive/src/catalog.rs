@@ -234,6 +234,15 @@ impl Catalog {
     /// with an advisory lock; SQLite has none, so when two processes start on
     /// a fresh catalog at once the loser fails ("table already exists") and
     /// simply tries again, finding the winner's migration recorded.
+    /// A SQLite catalog in `directory`, for unit tests.
+    #[cfg(test)]
+    pub(crate) async fn open_for_test(directory: &std::path::Path) -> Catalog {
+        match Catalog::open(&format!("sqlite://{}/catalog.db", directory.display())).await {
+            Ok(catalog) => catalog,
+            Err(error) => panic!("cannot open a test catalog: {error}"),
+        }
+    }
+
     pub async fn migrate(&self) -> Result<()> {
         let mut attempt = 0;
         loop {

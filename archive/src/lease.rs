@@ -314,12 +314,7 @@ mod tests {
     #[tokio::test]
     async fn a_lease_released_by_recovery_is_replaced_on_renewal_and_never_revived() {
         let directory = tempfile::tempdir().unwrap();
-        let catalog = Catalog::open(&format!(
-            "sqlite://{}/catalog.db",
-            directory.path().display()
-        ))
-        .await
-        .unwrap();
+        let catalog = Catalog::open_for_test(directory.path()).await;
         let lease = WriterLease::acquire(&catalog).await.unwrap();
         let first = lease.id();
         // Alive: this process runs on this machine and the lease is fresh.

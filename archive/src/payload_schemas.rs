@@ -90,12 +90,7 @@ mod tests {
     #[tokio::test]
     async fn a_stored_schema_is_never_rewritten() {
         let directory = tempfile::tempdir().unwrap();
-        let catalog = Catalog::open(&format!(
-            "sqlite://{}/catalog.db",
-            directory.path().display()
-        ))
-        .await
-        .unwrap();
+        let catalog = Catalog::open_for_test(directory.path()).await;
         let row = PayloadSchemaRow {
             registry: "main".to_owned(),
             schema_key: "7".to_owned(),

@@ -19,6 +19,7 @@
 //! - **Headers** by name (case-insensitive): the value becomes `****`.
 //! - **The key**: `****` and its last four characters.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -30,7 +31,7 @@ use datafusion::common::{exec_err, Result};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
-use hindsight_archive::access::{Role, Scope};
+use hindsight_archive::access::{glob_matches, Role};
 use hindsight_schemas::Schemas;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -64,11 +65,10 @@ impl RedactionPolicy {
     }
 
     fn applies(&self, source: &str, topic: &str) -> bool {
-        Scope {
-            sources: self.sources.clone(),
-            topics: self.topics.clone(),
-        }
-        .allows(source, topic)
+        let matches = |patterns: &[String], name: &str| {
+            patterns.is_empty() || patterns.iter().any(|pattern| glob_matches(pattern, name))
+        };
+        matches(&self.sources, source) && matches(&self.topics, topic)
     }
 
     /// Problems, each prefixed by `path` (`redaction[2]`).
@@ -309,11 +309,16 @@ impl ScalarUDFImpl for Redact {
         };
         let sources = arrow::compute::cast(sources, &DataType::Utf8)?;
         let topics = arrow::compute::cast(topics, &DataType::Utf8)?;
-        let masks: Vec<Option<TopicMask>> = (0..value.len())
+        // One mask per (source, topic) of the batch, not one per row.
+        let mut by_topic: HashMap<(&str, &str), Option<Arc<TopicMask>>> = HashMap::new();
+        let masks: Vec<Option<Arc<TopicMask>>> = (0..value.len())
             .map(|row| {
                 let source = string_at(sources.as_ref(), row).unwrap_or_default();
                 let topic = string_at(topics.as_ref(), row).unwrap_or_default();
-                self.redactions.mask_of(source, topic)
+                by_topic
+                    .entry((source, topic))
+                    .or_insert_with(|| self.redactions.mask_of(source, topic).map(Arc::new))
+                    .clone()
             })
             .collect();
         let out = match self.part {
@@ -326,7 +331,7 @@ impl ScalarUDFImpl for Redact {
 }
 
 impl Redact {
-    fn keys(&self, keys: &ArrayRef, masks: &[Option<TopicMask>]) -> Result<ArrayRef> {
+    fn keys(&self, keys: &ArrayRef, masks: &[Option<Arc<TopicMask>>]) -> Result<ArrayRef> {
         let keys = as_binary(keys, self.name())?;
         let keys = keys.as_binary::<i32>();
         let mut out = BinaryBuilder::with_capacity(keys.len(), 0);
@@ -345,7 +350,7 @@ impl Redact {
     fn payloads(
         &self,
         payloads: &ArrayRef,
-        masks: &[Option<TopicMask>],
+        masks: &[Option<Arc<TopicMask>>],
         headers: Option<&ArrayRef>,
         topics: &ArrayRef,
     ) -> Result<ArrayRef> {
@@ -395,7 +400,7 @@ impl Redact {
 }
 
 /// `headers` (list of {name, value}) with the masked names' values replaced.
-fn mask_headers(headers: &ArrayRef, masks: &[Option<TopicMask>]) -> Result<ArrayRef> {
+fn mask_headers(headers: &ArrayRef, masks: &[Option<Arc<TopicMask>>]) -> Result<ArrayRef> {
     if masks
         .iter()
         .all(|mask| mask.as_ref().is_none_or(|mask| mask.headers.is_empty()))
