@@ -185,7 +185,7 @@ pub struct HttpSection {
     pub tokens: Vec<TokenEntry>,
     /// Let a server without any token listen beyond loopback.
     pub allow_unauthenticated: bool,
-    /// JWT bearer tokens verified against a JWKS file (`[http.jwt]`).
+    /// JWT bearer tokens verified against a JWKS file or URL (`[http.jwt]`).
     #[serde(default)]
     pub jwt: Option<hindsight_server::jwt::JwtSettings>,
 }
@@ -533,6 +533,9 @@ impl Config {
             ));
         }
         problems.extend(self.http.token_problems());
+        if let Some(jwt) = &self.http.jwt {
+            problems.extend(jwt.problems());
+        }
         for (index, policy) in self.redaction.iter().enumerate() {
             problems.extend(policy.problems(&format!("redaction[{index}]")));
         }

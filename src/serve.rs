@@ -27,13 +27,14 @@ pub async fn serve(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let address = config.listen_address()?;
-    let jwt = config
-        .http
-        .jwt
-        .clone()
-        .map(hindsight_server::jwt::JwtVerifier::load)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
+    let jwt = match config.http.jwt.clone() {
+        Some(settings) => Some(
+            hindsight_server::jwt::JwtVerifier::load(settings)
+                .await
+                .map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
+    };
     let has_tokens = !config.http.config_tokens().is_empty()
         || jwt.is_some()
         || catalog
@@ -42,7 +43,9 @@ pub async fn serve(
             .context("cannot read the catalog's API tokens")?;
     if !has_tokens && !address.ip().is_loopback() && !config.http.allow_unauthenticated {
         anyhow::bail!(
-            "http.listen {address}: no API token is configured, so the server would answer anyone              who can reach {}; listen on loopback (127.0.0.1), create a token (`hindsight token              create NAME --role admin`, or [[http.tokens]]), or set http.allow_unauthenticated = true",
+            "http.listen {address}: no API token is configured, so the server would answer anyone \
+             who can reach {}; listen on loopback (127.0.0.1), create a token (`hindsight token \
+             create NAME --role admin`, or [[http.tokens]]), or set http.allow_unauthenticated = true",
             address.ip()
         );
     }

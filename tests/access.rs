@@ -473,20 +473,25 @@ fn catalog_tokens_work_until_revoked_and_every_request_is_audited_once() {
     );
 }
 
+/// The standard error of `hindsight serve` on `listen`, which must fail.
+fn refused_start(config: &Path, listen: &str) -> String {
+    let refused = hindsight()
+        .arg("--config")
+        .arg(config)
+        .args(["serve", "--listen", listen])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    String::from_utf8_lossy(&refused.stderr).into_owned()
+}
+
 #[test]
 fn a_server_without_tokens_listens_on_loopback_only() {
     let directory = tempfile::tempdir().unwrap();
     let data = directory.path().join("data");
     archive_demo(&data, 200);
     let config = write_config(directory.path(), &data, "");
-    let refused = hindsight()
-        .arg("--config")
-        .arg(&config)
-        .args(["serve", "--listen", "0.0.0.0:0"])
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let stderr = refused_start(&config, "0.0.0.0:0");
     assert!(
         stderr.contains("http.listen 0.0.0.0:0") && stderr.contains("allow_unauthenticated"),
         "{stderr}"
@@ -650,6 +655,23 @@ fn jwt(directory: &Path, claims: &str, extra: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
+/// A new RSA key pair in `directory` (key.pem, jwks.json) whose key is `kid`.
+fn jwt_keygen(directory: &Path, kid: &str) {
+    std::fs::create_dir_all(directory).unwrap();
+    let made = std::process::Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/jwt_sign.py"))
+        .arg("keygen")
+        .arg(directory)
+        .args(["--kid", kid])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+}
+
 #[test]
 fn jwts_signed_by_the_configured_key_carry_their_role_and_scope() {
     let directory = tempfile::tempdir().unwrap();
@@ -658,18 +680,7 @@ fn jwts_signed_by_the_configured_key_carry_their_role_and_scope() {
     let keys = directory.path().join("keys");
     let other = directory.path().join("other");
     for dir in [&keys, &other] {
-        std::fs::create_dir_all(dir).unwrap();
-        let made = std::process::Command::new("python3")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/jwt_sign.py"))
-            .arg("keygen")
-            .arg(dir)
-            .output()
-            .unwrap();
-        assert!(
-            made.status.success(),
-            "{}",
-            String::from_utf8_lossy(&made.stderr)
-        );
+        jwt_keygen(dir, "test-key");
     }
     let config = write_config(
         directory.path(),
@@ -718,6 +729,135 @@ fn jwts_signed_by_the_configured_key_carry_their_role_and_scope() {
     for token in &refused {
         let response = request(address, "get", "/api/v1/topics", Some(token), b"");
         assert_eq!(response.status, 401, "{}", response.text());
+    }
+}
+
+/// Python's `http.server` serving `directory` on a loopback port: the
+/// identity provider's JWKS endpoint. Returns the server and its base URL.
+fn serve_directory(directory: &Path) -> (crate::util::ChildGuard, String) {
+    let (child, mut stdout) = crate::util::spawn_with_stdout(
+        std::process::Command::new("python3")
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(directory),
+    );
+    let lines = crate::util::read_until(
+        &mut stdout,
+        "Serving HTTP on",
+        std::time::Duration::from_secs(30),
+    );
+    let port = lines
+        .last()
+        .and_then(|line| line.split(" port ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no port in {lines:?}"))
+        .to_owned();
+    (
+        crate::util::ChildGuard(child),
+        format!("http://127.0.0.1:{port}"),
+    )
+}
+
+#[test]
+fn jwts_are_verified_against_a_jwks_url_that_follows_key_rotation() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    archive_demo(&data, 200);
+    let first = directory.path().join("first");
+    let second = directory.path().join("second");
+    let published = directory.path().join("published");
+    jwt_keygen(&first, "key-1");
+    jwt_keygen(&second, "key-2");
+    std::fs::create_dir_all(&published).unwrap();
+    std::fs::copy(first.join("jwks.json"), published.join("jwks.json")).unwrap();
+    let (provider, base) = serve_directory(&published);
+    let config = write_config(
+        directory.path(),
+        &data,
+        &format!("[http.jwt]\njwks_url = \"{base}/jwks.json\"\naudience = \"hindsight\"\n"),
+    );
+    let server = Server::start(&Target::Config(config));
+    let address = server.address.as_str();
+    let claims = |role: &str| {
+        format!("{{\"sub\": \"bob\", \"aud\": \"hindsight\", \"exp\": \"+600\", \"hindsight_role\": \"{role}\"}}")
+    };
+    let status = |token: &str| request(address, "get", "/api/v1/whoami", Some(token), b"").status;
+    let old = jwt(&first, &claims("analyst"), &["--kid", "key-1"]);
+    let me = request(address, "get", "/api/v1/whoami", Some(&old), b"").json();
+    assert_eq!(
+        (me["name"].as_str(), me["role"].as_str()),
+        (Some("jwt:bob"), Some("analyst"))
+    );
+    let new = jwt(&second, &claims("operator"), &["--kid", "key-2"]);
+    assert_eq!(status(&new), 401, "key-2 is not published yet");
+
+    // The provider rotates: key-2 replaces key-1. A token naming key-2 makes
+    // the server load the set again (at most once every 5 s), with no restart.
+    std::fs::copy(second.join("jwks.json"), published.join("jwks.json")).unwrap();
+    let rotated = std::time::Instant::now();
+    while status(&new) != 200 {
+        assert!(
+            rotated.elapsed() < std::time::Duration::from_secs(20),
+            "the rotated key was never loaded"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    println!("the rotated key was accepted after {:?}", rotated.elapsed());
+    assert_eq!(
+        status(&old),
+        401,
+        "key-1 left the set, so its tokens are refused"
+    );
+
+    // The provider goes away: the keys loaded before are kept, and a token
+    // naming an unknown key is refused, not waited for.
+    drop(provider);
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let unknown = jwt(&second, &claims("admin"), &["--kid", "key-3"]);
+    assert_eq!(status(&unknown), 401);
+    assert_eq!(
+        status(&new),
+        200,
+        "a failed load keeps the keys the server has"
+    );
+
+    // Start-up: an unreachable key set stops the server with one line
+    // naming the setting, the address and the cause; plain http to another
+    // host is refused by check-config.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    for (url, expected) in [
+        (
+            format!("http://user:hunter2@127.0.0.1:{port}/jwks.json"),
+            format!("127.0.0.1:{port}"),
+        ),
+        (
+            "http://idp.example.com/jwks.json".to_owned(),
+            "must be https".to_owned(),
+        ),
+    ] {
+        let config = write_config(
+            directory.path(),
+            &data,
+            &format!("[http.jwt]\njwks_url = \"{url}\"\n"),
+        );
+        let stderr = refused_start(&config, "127.0.0.1:0");
+        assert!(
+            stderr.contains("http.jwt.jwks_url") && stderr.contains(&expected),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains("hunter2"),
+            "the password is shown: {stderr}"
+        );
     }
 }
 

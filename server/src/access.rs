@@ -214,7 +214,10 @@ async fn resolve(state: &AppState, presented: Option<&str>) -> Result<Principal,
     };
     if let Some(verifier) = &state.authenticator.jwt {
         if crate::jwt::JwtVerifier::looks_like_jwt(presented) {
-            return verifier.verify(presented).map_err(ApiError::unauthorized);
+            return verifier
+                .verify(presented)
+                .await
+                .map_err(ApiError::unauthorized);
         }
     }
     let hash = token_hash(presented);

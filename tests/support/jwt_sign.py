@@ -2,7 +2,7 @@
 made with the `cryptography` package, so that Hindsight's JWT check is
 tested against tokens no Rust code produced. No identity provider needed.
 
-usage: jwt_sign.py keygen DIR            writes DIR/key.pem and DIR/jwks.json (kid "test-key")
+usage: jwt_sign.py keygen DIR [--kid K]  writes DIR/key.pem and DIR/jwks.json (kid "test-key")
        jwt_sign.py sign DIR CLAIMS_JSON  prints a token; CLAIMS_JSON may use "exp": "+600"
                  [--kid K] [--alg RS256|HS256|none]
 """
@@ -24,13 +24,13 @@ def number(n):
     return b64(n.to_bytes((n.bit_length() + 7) // 8, "big"))
 
 
-def keygen(directory):
+def keygen(directory, kid="test-key"):
     directory = Path(directory)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     (directory / "key.pem").write_bytes(key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     public = key.public_key().public_numbers()
-    jwks = {"keys": [{"kty": "RSA", "kid": "test-key", "use": "sig", "alg": "RS256",
+    jwks = {"keys": [{"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256",
                       "n": number(public.n), "e": number(public.e)}]}
     (directory / "jwks.json").write_text(json.dumps(jwks))
 
@@ -56,7 +56,8 @@ def sign(directory, claims, kid="test-key", alg="RS256"):
 
 def main(argv):
     if argv[1] == "keygen":
-        keygen(argv[2])
+        options = dict(zip(argv[3::2], argv[4::2]))
+        keygen(argv[2], kid=options.get("--kid", "test-key"))
         return
     options = dict(zip(argv[4::2], argv[5::2]))
     print(sign(argv[2], argv[3], kid=options.get("--kid", "test-key"), alg=options.get("--alg", "RS256")))
