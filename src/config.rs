@@ -270,10 +270,11 @@ impl HttpSection {
             tokens: self.config_tokens(),
             max_body_bytes: self.max_body_bytes,
             allowed_hosts: self.allowed_hosts.clone(),
-            // `[replay] allow_adhoc_targets` and the maintenance policy,
-            // set by `serve`.
+            // `[replay] allow_adhoc_targets`, the maintenance policy and
+            // `tables.catalog_name`, set by `serve`.
             allow_adhoc_targets: false,
             maintenance: MaintenancePolicy::default(),
+            table_catalog: "hindsight".to_owned(),
         }
     }
 }

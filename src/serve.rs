@@ -74,6 +74,7 @@ pub async fn serve(
     let mut options = config.http.options();
     options.allow_adhoc_targets = config.replay.allow_adhoc_targets;
     options.maintenance = config.maintenance_policy();
+    options.table_catalog = config.tables.catalog_name.clone();
     let state = AppState::new(replays, supervisor.clone(), options).with_jwt(jwt);
     let served = hindsight_server::serve(listener, state, cancel).await;
     if supervisor.running() > 0 {

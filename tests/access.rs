@@ -66,7 +66,9 @@ fn concrete(
     let path = path
         .replace("{event_id}", event_id)
         .replace("{id}", "0123456789abcdef0123456789abcdef")
-        .replace("{name}", "no-such-token");
+        .replace("{name}", "no-such-token")
+        .replace("{namespace}", "demo")
+        .replace("{table}", topic);
     let path = match path.as_str() {
         "/api/v1/events" => format!("{path}?topic={topic}&limit=50"),
         "/api/v1/events/sql" => format!("{path}?topic={topic}"),
@@ -90,6 +92,7 @@ fn concrete(
 fn expected_status(method: &str, path: &str, in_scope: bool) -> u16 {
     match (method, path) {
         ("get", "/api/v1/events/{event_id}") if !in_scope => 404,
+        ("get", "/iceberg/v1/namespaces/{namespace}/tables/{table}") if !in_scope => 404,
         ("get", "/api/v1/replays/{id}") => 404,
         (
             "post",
@@ -129,6 +132,13 @@ fn every_route_answers_every_role_in_and_out_of_scope_as_decided() {
     }
     let config = write_config(directory.path(), &data, &entries);
     let ids = demo_ids(&config);
+    // The Iceberg tables the REST catalog routes serve.
+    run_ok(
+        hindsight()
+            .arg("--config")
+            .arg(&config)
+            .args(["table", "sync"]),
+    );
     let server = Server::start(&Target::Config(config.clone()));
     let address = server.address.as_str();
     let mut checked = 0;
@@ -165,7 +175,7 @@ fn every_route_answers_every_role_in_and_out_of_scope_as_decided() {
                 if response.status == 200 && method == "get" && path != "/api/v1/events/sql" {
                     let text = response.text();
                     // Nothing of another topic: no name, no event id.
-                    if path.starts_with("/api/v1/")
+                    if (path.starts_with("/api/v1/") || path.starts_with("/iceberg/"))
                         && path != "/api/v1/openapi.json"
                         && path != "/api/v1/audit"
                     {
@@ -635,6 +645,126 @@ fn redacted_fields_never_leave_the_server_below_the_policys_role() {
         "{requests} requests tried to unmask {} values",
         secrets.len()
     );
+}
+
+/// `tests/support/iceberg_read.py` through the REST catalog at `address`
+/// with `token`: Ok(its JSON answer) or Err(its error line).
+fn iceberg_rest(address: &str, token: &str, args: &[&str]) -> Result<Value, String> {
+    let output = std::process::Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/iceberg_read.py"))
+        .args([
+            "--uri",
+            &format!("http://{address}/iceberg"),
+            "--token",
+            token,
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    if output.status.success() {
+        Ok(serde_json::from_slice(&output.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+#[test]
+fn the_iceberg_rest_catalog_shows_a_token_only_the_tables_it_may_read() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    archive_demo(&data, 1_500);
+    let (scoped, scoped_entry) = config_token("orders-analyst", Role::Analyst, &["orders"]);
+    let (analyst, analyst_entry) = config_token("analyst", Role::Analyst, &[]);
+    let (operator, operator_entry) = config_token("operator", Role::Operator, &[]);
+    let (viewer, viewer_entry) = config_token("viewer", Role::Viewer, &[]);
+    let (admin, admin_entry) = config_token("admin", Role::Admin, &[]);
+    // Payments are masked below operator: their files hold the values unmasked.
+    let policy = "[[redaction]]\ntopics = [\"payments\"]\njson_paths = [\"$.psp_reference\"]\n\
+                  unmasked_for = \"operator\"\n";
+    let config = write_config(
+        directory.path(),
+        &data,
+        &format!(
+            "{scoped_entry}{analyst_entry}{operator_entry}{viewer_entry}{admin_entry}{policy}"
+        ),
+    );
+    run_ok(
+        hindsight()
+            .arg("--config")
+            .arg(&config)
+            .args(["table", "sync"]),
+    );
+    let server = Server::start(&Target::Config(config));
+    let address = server.address.as_str();
+    let tables = |token: &str| iceberg_rest(address, token, &["tables"]);
+    let names = |list: &[&str]| {
+        Value::Array(
+            list.iter()
+                .map(|topic| serde_json::json!(["demo", topic]))
+                .collect(),
+        )
+    };
+    assert_eq!(
+        tables(&operator),
+        Ok(names(&["orders", "payments", "shipments"]))
+    );
+    assert_eq!(tables(&analyst), Ok(names(&["orders", "shipments"])));
+    assert_eq!(tables(&scoped), Ok(names(&["orders"])));
+    // Every table read through the REST catalog holds what SQL counts.
+    for topic in ["orders", "payments", "shipments"] {
+        let counted = iceberg_rest(address, &operator, &["count", "demo", topic]).unwrap();
+        let rows = sql_as(
+            address,
+            &operator,
+            &format!("SELECT count(*) AS n FROM events WHERE topic = '{topic}'"),
+        );
+        assert_eq!(counted["count"], rows[0]["n"], "{topic}");
+        assert!(counted["count"].as_i64().unwrap() > 0, "{topic}");
+    }
+    // Out of scope, or masked for the role: as if there were no table.
+    for (token, topic) in [
+        (&scoped, "payments"),
+        (&scoped, "shipments"),
+        (&analyst, "payments"),
+    ] {
+        let refused = iceberg_rest(address, token, &["count", "demo", topic]).unwrap_err();
+        assert!(refused.contains("NoSuchTableError"), "{topic}: {refused}");
+    }
+    let refused = iceberg_rest(address, &viewer, &["tables"]).unwrap_err();
+    assert!(refused.contains("403"), "{refused}");
+    let refused = iceberg_rest(address, "hs_not-a-token", &["tables"]).unwrap_err();
+    assert!(refused.contains("401"), "{refused}");
+    // Each table load is in the audit trail, with its principal and table.
+    let audit = request(
+        address,
+        "get",
+        "/api/v1/audit?action=iceberg.table.load",
+        Some(&admin),
+        b"",
+    )
+    .json();
+    let loads: Vec<(String, String, i64)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|record| {
+            (
+                record["principal"].as_str().unwrap().to_owned(),
+                record["detail"].as_str().unwrap().to_owned(),
+                record["status"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    for (principal, detail, status) in [
+        ("operator", "table demo.orders", 200),
+        ("orders-analyst", "table demo.payments", 404),
+        ("analyst", "table demo.payments", 404),
+    ] {
+        assert!(
+            loads.contains(&(principal.to_owned(), detail.to_owned(), status)),
+            "{principal} {detail} {status} not in {loads:?}"
+        );
+    }
 }
 
 /// A JWT signed by `tests/support/jwt_sign.py` with the key in `directory`.

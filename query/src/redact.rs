@@ -118,6 +118,13 @@ impl Redactions {
         self.policies.is_empty()
     }
 
+    /// Whether a policy masks something of (source, topic).
+    pub fn covers(&self, source: &str, topic: &str) -> bool {
+        self.policies
+            .iter()
+            .any(|policy| policy.applies(source, topic))
+    }
+
     /// Whether any policy masks payloads, keys, headers: a column no
     /// policy masks is passed through untouched.
     pub fn masks(&self) -> (bool, bool, bool) {

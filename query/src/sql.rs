@@ -308,6 +308,12 @@ impl QueryEngine {
         !Redactions::for_role(&self.inner.redaction, self.role).is_empty()
     }
 
+    /// Whether a redaction policy masks values of (source, topic) for this
+    /// engine's role.
+    pub fn masks_values_of(&self, source: &str, topic: &str) -> bool {
+        Redactions::for_role(&self.inner.redaction, self.role).covers(source, topic)
+    }
+
     /// `table` as this engine's sessions see it: itself, or, when a
     /// redaction policy masks values for the engine's role, a view whose
     /// `payload`, `key` and `headers` are masked (`crate::redact`). The

@@ -5,8 +5,9 @@
 //! configuration (`[[http.tokens]]`, or the older `http.auth_token` as an
 //! admin), else a live token of the catalog (`hindsight token create`; a
 //! revoked one is refused from the next request on). A server with no token
-//! anywhere treats every request as the anonymous admin; it listens on
-//! loopback only unless `http.allow_unauthenticated` (checked by `serve`).
+//! anywhere treats every request (whatever token it presents) as the
+//! anonymous admin; it listens on loopback only unless
+//! `http.allow_unauthenticated` (checked by `serve`).
 //! Tokens are looked up by their blake3 hash, so what is compared is never
 //! the token itself.
 //!
@@ -71,6 +72,18 @@ pub fn route_access(method: &str, path: &str) -> Option<(Access, Option<&'static
         ("post", "/api/v1/tokens") => (Least(Role::Admin), Some("token.create")),
         ("post", "/api/v1/tokens/{name}/revoke") => (Least(Role::Admin), Some("token.revoke")),
         ("get", "/api/v1/audit") => (Least(Role::Admin), Some("audit.read")),
+        // A table's files hold every payload byte unmasked.
+        ("get", "/iceberg/v1/config") => (Least(Role::Analyst), Some("iceberg.config")),
+        ("get", "/iceberg/v1/namespaces") => (Least(Role::Analyst), Some("iceberg.namespaces")),
+        ("get", "/iceberg/v1/namespaces/{namespace}") => {
+            (Least(Role::Analyst), Some("iceberg.namespace"))
+        }
+        ("get", "/iceberg/v1/namespaces/{namespace}/tables") => {
+            (Least(Role::Analyst), Some("iceberg.tables"))
+        }
+        ("get", "/iceberg/v1/namespaces/{namespace}/tables/{table}") => {
+            (Least(Role::Analyst), Some("iceberg.table.load"))
+        }
         _ => return None,
     })
 }
@@ -201,10 +214,16 @@ pub(crate) async fn authenticate(
 
 async fn resolve(state: &AppState, presented: Option<&str>) -> Result<Principal, ApiError> {
     let catalog = state.engine.catalog();
+    // No token anywhere: every request is the anonymous admin, whatever it
+    // presents (PyIceberg sends `Bearer None` when given no token).
+    let open = || async {
+        Ok::<_, ApiError>(
+            !state.authenticator.has_config_tokens()
+                && !catalog.has_tokens().await.map_err(ApiError::from)?,
+        )
+    };
     let Some(presented) = presented else {
-        let open = !state.authenticator.has_config_tokens()
-            && !catalog.has_tokens().await.map_err(ApiError::from)?;
-        return if open {
+        return if open().await? {
             Ok(Principal::anonymous())
         } else {
             Err(ApiError::unauthorized(
@@ -236,6 +255,7 @@ async fn resolve(state: &AppState, presented: Option<&str>) -> Result<Principal,
             scope: token.scope,
             kind: PrincipalKind::Catalog,
         }),
+        None if open().await? => Ok(Principal::anonymous()),
         None => Err(ApiError::unauthorized(
             "the bearer token is not valid (unknown or revoked)",
         )),

@@ -6,9 +6,12 @@
 //! `/api/v1/maintenance`, `POST /api/v1/sql`,
 //! `/api/v1/events`, `/api/v1/events/histogram`, `/api/v1/events/sql`,
 //! `/api/v1/events/{event_id}`, the replay routes
-//! (`/api/v1/replays…`, in [`replays`]), and the UI at `/`.
+//! (`/api/v1/replays…`, in [`replays`]), the access routes (`/api/v1/whoami`,
+//! `/api/v1/tokens…`, `/api/v1/audit`), the read-only Iceberg REST catalog
+//! (`/iceberg/v1/…`, in `iceberg.rs`), and the UI at `/`.
 //!
-//! Every error is JSON `{"error", "message"}`, including unknown routes, wrong
+//! Every error is JSON `{"error", "message"}` (the Iceberg routes' own errors
+//! use the REST specification's model), including unknown routes, wrong
 //! methods, oversized bodies and bad parameters (axum's own plain-text
 //! rejections are rewritten by [`layers::json_errors`]). With a bearer token
 //! configured, the API routes and `/metrics` need it; the token is compared in
@@ -40,6 +43,7 @@ pub mod allowed_hosts;
 mod catalog;
 pub mod error;
 mod events;
+mod iceberg;
 pub mod jwt;
 mod layers;
 pub mod maintenance;
@@ -67,7 +71,7 @@ pub use crate::supervisor::Supervisor;
 
 /// Every route the router serves, as (method, path). The OpenAPI document
 /// describes exactly these.
-pub const ROUTES: [(&str, &str); 25] = [
+pub const ROUTES: [(&str, &str); 30] = [
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -93,6 +97,11 @@ pub const ROUTES: [(&str, &str); 25] = [
     ("post", "/api/v1/tokens"),
     ("post", "/api/v1/tokens/{name}/revoke"),
     ("get", "/api/v1/audit"),
+    ("get", "/iceberg/v1/config"),
+    ("get", "/iceberg/v1/namespaces"),
+    ("get", "/iceberg/v1/namespaces/{namespace}"),
+    ("get", "/iceberg/v1/namespaces/{namespace}/tables"),
+    ("get", "/iceberg/v1/namespaces/{namespace}/tables/{table}"),
 ];
 
 /// HTTP settings beyond the listen address.
@@ -112,6 +121,9 @@ pub struct HttpOptions {
     pub allow_adhoc_targets: bool,
     /// The compaction and retention policy, shown by `/api/v1/maintenance`.
     pub maintenance: maintenance::MaintenancePolicy,
+    /// The Iceberg catalog name (`tables.catalog_name`) whose tables the
+    /// REST catalog at `/iceberg` serves.
+    pub table_catalog: String,
 }
 
 impl Default for HttpOptions {
@@ -122,6 +134,7 @@ impl Default for HttpOptions {
             allowed_hosts: Vec::new(),
             allow_adhoc_targets: false,
             maintenance: maintenance::MaintenancePolicy::default(),
+            table_catalog: "hindsight".to_owned(),
         }
     }
 }
@@ -139,6 +152,7 @@ pub struct AppState {
     audit: Option<AuditLog>,
     allowed_hosts: Arc<AllowedHosts>,
     maintenance: Arc<maintenance::MaintenancePolicy>,
+    table_catalog: Arc<str>,
 }
 
 impl AppState {
@@ -155,6 +169,7 @@ impl AppState {
             allow_adhoc_targets: options.allow_adhoc_targets,
             allowed_hosts: Arc::new(AllowedHosts::new(&options.allowed_hosts)),
             maintenance: Arc::new(options.maintenance),
+            table_catalog: options.table_catalog.into(),
             authenticator: Arc::new(access::Authenticator::new(&options.tokens)),
             audit: None,
         }
@@ -199,6 +214,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tokens/{name}/revoke", post(admin::revoke_token))
         .route("/api/v1/audit", get(admin::audit_trail))
         .merge(replays::routes())
+        .merge(iceberg::routes())
         // Outermost last: the audit record opens before authentication, so
         // refused requests are recorded too.
         .route_layer(middleware::from_fn_with_state(

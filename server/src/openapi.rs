@@ -45,6 +45,7 @@ pub fn document(token_required: bool) -> Value {
     if let Some(paths) = document["paths"].as_object_mut() {
         paths.extend(replay_paths());
         paths.extend(access_paths());
+        paths.extend(iceberg_paths());
         for operations in paths.values_mut().filter_map(Value::as_object_mut) {
             for (method, operation) in operations.iter_mut() {
                 add_request_guard_errors(method, operation, token_required);
@@ -215,6 +216,55 @@ fn access_paths() -> serde_json::Map<String, Value> {
         ],
         "responses": with_errors(json!({ "200": array("id, at, principal, role, address, action, method, route, detail, status, count") }), &["400", "401", "500"])
     }}));
+    paths
+}
+
+/// The read-only Iceberg REST catalog ([`crate::iceberg`]); its errors
+/// have the REST specification's shape, not this API's.
+fn iceberg_paths() -> serde_json::Map<String, Value> {
+    let secured = json!([{ "bearer": [] }]);
+    let object = |description: &str| json!({ "description": description, "content": { "application/json": { "schema": { "type": "object" } } } });
+    let iceberg_error = json!({ "description": "{\"error\": {message, type, code}} (the Iceberg REST error model)", "content": { "application/json": { "schema": { "type": "object" } } } });
+    let name = |name: &str| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } });
+    let operation = |id: &str, summary: &str, parameters: Value, answer: &str| {
+        json!({ "get": {
+            "operationId": id, "summary": summary, "security": secured, "parameters": parameters,
+            "responses": {
+                "200": object(answer), "401": error_response("no valid token"),
+                "403": error_response("the role is below analyst"), "404": iceberg_error
+            }
+        }})
+    };
+    let mut paths = serde_json::Map::new();
+    paths.insert(
+        "/iceberg/v1/config".to_owned(),
+        operation(
+            "icebergConfig",
+            "Iceberg REST catalog: configuration and the read endpoints served (analyst)",
+            json!([]),
+            "defaults, overrides, endpoints",
+        ),
+    );
+    paths.insert("/iceberg/v1/namespaces".to_owned(), operation("icebergNamespaces", "Iceberg REST catalog: the sources with a table this token may read (analyst)", json!([{ "name": "parent", "in": "query", "required": false, "schema": { "type": "string" } }]), "namespaces"));
+    paths.insert(
+        "/iceberg/v1/namespaces/{namespace}".to_owned(),
+        operation(
+            "icebergNamespace",
+            "Iceberg REST catalog: one source (analyst)",
+            json!([name("namespace")]),
+            "namespace, properties",
+        ),
+    );
+    paths.insert(
+        "/iceberg/v1/namespaces/{namespace}/tables".to_owned(),
+        operation(
+            "icebergTables",
+            "Iceberg REST catalog: the topics of a source this token may read (analyst)",
+            json!([name("namespace")]),
+            "identifiers",
+        ),
+    );
+    paths.insert("/iceberg/v1/namespaces/{namespace}/tables/{table}".to_owned(), operation("icebergLoadTable", "Iceberg REST catalog: a table's current metadata; out of scope or masked for the role is 404 (analyst)", json!([name("namespace"), name("table")]), "metadata-location, metadata, config"));
     paths
 }
 

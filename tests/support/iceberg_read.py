@@ -1,6 +1,7 @@
-"""Reads Hindsight's Iceberg tables through PyIceberg's SqlCatalog (an outside reader).
+"""Reads Hindsight's Iceberg tables through PyIceberg's SqlCatalog, or through
+Hindsight's REST catalog with --uri http://HOST:PORT/iceberg (an outside reader).
 
-usage: iceberg_read.py --uri SQLALCHEMY_URI [--catalog hindsight]
+usage: iceberg_read.py --uri SQLALCHEMY_URI|REST_URL [--token T] [--catalog hindsight]
                        [--s3-endpoint URL --s3-key K --s3-secret S --s3-region R]
                        COMMAND ...
 
@@ -33,6 +34,14 @@ import sys
 
 
 def catalog_from(args):
+    if args.uri.startswith("http://") or args.uri.startswith("https://"):
+        from pyiceberg.catalog.rest import RestCatalog
+
+        properties = {"uri": args.uri}
+        if args.token is not None:
+            properties["token"] = args.token
+        return RestCatalog(args.catalog, **properties)
+
     from pyiceberg.catalog.sql import SqlCatalog
 
     properties = {"uri": args.uri, "init_catalog_tables": "false"}
@@ -187,7 +196,8 @@ def command_manifests(catalog, args):
 
 def parser():
     root = argparse.ArgumentParser(description="Read Hindsight's Iceberg tables with PyIceberg.")
-    root.add_argument("--uri", required=True, help="SQLAlchemy URI of the catalog database")
+    root.add_argument("--uri", required=True, help="SQLAlchemy URI of the catalog database, or the REST catalog's URL")
+    root.add_argument("--token", help="the bearer token for the REST catalog")
     root.add_argument("--catalog", default="hindsight", help="the Iceberg catalog name")
     root.add_argument("--s3-endpoint")
     root.add_argument("--s3-key")

@@ -110,6 +110,28 @@ impl Catalog {
             .collect()
     }
 
+    /// The tables of the SQL catalog `catalog_name` that have a metadata
+    /// file, with its location, by namespace and name.
+    pub async fn iceberg_tables(&self, catalog_name: &str) -> Result<Vec<(TableId, String)>> {
+        let rows = sqlx::query(
+            "SELECT table_namespace, table_name, metadata_location FROM iceberg_tables \
+             WHERE catalog_name = $1 AND metadata_location IS NOT NULL ORDER BY 1, 2",
+        )
+        .bind(catalog_name)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let table = TableId {
+                    catalog: catalog_name.to_owned(),
+                    namespace: row.try_get(0)?,
+                    name: row.try_get(1)?,
+                };
+                Ok((table, row.try_get(2)?))
+            })
+            .collect()
+    }
+
     /// The live segments of (source, topic) and its checkpoints, read in
     /// one transaction, so the checkpoints describe exactly those segments.
     pub async fn live_segments_with_checkpoints(

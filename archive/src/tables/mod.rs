@@ -40,6 +40,16 @@ use crate::catalog::Catalog;
 use crate::error::{ErrorKind, Result};
 use crate::store::ArchiveStore;
 
+/// The bytes of the table metadata file at `location` (a URL in `store`).
+pub async fn metadata_bytes(store: &ArchiveStore, location: &str) -> Result<bytes::Bytes> {
+    let key = store.relative_of(location).ok_or_else(|| {
+        crate::Error::internal(format!(
+            "table metadata {location} is outside the archive's store"
+        ))
+    })?;
+    store.get(&key).await
+}
+
 /// How tables are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableSettings {

@@ -586,12 +586,7 @@ impl TableSync {
     }
 
     async fn read_metadata(&self, location: &str) -> Result<TableMetadata> {
-        let key = self.store.relative_of(location).ok_or_else(|| {
-            crate::Error::internal(format!(
-                "table metadata {location} is outside the archive's store"
-            ))
-        })?;
-        let bytes = self.store.get(&key).await?;
+        let bytes = super::metadata_bytes(&self.store, location).await?;
         Ok(serde_json::from_slice(&bytes)?)
     }
 }
