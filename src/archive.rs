@@ -34,6 +34,16 @@ pub async fn run(
         .with_lease(lease.clone());
     let defaults = config.flush.policy();
     let schemas = crate::schemas::open(config, &catalog).await?;
+    // A registry that cannot be asked does not stop archiving (events are
+    // kept raw and decode once it answers), but it is said at once.
+    let probing = Arc::clone(&schemas);
+    tokio::spawn(async move {
+        for (_, answer) in probing.probe_registries().await {
+            if let Err(error) = answer {
+                tracing::warn!("{error}; payloads archive as they are and decode once it answers");
+            }
+        }
+    });
     let capture: Option<Arc<dyn EventObserver>> =
         crate::schemas::SchemaCapture::spawn(&schemas, cancel.child_token())
             .map(|capture| capture as Arc<dyn EventObserver>);

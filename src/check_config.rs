@@ -1,7 +1,7 @@
 //! `hindsight check-config`: the configuration as resolved (defaults, file,
 //! environment), as JSON. Secrets print as `[redacted]`; the configuration
-//! was validated before this runs. With `--connect`, each connection is
-//! tried once instead, and reported on one line.
+//! was validated before this runs. With `--connect`, each connection and
+//! schema registry is tried once instead, and reported on one line.
 
 use anyhow::bail;
 use hindsight_connectors::Connection;
@@ -33,11 +33,32 @@ pub async fn connect(config: &Config) -> anyhow::Result<()> {
             tried.push((name.to_owned(), format!("source {name:?}"), connection));
         }
     }
-    if tried.is_empty() {
-        println!("no connections or sources configured");
+    let registries = &config.schemas.registries;
+    if tried.is_empty() && registries.is_empty() {
+        println!("no connections, sources or schema registries configured");
         return Ok(());
     }
     let mut failed = 0;
+    for (name, registry) in registries {
+        let answer = match hindsight_schemas::registry::RegistryClient::new(name, registry) {
+            Ok(client) => client
+                .probe()
+                .await
+                .map(|types| (client.shown_url(), types))
+                .map_err(|error| error.to_string()),
+            Err(error) => Err(error),
+        };
+        match answer {
+            Ok((url, types)) => println!(
+                "ok      schema registry {name:?} ({url}): serves {}",
+                types.join(", ")
+            ),
+            Err(error) => {
+                failed += 1;
+                println!("FAILED  {error}");
+            }
+        }
+    }
     for (name, what, connection) in &tried {
         let info = connection.info(name);
         match connection.probe(what).await {
@@ -52,7 +73,10 @@ pub async fn connect(config: &Config) -> anyhow::Result<()> {
         }
     }
     if failed > 0 {
-        bail!("{failed} of {} connection(s) failed", tried.len());
+        bail!(
+            "{failed} of {} connection(s) and registries failed",
+            tried.len() + registries.len()
+        );
     }
     Ok(())
 }

@@ -55,6 +55,17 @@ impl Registry {
     }
 
     fn start_with(directory: &Path, user: Option<String>) -> Registry {
+        Self::start_with_args(directory, user, &[], "http")
+    }
+
+    /// With more arguments of schema_registry.py; `scheme` is https when
+    /// they include `--tls-cert`.
+    fn start_with_args(
+        directory: &Path,
+        user: Option<String>,
+        args: &[&std::ffi::OsStr],
+        scheme: &str,
+    ) -> Registry {
         let port_file = directory.join("registry.port");
         let log = directory.join("registry.log");
         let child = Command::new("python3")
@@ -64,6 +75,7 @@ impl Registry {
             .arg("--log")
             .arg(&log)
             .args(user.iter().flat_map(|user| ["--user", user.as_str()]))
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -81,7 +93,7 @@ impl Registry {
         };
         Registry {
             _child: child,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("{scheme}://127.0.0.1:{port}"),
             log,
             user,
         }
@@ -600,4 +612,138 @@ async fn an_archive_whose_registry_is_lost_decodes_after_importing_an_export() {
     let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert_eq!(shown["registry"], "lost");
     assert_eq!(shown["format"], "avro");
+}
+
+/// The registry behind TLS (the CA of scripts/services.sh), asking for a
+/// bearer token: Hindsight's client verifies its certificate with
+/// `ca_file`, sends the token, and `check-config --connect` names the
+/// registry, its address and the cause when the CA or the token is wrong.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_behind_tls_with_a_bearer_token_is_used_and_a_wrong_ca_or_token_is_named() {
+    const TOKEN: &str = "registry-bearer-5150";
+    let directory = tempfile::tempdir().unwrap();
+    let state = directory.path().join("registry-state.json");
+    let topic = create_kafka_topic(&unique("hs.schemas.tls"), 1);
+    // The producer registers through a plain registry; the secure one
+    // serves the same schemas from the state file.
+    let expected = {
+        let plain_dir = directory.path().join("plain");
+        std::fs::create_dir_all(&plain_dir).unwrap();
+        let plain = Registry::start_with_args(
+            &plain_dir,
+            None,
+            &["--state".as_ref(), state.as_os_str()],
+            "http",
+        );
+        produce(&plain, &plain_dir, &topic, "avro", 0, 300, &[])
+    };
+    let secure_dir = directory.path().join("secure");
+    std::fs::create_dir_all(&secure_dir).unwrap();
+    let cert = crate::secure::tls_file("server.pem");
+    let key = crate::secure::tls_file("server.key");
+    let registry = Registry::start_with_args(
+        &secure_dir,
+        None,
+        &[
+            "--state".as_ref(),
+            state.as_os_str(),
+            "--token".as_ref(),
+            TOKEN.as_ref(),
+            "--tls-cert".as_ref(),
+            cert.as_os_str(),
+            "--tls-key".as_ref(),
+            key.as_os_str(),
+        ],
+        "https",
+    );
+    let port = registry.url.rsplit(':').next().unwrap().to_owned();
+    let config_with = |name: &str, ca: &str, token: &str| {
+        let dir = directory.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let token_file = dir.join("registry-token");
+        std::fs::write(&token_file, format!("{token}\n")).unwrap();
+        crate::kafka::write_config(
+            &dir,
+            &format!("topics = [{topic:?}]"),
+            &unique("hs-schemas"),
+            &format!(
+                "\n[schemas.registries.main]\nurl = {:?}\ntoken_file = {:?}\nca_file = {:?}\n",
+                registry.url,
+                token_file.display().to_string(),
+                crate::secure::tls_file(ca).display().to_string()
+            ),
+            "15m",
+        )
+    };
+    let connect = |config: &Path| {
+        let output = hindsight()
+            .arg("--config")
+            .arg(config)
+            .args(["check-config", "--connect"])
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        // The first failure's line, if any.
+        let failed = text
+            .lines()
+            .find(|line| line.starts_with("FAILED"))
+            .unwrap_or_default()
+            .to_owned();
+        (output.status.success(), text, failed)
+    };
+    let good = config_with("good", "ca.pem", TOKEN);
+    let (ok, text, _) = connect(&good);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(&format!(
+            "ok      schema registry \"main\" (https://127.0.0.1:{port}/): serves AVRO"
+        )),
+        "{text}"
+    );
+    let (ok, text, line) = connect(&config_with("wrong-ca", "other-ca.pem", TOKEN));
+    assert!(!ok, "{text}");
+    assert!(
+        line.contains("schema registry \"main\"")
+            && line.contains(&format!("127.0.0.1:{port}"))
+            && line.to_lowercase().contains("certificate"),
+        "one line naming the registry, its address and the certificate: {text}"
+    );
+    println!("{line}");
+    let (ok, text, line) = connect(&config_with("wrong-token", "ca.pem", "not-the-token"));
+    assert!(!ok, "{text}");
+    assert!(
+        line.contains("schema registry \"main\"") && line.contains("401"),
+        "{text}"
+    );
+    println!("{line}");
+    assert!(
+        !text.contains("not-the-token") && !text.contains(TOKEN),
+        "a token is shown: {text}"
+    );
+
+    // Archived with the good configuration, every event decodes with the
+    // schemas fetched over TLS with the token.
+    let (mut archive, _stdout) = start_archive_ready(&good);
+    wait_for_archived(
+        good.parent().unwrap(),
+        expected.len() as i64,
+        Duration::from_secs(120),
+    )
+    .await;
+    terminate(&mut archive.0);
+    assert_decodes_like_python(&good, &topic, &expected);
+    let fetched = registry
+        .requests()
+        .iter()
+        .filter(|request| request.starts_with("GET /schemas/ids/"))
+        .count();
+    assert!(
+        fetched > 0,
+        "nothing was fetched from the secure registry: {:?}",
+        registry.requests()
+    );
 }

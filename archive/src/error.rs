@@ -35,6 +35,22 @@ pub enum ErrorKind {
     SegmentUnreadable,
 }
 
+/// `error` and its causes on one line, `: `-separated, each said once
+/// (libraries often repeat their source in their own message).
+pub fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 impl ErrorKind {
     pub fn as_str(self) -> &'static str {
         match self {

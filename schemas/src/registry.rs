@@ -182,6 +182,21 @@ impl RegistryClient {
         &self.name
     }
 
+    /// The registry's URL as it may be shown.
+    pub fn shown_url(&self) -> String {
+        hindsight_archive::secret::redact_url(self.base.as_str())
+    }
+
+    /// One authenticated request (`GET /schemas/types`): the schema types
+    /// the registry serves, or why it cannot be used (refused, TLS, 401).
+    pub async fn probe(&self) -> Result<Vec<String>, DecodeError> {
+        self.get::<Vec<String>>(&["schemas", "types"])
+            .await?
+            .ok_or_else(|| {
+                self.unavailable("it answered 404 Not Found: is the URL the registry's?")
+            })
+    }
+
     /// The schema a payload names, its references resolved
     /// (`GET /schemas/ids/{id}` or `GET /schemas/guids/{guid}`).
     pub async fn fetch(&self, wanted: &SchemaRef) -> Result<StoredSchema, DecodeError> {
@@ -311,9 +326,13 @@ impl RegistryClient {
             let cause = if error.is_timeout() {
                 format!("no answer within {:?}", self.config.timeout)
             } else if error.is_connect() {
-                "cannot connect".to_owned()
+                // The cause says why: refused, or the TLS certificate.
+                format!(
+                    "cannot connect: {}",
+                    hindsight_archive::error::causes(&error.without_url())
+                )
             } else {
-                error.without_url().to_string()
+                hindsight_archive::error::causes(&error.without_url())
             };
             self.unavailable(&cause)
         })?;
@@ -338,7 +357,7 @@ impl RegistryClient {
             format!(
                 "schema registry {:?} ({}): {cause}",
                 self.name,
-                hindsight_archive::secret::redact_url(self.base.as_str())
+                self.shown_url()
             ),
         )
     }

@@ -314,6 +314,16 @@ impl Schemas {
         Self::build(settings, catalog, &rows)
     }
 
+    /// Asks every registry once ([`RegistryClient::probe`]): its name, and
+    /// the schema types it serves or why it cannot be used.
+    pub async fn probe_registries(&self) -> Vec<(String, Result<Vec<String>, DecodeError>)> {
+        let mut answers = Vec::new();
+        for (name, client) in &self.registries {
+            answers.push((name.clone(), client.probe().await));
+        }
+        answers
+    }
+
     /// No registry, no rule, no catalog: plain JSON, and what is inserted.
     pub fn plain() -> Arc<Self> {
         match Self::build(SchemaSettings::default(), None, &[]) {

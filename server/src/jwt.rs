@@ -179,15 +179,7 @@ async fn fetch(client: &reqwest::Client, url: &str) -> Result<String, String> {
 /// An error and its causes on one line, without the URL reqwest repeats
 /// (it may hold a password).
 fn causes(error: reqwest::Error) -> String {
-    let error = error.without_url();
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    hindsight_archive::error::causes(&error.without_url())
 }
 
 const ASYMMETRIC: [Algorithm; 9] = [

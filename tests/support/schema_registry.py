@@ -9,11 +9,16 @@ ProtobufSerializer and JSONSerializer (tests/support/schema_produce.py), so
 the ids, references and schema strings are the ones those clients produce.
 It is test support only: no compatibility checks, no deletes, no contexts.
 
-usage: schema_registry.py [--port N] [--port-file F] [--user U:P] [--log F] [--state F]
+usage: schema_registry.py [--port N] [--port-file F] [--user U:P] [--token T]
+                          [--tls-cert PEM --tls-key KEY] [--log F] [--state F]
 
   --port N       port on 127.0.0.1 (0, the default, picks a free one)
   --port-file F  once listening, write the port to F (atomically: tmp + rename)
   --user U:P     require HTTP basic auth; anything else gets 401 {"error_code": 40101}
+  --token T      require "Authorization: Bearer T" (with --user, either is accepted)
+  --tls-cert PEM, --tls-key KEY
+                 serve HTTPS with this certificate (the tests use the CA of
+                 scripts/services.sh, $HINDSIGHT_TEST_TLS_DIR)
   --log F        append one line per request, "METHOD TARGET" (the request
                  target as sent: path and query string, still URL-encoded),
                  so tests can count requests (caching)
@@ -58,6 +63,7 @@ import argparse
 import base64
 import json
 import os
+import ssl
 import signal
 import sys
 import tempfile
@@ -276,7 +282,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "hindsight-test-schema-registry/1"
     store: Store = None
-    auth = None  # expected "Basic ..." header value, or None
+    auth = None  # the accepted Authorization header values ("Basic ...", "Bearer ..."), or None
     log_path = None
     log_lock = threading.Lock()
 
@@ -308,8 +314,8 @@ class Handler(BaseHTTPRequestHandler):
     def _handle(self):
         self._log()
         raw_body = self._read_body()
-        if self.auth is not None and self.headers.get("Authorization") != self.auth:
-            self._error(401, 40101, "Unauthorized: missing or wrong basic credentials",
+        if self.auth is not None and self.headers.get("Authorization") not in self.auth:
+            self._error(401, 40101, "Unauthorized: missing or wrong credentials",
                         [("WWW-Authenticate", 'Basic realm="SchemaRegistry"')])
             return
         split = urllib.parse.urlsplit(self.path)
@@ -423,6 +429,9 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--port-file")
     ap.add_argument("--user", help="U:P, require HTTP basic auth")
+    ap.add_argument("--token", help="require this bearer token")
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
     ap.add_argument("--log")
     ap.add_argument("--state")
     args = ap.parse_args()
@@ -432,9 +441,17 @@ def main():
     if args.user:
         if ":" not in args.user:
             ap.error("--user must be USER:PASSWORD")
-        Handler.auth = "Basic " + base64.b64encode(args.user.encode()).decode()
+        Handler.auth = {"Basic " + base64.b64encode(args.user.encode()).decode()}
+    if args.token:
+        Handler.auth = (Handler.auth or set()) | {f"Bearer {args.token}"}
 
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    scheme = "http"
+    if args.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
     server.daemon_threads = True
     port = server.server_address[1]
     if args.port_file:
@@ -443,7 +460,7 @@ def main():
         with os.fdopen(fd, "w") as f:
             f.write(f"{port}\n")
         os.replace(tmp, args.port_file)
-    print(f"schema registry test double listening on http://127.0.0.1:{port}", flush=True)
+    print(f"schema registry test double listening on {scheme}://127.0.0.1:{port}", flush=True)
 
     def stop(*_):
         threading.Thread(target=server.shutdown, daemon=True).start()
