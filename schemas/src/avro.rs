@@ -530,6 +530,17 @@ mod tests {
                 "status": "B", "blob": "AAEC"
             })
         );
+        // Fields come out in the schema's order, not sorted.
+        let keys: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            ["id", "note", "lines", "more", "counters", "price", "day", "status", "blob"]
+        );
         // Every prefix is a clear error, never a panic.
         for end in 0..body.len() {
             let error = schema.decode(&body[..end]).unwrap_err();
