@@ -227,7 +227,7 @@ _hs_ensure_python_packages() {
   _hs_python
   local missing pkgs=() m
   # find_spec only locates the packages; importing pyarrow/duckdb is slow.
-  missing="$("$_hs_py" - duckdb pyarrow polars confluent_kafka fastavro avro jsonschema authlib cachetools grpc_tools boto3 moto flask flask_cors openapi_spec_validator pyiceberg sqlalchemy psycopg2 cryptography <<'PY'
+  missing="$("$_hs_py" - duckdb pyarrow polars confluent_kafka fastavro avro jsonschema authlib cachetools grpc_tools google.type boto3 moto flask flask_cors openapi_spec_validator pyiceberg sqlalchemy psycopg2 cryptography <<'PY'
 import importlib.util, sys
 print(" ".join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))
 PY
@@ -240,6 +240,8 @@ PY
         pkgs+=("confluent-kafka[avro,protobuf,json,schemaregistry]") ;;
       # protoc for tests/support/proto (python -m grpc_tools.protoc).
       grpc_tools) pkgs+=("grpcio-tools") ;;
+      # google/type/*.proto and their modules (a bundled import in orders.proto).
+      google.type) pkgs+=("googleapis-common-protos") ;;
       moto | flask | flask_cors) pkgs+=("moto[server]") ;;
       openapi_spec_validator) pkgs+=("openapi-spec-validator") ;;
       # RSA keys and signatures of the test JWTs (tests/support/jwt_sign.py).

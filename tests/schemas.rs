@@ -173,6 +173,24 @@ p.flush(30)
     4
 }
 
+/// One event with `key` and the payload `payload_hex`.
+fn produce_one(topic: &str, key: &str, payload_hex: &str) {
+    let script = format!(
+        r#"
+import confluent_kafka
+p = confluent_kafka.Producer({{"bootstrap.servers": "{brokers}"}})
+p.produce("{topic}", key=b"{key}", value=bytes.fromhex("{payload_hex}"))
+p.flush(30)
+"#,
+        brokers = kafka_brokers(),
+    );
+    let status = Command::new("python3")
+        .args(["-c", &script])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 /// Every event of `topic`: its decoding must equal the expected value.
 fn assert_decodes_like_python(config: &Path, topic: &str, expected: &[(String, Value)]) {
     let rows = query_json(
@@ -422,10 +440,22 @@ async fn avro_protobuf_and_json_schema_payloads_decode_like_the_python_deseriali
         &format!("SELECT encode(payload, 'hex') AS p FROM events WHERE topic = '{avro}' LIMIT 1"),
     );
     let bad = produce_undecodable(&undecodable_topic, sample[0]["p"].as_str().unwrap());
+    // A JSON body framed with the JSON Schema's id that does not match it
+    // (confluent-kafka's JSONDeserializer refuses it too).
+    let json_id = query_json(
+        &config,
+        &format!("SELECT max(payload_schema_id(payload)) AS id FROM events WHERE topic = '{json}'"),
+    );
+    let json_id = json_id[0]["id"].as_i64().unwrap();
+    let mut mismatch = vec![0u8];
+    mismatch.extend((json_id as u32).to_be_bytes());
+    mismatch.extend(br#"{"id": 7, "sequence": "seven"}"#);
+    let mismatch_hex: String = mismatch.iter().map(|b| format!("{b:02x}")).collect();
+    produce_one(&json, "json-mismatch", &mismatch_hex);
     let (mut archive, _stdout) = start_archive_ready(&config);
     wait_for_archived(
         directory.path(),
-        (total + bad) as i64,
+        (total + bad + 1) as i64,
         Duration::from_secs(120),
     )
     .await;
@@ -468,6 +498,22 @@ async fn avro_protobuf_and_json_schema_payloads_decode_like_the_python_deseriali
         errors[0]["error"].as_str().unwrap().contains("999"),
         "an unknown id is named: {}",
         errors[0]
+    );
+
+    let mismatched = query_json(
+        &config,
+        &format!(
+            "SELECT decode_payload(payload, topic, headers) AS value, \
+             decode_error(payload, topic, headers) AS error FROM events \
+             WHERE topic = '{json}' AND utf8_or_null(key) = 'json-mismatch'"
+        ),
+    );
+    assert_eq!(mismatched.len(), 1, "{mismatched:?}");
+    assert!(mismatched[0]["value"].is_null(), "{mismatched:?}");
+    let reason = mismatched[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("does not match its JSON Schema at /"),
+        "the reason says where: {reason}"
     );
 
     // The typed view: real columns, every version read as the newest.

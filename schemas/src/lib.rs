@@ -8,8 +8,9 @@
 //! saying why, and the event shows raw.
 //!
 //! - `wire.rs`: the Confluent framing and schema-id headers.
-//! - `avro.rs`, `protobuf.rs`: bodies to JSON. JSON Schema payloads are
-//!   JSON already.
+//! - `avro.rs`, `protobuf.rs`: bodies to JSON. `json_schema.rs`: JSON
+//!   bodies checked against their JSON Schema, as confluent-kafka's
+//!   deserializer checks them.
 //! - `registry.rs`: the Schema Registry REST client (cached by the caller,
 //!   bounded in time and rate).
 //! - `store.rs`: [`Schemas`], which decides the schema of a payload (topic
@@ -18,6 +19,7 @@
 
 pub mod avro;
 pub mod error;
+pub mod json_schema;
 pub mod protobuf;
 pub mod registry;
 pub mod store;

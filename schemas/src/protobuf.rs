@@ -360,6 +360,118 @@ impl FileResolver for MemoryResolver {
     }
 }
 
+/// Files Confluent's registry bundles, and its serializers therefore never
+/// register as references (`_is_builtin` in confluent-kafka: every
+/// `confluent/` and `google/type/` import): Google's common types as .proto
+/// source (googleapis-common-protos), and Confluent's own as the descriptors
+/// confluent-kafka compiled in (`schemas/bundled/README.md`).
+const BUNDLED_SOURCES: &[(&str, &str)] = &[
+    (
+        "google/type/calendar_period.proto",
+        include_str!("../bundled/google/type/calendar_period.proto"),
+    ),
+    (
+        "google/type/color.proto",
+        include_str!("../bundled/google/type/color.proto"),
+    ),
+    (
+        "google/type/date.proto",
+        include_str!("../bundled/google/type/date.proto"),
+    ),
+    (
+        "google/type/datetime.proto",
+        include_str!("../bundled/google/type/datetime.proto"),
+    ),
+    (
+        "google/type/dayofweek.proto",
+        include_str!("../bundled/google/type/dayofweek.proto"),
+    ),
+    (
+        "google/type/decimal.proto",
+        include_str!("../bundled/google/type/decimal.proto"),
+    ),
+    (
+        "google/type/expr.proto",
+        include_str!("../bundled/google/type/expr.proto"),
+    ),
+    (
+        "google/type/fraction.proto",
+        include_str!("../bundled/google/type/fraction.proto"),
+    ),
+    (
+        "google/type/interval.proto",
+        include_str!("../bundled/google/type/interval.proto"),
+    ),
+    (
+        "google/type/latlng.proto",
+        include_str!("../bundled/google/type/latlng.proto"),
+    ),
+    (
+        "google/type/localized_text.proto",
+        include_str!("../bundled/google/type/localized_text.proto"),
+    ),
+    (
+        "google/type/money.proto",
+        include_str!("../bundled/google/type/money.proto"),
+    ),
+    (
+        "google/type/month.proto",
+        include_str!("../bundled/google/type/month.proto"),
+    ),
+    (
+        "google/type/phone_number.proto",
+        include_str!("../bundled/google/type/phone_number.proto"),
+    ),
+    (
+        "google/type/postal_address.proto",
+        include_str!("../bundled/google/type/postal_address.proto"),
+    ),
+    (
+        "google/type/quaternion.proto",
+        include_str!("../bundled/google/type/quaternion.proto"),
+    ),
+    (
+        "google/type/timeofday.proto",
+        include_str!("../bundled/google/type/timeofday.proto"),
+    ),
+];
+const BUNDLED_DESCRIPTORS: &[(&str, &[u8])] = &[
+    (
+        "confluent/meta.proto",
+        include_bytes!("../bundled/confluent/meta.proto.pb"),
+    ),
+    (
+        "confluent/type/decimal.proto",
+        include_bytes!("../bundled/confluent/type/decimal.proto.pb"),
+    ),
+    (
+        "confluent/type/variant.proto",
+        include_bytes!("../bundled/confluent/type/variant.proto.pb"),
+    ),
+    (
+        "confluent/types/decimal.proto",
+        include_bytes!("../bundled/confluent/types/decimal.proto.pb"),
+    ),
+];
+
+/// Answers for the [bundled](BUNDLED_SOURCES) imports a schema does not
+/// bring itself.
+struct BundledResolver;
+
+impl FileResolver for BundledResolver {
+    fn open_file(&self, name: &str) -> Result<File, protox::Error> {
+        if let Some((_, text)) = BUNDLED_SOURCES.iter().find(|(file, _)| *file == name) {
+            return File::from_source(name, text);
+        }
+        let Some((_, bytes)) = BUNDLED_DESCRIPTORS.iter().find(|(file, _)| *file == name) else {
+            return Err(protox::Error::file_not_found(name));
+        };
+        let descriptor =
+            FileDescriptorProto::decode(*bytes).map_err(|_| protox::Error::file_not_found(name))?;
+        Ok(File::from_file_descriptor_proto(descriptor))
+    }
+}
+
 fn compile(
     files: HashMap<String, Source>,
     open: &[&str],
@@ -371,6 +483,8 @@ fn compile(
     // --include_imports; protox's own copies answer for them first.
     resolver.add(GoogleFileResolver::new());
     resolver.add(MemoryResolver { files });
+    // A schema's own copy of a bundled file, if it brings one, wins.
+    resolver.add(BundledResolver);
     let mut compiler = Compiler::with_file_resolver(resolver);
     for &name in open {
         compiler.open_file(name).map_err(compile_error)?;
@@ -929,6 +1043,73 @@ message Node {
         let order = schema.message_at(&[0]).unwrap();
         let json = schema.decode(&order, &hex(PYTHON_ORDER)).unwrap();
         assert_eq!(json, expected_order());
+    }
+
+    #[test]
+    fn imports_the_registry_bundles_resolve_without_references() {
+        // What confluent-kafka registers for such a schema: its own text, no
+        // reference for `confluent/` or `google/type/` imports.
+        let schema = ProtobufSchema::from_registry(
+            r#"syntax = "proto3";
+            package shop;
+            import "confluent/meta.proto";
+            import "confluent/type/decimal.proto";
+            import "google/type/date.proto";
+            import "google/type/money.proto";
+            message Sale {
+              option (confluent.message_meta).doc = "one sale";
+              string id = 1 [(confluent.field_meta).tags = "PII"];
+              google.type.Date day = 2;
+              google.type.Money price = 3;
+              confluent.type.Decimal exact = 4;
+            }"#,
+            &[],
+        )
+        .unwrap();
+        let sale = schema.message_at(&[0]).unwrap();
+        let mut message = DynamicMessage::new(sale.clone());
+        message.set_field_by_name("id", Value::String("s1".to_owned()));
+        let mut day = DynamicMessage::new(schema.message_named("google.type.Date").unwrap());
+        day.set_field_by_name("year", Value::I32(2026));
+        day.set_field_by_name("month", Value::I32(12));
+        day.set_field_by_name("day", Value::I32(3));
+        message.set_field_by_name("day", Value::Message(day));
+        let mut price = DynamicMessage::new(schema.message_named("google.type.Money").unwrap());
+        price.set_field_by_name("currency_code", Value::String("EUR".to_owned()));
+        price.set_field_by_name("units", Value::I64(12));
+        message.set_field_by_name("price", Value::Message(price));
+        let mut exact =
+            DynamicMessage::new(schema.message_named("confluent.type.Decimal").unwrap());
+        exact.set_field_by_name("value", Value::Bytes(vec![0x04, 0xd2].into()));
+        exact.set_field_by_name("precision", Value::U32(6));
+        exact.set_field_by_name("scale", Value::I32(2));
+        message.set_field_by_name("exact", Value::Message(exact));
+        assert_eq!(
+            schema.decode(&sale, &message.encode_to_vec()).unwrap(),
+            json!({
+                "id": "s1",
+                "day": {"year": 2026, "month": 12, "day": 3},
+                "price": {"currency_code": "EUR", "units": "12"},
+                "exact": {"value": "BNI=", "precision": 6, "scale": 2}
+            })
+        );
+        // A file the schema brings itself is taken over the bundled one.
+        let own = ProtobufSchema::from_registry(
+            r#"syntax = "proto3"; import "google/type/date.proto"; message M { google.type.Date d = 1; }"#,
+            &[(
+                "google/type/date.proto".to_owned(),
+                r#"syntax = "proto3"; package google.type; message Date { int32 only = 1; }"#
+                    .to_owned(),
+            )],
+        )
+        .unwrap();
+        let date = own.message_named("google.type.Date").unwrap();
+        assert_eq!(
+            date.fields()
+                .map(|f| f.name().to_owned())
+                .collect::<Vec<_>>(),
+            ["only"]
+        );
     }
 
     #[test]

@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 
 use crate::avro::AvroSchema;
 use crate::error::{DecodeError, DecodeErrorKind};
+use crate::json_schema::JsonSchema;
 use crate::protobuf::{read_message_indexes, ProtobufSchema};
 use crate::registry::{RegistryClient, RegistryConfig};
 use crate::wire::{frame, Framed};
@@ -145,7 +146,7 @@ impl SchemaSettings {
 enum Compiled {
     Avro(AvroSchema),
     Protobuf(ProtobufSchema),
-    JsonSchema,
+    JsonSchema(JsonSchema),
 }
 
 impl Compiled {
@@ -162,23 +163,14 @@ impl Compiled {
                     &references,
                 )?))
             }
-            SchemaFormat::Protobuf => {
-                let references: Vec<(String, String)> = stored
-                    .references
-                    .iter()
-                    .map(|reference| (reference.name.clone(), reference.schema.clone()))
-                    .collect();
-                Ok(Compiled::Protobuf(ProtobufSchema::from_registry(
-                    &stored.schema,
-                    &references,
-                )?))
-            }
-            SchemaFormat::JsonSchema => {
-                serde_json::from_str::<serde_json::Value>(&stored.schema).map_err(|error| {
-                    DecodeError::bad_schema(format!("the JSON Schema is not JSON: {error}"))
-                })?;
-                Ok(Compiled::JsonSchema)
-            }
+            SchemaFormat::Protobuf => Ok(Compiled::Protobuf(ProtobufSchema::from_registry(
+                &stored.schema,
+                &references(stored),
+            )?)),
+            SchemaFormat::JsonSchema => Ok(Compiled::JsonSchema(JsonSchema::parse(
+                &stored.schema,
+                &references(stored),
+            )?)),
         }
     }
 
@@ -205,14 +197,18 @@ impl Compiled {
                 let value = schema.decode(&message, body)?;
                 Ok((value, Some(name)))
             }
-            Compiled::JsonSchema => Ok((json_body(body)?, None)),
+            Compiled::JsonSchema(schema) => Ok((schema.decode(body)?, None)),
         }
     }
 }
 
-fn json_body(body: &[u8]) -> Result<serde_json::Value, DecodeError> {
-    serde_json::from_slice(body)
-        .map_err(|error| DecodeError::mismatch(format!("the body is not JSON: {error}")))
+/// A stored schema's references as (the name it uses, their text).
+fn references(stored: &StoredSchema) -> Vec<(String, String)> {
+    stored
+        .references
+        .iter()
+        .map(|reference| (reference.name.clone(), reference.schema.clone()))
+        .collect()
 }
 
 /// A schema the store knows: what the catalog holds, compiled on first use.

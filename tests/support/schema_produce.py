@@ -296,7 +296,10 @@ def compile_protos(version):
         with open(os.path.join(src, name), "w", encoding="utf-8") as f:
             f.write(content)
     well_known = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
+    import google.type  # googleapis-common-protos: google/type/*.proto
+    common = os.path.dirname(os.path.dirname(list(google.type.__path__)[0]))
     subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{src}", f"-I{well_known}",
+                    f"-I{common}",
                     f"--python_out={out}", "common.proto", "orders.proto"], check=True, cwd=src)
     sys.path.insert(0, out)
     import orders_pb2  # noqa: E402  (generated above)
@@ -354,6 +357,10 @@ def proto_message(pb2, name, i, version):
         msg.note = ""  # proto3 optional: present, though empty
     elif i % 4 == 1:
         msg.note = text(r)
+    if i % 2 == 0:
+        msg.delivery.year = r.randrange(1, 10000)
+        msg.delivery.month = r.randrange(0, 13)
+        msg.delivery.day = r.randrange(0, 32)
     if version >= 2:
         msg.channel = ["", "web", "store", "app"][i % 4]
     if version >= 3:
