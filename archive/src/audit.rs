@@ -178,7 +178,14 @@ impl AuditLog {
     /// clone of the returned log is dropped (if the catalog still fails
     /// then, after a few tries, what is left is logged at ERROR).
     pub fn start(catalog: Catalog) -> (AuditLog, tokio::task::JoinHandle<()>) {
-        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        Self::start_with_capacity(catalog, QUEUE_CAPACITY)
+    }
+
+    fn start_with_capacity(
+        catalog: Catalog,
+        capacity: usize,
+    ) -> (AuditLog, tokio::task::JoinHandle<()>) {
+        let (sender, receiver) = mpsc::channel(capacity);
         let task = tokio::spawn(write_records(catalog, receiver));
         (AuditLog { sender }, task)
     }
@@ -276,5 +283,73 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(limited.len(), 10);
+    }
+
+    /// What tracing writes, kept for the test to read.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_record_that_finds_the_queue_full_is_logged_whole_and_counted() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let directory = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open_for_test(directory.path()).await;
+        let lost_before = crate::metrics::global().audit_records_lost.get();
+        // On a current-thread runtime the writer task cannot run until this
+        // test awaits, so the queue of 3 is full after the third record.
+        let (log, task) = AuditLog::start_with_capacity(catalog.clone(), 3);
+        let principal = Principal::anonymous();
+        for index in 0..5 {
+            let mut record = AuditRecord::new(&principal, "sql");
+            record.detail = Some(format!("SELECT {index} AS kept_in_the_log"));
+            record.status = 200;
+            log.record(record);
+        }
+        assert_eq!(
+            crate::metrics::global().audit_records_lost.get() - lost_before,
+            2
+        );
+        let logged = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        for index in [3, 4] {
+            assert!(
+                logged.contains(&format!("SELECT {index} AS kept_in_the_log")),
+                "record {index} is in the ERROR line: {logged}"
+            );
+        }
+        assert!(
+            logged.contains("ERROR") && logged.contains("the audit queue is full"),
+            "{logged}"
+        );
+        assert!(
+            !logged.contains("SELECT 0 "),
+            "a queued record is not reported lost: {logged}"
+        );
+        drop(log);
+        task.await.unwrap();
+        let stored = catalog.audit(&AuditQuery::default()).await.unwrap();
+        let details: Vec<_> = stored.iter().filter_map(|r| r.detail.clone()).collect();
+        assert_eq!(details.len(), 3, "{details:?}");
+        for index in 0..3 {
+            assert!(
+                details.contains(&format!("SELECT {index} AS kept_in_the_log")),
+                "{details:?}"
+            );
+        }
     }
 }
