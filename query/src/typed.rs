@@ -552,6 +552,33 @@ mod tests {
     }
 
     #[test]
+    fn a_schema_with_references_gets_real_columns() {
+        let address = r#"{"type": "record", "name": "Address", "namespace": "c",
+            "fields": [{"name": "city", "type": "string"}]}"#
+            .to_owned();
+        let customer = hindsight_schemas::avro::AvroSchema::parse(
+            r#"{"type": "record", "name": "Customer", "namespace": "c", "fields": [
+                {"name": "home", "type": "c.Address"},
+                {"name": "past", "type": {"type": "array", "items": "c.Address"}}]}"#,
+            &[address],
+        )
+        .unwrap();
+        let json = customer.to_json().unwrap();
+        let mut body = zigzag(4);
+        body.extend(b"Oslo");
+        body.extend(zigzag(1));
+        body.extend(zigzag(3));
+        body.extend(b"Rio");
+        body.push(0);
+        let batch = decode_bodies(&json, &json, &[(0, body.as_slice())]).unwrap();
+        let home = batch.column_by_name("home").unwrap().as_struct();
+        let city = home.column_by_name("city").unwrap();
+        assert_eq!(city.as_string::<i32>().value(0), "Oslo");
+        let past = batch.column_by_name("past").unwrap().as_list::<i32>();
+        assert_eq!(past.value(0).len(), 1);
+    }
+
+    #[test]
     fn bad_bodies_among_good_ones_are_singled_out() {
         let good = body("a", 7, &[1, 2, 3]);
         let mut bodies: Vec<Vec<u8>> = (0..100).map(|i| body(&format!("e{i}"), i, &[i])).collect();

@@ -15,9 +15,9 @@
 //! local timestamps without it); a duration is
 //! `{"months", "days", "milliseconds"}`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use apache_avro::schema::{Name, Namespace, RecordSchema, ResolvedSchema};
+use apache_avro::schema::{Name, Namespace, RecordSchema, ResolvedSchema, UnionSchema};
 use apache_avro::Schema;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -53,13 +53,74 @@ impl AvroSchema {
         Ok(Self { schema, names })
     }
 
-    /// The schema as Avro JSON, for decoders that take text (`arrow-avro`
-    /// in the typed SQL views). Only a schema without references: names
-    /// defined elsewhere would not resolve there.
+    /// The schema as Avro JSON that stands alone, for decoders that take
+    /// text (`arrow-avro` in the typed SQL views): each named type a
+    /// reference brings is written out where it is first used.
     pub fn to_json(&self) -> Result<String, DecodeError> {
-        serde_json::to_string(&self.schema).map_err(|error| {
+        let mut schema = self.schema.clone();
+        self.inline_references(&mut schema, &mut HashSet::new(), 0)?;
+        serde_json::to_string(&schema).map_err(|error| {
             DecodeError::bad_schema(format!("the schema cannot be written as JSON: {error}"))
         })
+    }
+
+    /// Replaces the first use of each name not defined yet (in the order
+    /// the JSON is written) with its definition from [`Self::names`].
+    fn inline_references(
+        &self,
+        schema: &mut Schema,
+        defined: &mut HashSet<Name>,
+        depth: usize,
+    ) -> Result<(), DecodeError> {
+        if depth > MAX_DEPTH {
+            return Err(DecodeError::bad_schema(format!(
+                "the schema nests deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        match schema {
+            Schema::Ref { name } => {
+                if defined.contains(name) {
+                    return Ok(());
+                }
+                let Some(definition) = self.names.get(name) else {
+                    return Err(DecodeError::bad_schema(format!(
+                        "{} is used but defined nowhere",
+                        name.fullname(None)
+                    )));
+                };
+                *schema = definition.clone();
+                self.inline_references(schema, defined, depth + 1)
+            }
+            Schema::Record(record) => {
+                defined.insert(record.name.clone());
+                for field in &mut record.fields {
+                    self.inline_references(&mut field.schema, defined, depth + 1)?;
+                }
+                Ok(())
+            }
+            Schema::Enum(schema) => {
+                defined.insert(schema.name.clone());
+                Ok(())
+            }
+            Schema::Fixed(schema) => {
+                defined.insert(schema.name.clone());
+                Ok(())
+            }
+            Schema::Decimal(decimal) => {
+                self.inline_references(&mut decimal.inner, defined, depth + 1)
+            }
+            Schema::Array(array) => self.inline_references(&mut array.items, defined, depth + 1),
+            Schema::Map(map) => self.inline_references(&mut map.types, defined, depth + 1),
+            Schema::Union(union) => {
+                let mut variants = union.variants().to_vec();
+                for variant in &mut variants {
+                    self.inline_references(variant, defined, depth + 1)?;
+                }
+                *union = UnionSchema::new(variants).map_err(bad_schema)?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The schema's full name (records, enums, fixed) or its type.
@@ -606,6 +667,41 @@ mod tests {
         assert_eq!(
             schema.decode(&body).unwrap(),
             serde_json::json!({"home": {"city": "Oslo"}})
+        );
+    }
+
+    #[test]
+    fn the_json_of_a_schema_with_references_stands_alone() {
+        let address = r#"{"type": "record", "name": "Address", "namespace": "c",
+            "fields": [{"name": "city", "type": "string"},
+                       {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["HOME", "WORK"]}}]}"#
+            .to_owned();
+        let schema = AvroSchema::parse(
+            r#"{"type": "record", "name": "Customer", "namespace": "c", "fields": [
+                {"name": "home", "type": "c.Address"},
+                {"name": "work", "type": ["null", "c.Address"]},
+                {"name": "past", "type": {"type": "array", "items": "c.Address"}},
+                {"name": "kind", "type": "c.Kind"},
+                {"name": "next", "type": ["null", "Customer"]}]}"#,
+            &[address],
+        )
+        .unwrap();
+        let json = schema.to_json().unwrap();
+        // It parses on its own, with no reference given, and decodes alike.
+        let alone = AvroSchema::parse(&json, &[]).unwrap_or_else(|error| panic!("{error}: {json}"));
+        assert_eq!(json.matches(r#""name":"Address""#).count(), 1, "{json}");
+        let mut body = zigzag(4);
+        body.extend(b"Oslo");
+        body.extend(zigzag(1)); // WORK
+        body.extend(zigzag(0)); // work: null
+        body.extend(zigzag(0)); // past: empty
+        body.extend(zigzag(0)); // HOME
+        body.extend(zigzag(0)); // next: null
+        assert_eq!(alone.decode(&body).unwrap(), schema.decode(&body).unwrap());
+        assert_eq!(
+            alone.decode(&body).unwrap(),
+            serde_json::json!({"home": {"city": "Oslo", "kind": "WORK"}, "work": null,
+                               "past": [], "kind": "HOME", "next": null})
         );
     }
 }

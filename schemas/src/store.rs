@@ -761,18 +761,10 @@ impl Schemas {
     /// The Avro JSON of a writer [`Schemas::avro_payload`] returned.
     pub fn avro_schema_json(&self, writer: &AvroWriter) -> Result<String, DecodeError> {
         let schema = match writer {
-            AvroWriter::Stored(known) => {
-                if !known.stored.references.is_empty() {
-                    return Err(DecodeError::bad_schema(format!(
-                        "schema {} refers to other schemas, which typed views do not resolve; use decode_payload",
-                        known.stored.label()
-                    )));
-                }
-                match known.compiled()? {
-                    Compiled::Avro(schema) => schema,
-                    _ => return Err(DecodeError::mismatch("the schema is not Avro")),
-                }
-            }
+            AvroWriter::Stored(known) => match known.compiled()? {
+                Compiled::Avro(schema) => schema,
+                _ => return Err(DecodeError::mismatch("the schema is not Avro")),
+            },
             AvroWriter::Local(index) => match self.local.get(*index) {
                 Some(Some(LocalSchema {
                     schema: Ok(LocalCompiled::Avro(schema)),
