@@ -12,7 +12,7 @@ use hindsight_server::{route_access, Access, ROUTES};
 use serde_json::Value;
 
 use crate::query::{http, write_config, HttpResponse, Server, Target};
-use crate::util::{archive_demo, hindsight, run_ok};
+use crate::util::{archive_demo, hex, hindsight, run_ok};
 
 const ROLES: [Role; 4] = [Role::Viewer, Role::Analyst, Role::Operator, Role::Admin];
 
@@ -529,9 +529,8 @@ fn a_server_without_tokens_listens_on_loopback_only() {
 /// Every string in `secrets` (and its hex) is absent from `body`.
 fn assert_hidden(body: &str, secrets: &[String], what: &str) {
     for secret in secrets {
-        let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
         assert!(
-            !body.contains(secret.as_str()) && !body.contains(&hex),
+            !body.contains(secret.as_str()) && !body.contains(&hex(secret.as_bytes())),
             "{what} shows {secret}: {}",
             body.chars().take(400).collect::<String>()
         );

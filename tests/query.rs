@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::util::{
-    archive_demo, hindsight, http_get, parquet_files, read_until, run_ok, spawn_with_stdout,
+    archive_demo, hex, hindsight, http_get, parquet_files, read_until, run_ok, spawn_with_stdout,
     terminate, START_SERVICES,
 };
 
@@ -1014,10 +1014,6 @@ fn http_sql_streams_formats_and_events_page_and_fetch() {
         metrics.contains("route=\"/api/v1/sql\""),
         "no request counter for /api/v1/sql in {metrics}"
     );
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 fn decode_base64(text: &str) -> Vec<u8> {

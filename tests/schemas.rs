@@ -16,8 +16,8 @@ use serde_json::Value;
 
 use crate::replay::unique;
 use crate::util::{
-    create_kafka_topic, hindsight, http_get, kafka_brokers, query_json, run_ok, serve_data_dir,
-    start_archive_ready, terminate, wait_for_archived, ChildGuard, START_SERVICES,
+    create_kafka_topic, hex, hindsight, http_get, kafka_brokers, query_json, run_ok,
+    serve_data_dir, start_archive_ready, terminate, wait_for_archived, ChildGuard, START_SERVICES,
 };
 
 const REGISTRY: &str = concat!(
@@ -152,34 +152,31 @@ fn produce(
 /// Payloads that must not decode, and must not stop anything: an unknown
 /// schema id, a truncated Avro body, a bare magic byte, garbage.
 fn produce_undecodable(topic: &str, avro_payload_hex: &str) -> usize {
-    let script = format!(
-        r#"
-import confluent_kafka
-p = confluent_kafka.Producer({{"bootstrap.servers": "{brokers}"}})
-sample = bytes.fromhex("{sample}")
-bad = [b"\x00\x00\x00\x03\xe7" + b"junk", sample[: len(sample) // 2], b"\x00", b"\x00\x00\x00\x00\x01\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"]
-for i, payload in enumerate(bad):
-    p.produce("{topic}", key=("undecodable-%d" % i).encode(), value=payload)
-p.flush(30)
-"#,
-        brokers = kafka_brokers(),
-        sample = avro_payload_hex,
-    );
-    let status = Command::new("python3")
-        .args(["-c", &script])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    4
+    let sample = &avro_payload_hex[..avro_payload_hex.len() / 4 * 2];
+    let bad = [
+        format!("00000003e7{}", hex(b"junk")),
+        sample.to_owned(),
+        "00".to_owned(),
+        format!("0000000001{}", "ff".repeat(11)),
+    ];
+    let events: Vec<(String, String)> = bad
+        .into_iter()
+        .enumerate()
+        .map(|(i, payload)| (format!("undecodable-{i}"), payload))
+        .collect();
+    produce_raw(topic, &events);
+    events.len()
 }
 
-/// One event with `key` and the payload `payload_hex`.
-fn produce_one(topic: &str, key: &str, payload_hex: &str) {
+/// Events as they are: (key, payload in hex) each, with confluent-kafka.
+fn produce_raw(topic: &str, events: &[(String, String)]) {
+    let events = serde_json::to_string(events).unwrap();
     let script = format!(
         r#"
-import confluent_kafka
+import confluent_kafka, json
 p = confluent_kafka.Producer({{"bootstrap.servers": "{brokers}"}})
-p.produce("{topic}", key=b"{key}", value=bytes.fromhex("{payload_hex}"))
+for key, payload in json.loads({events:?}):
+    p.produce("{topic}", key=key.encode(), value=bytes.fromhex(payload))
 p.flush(30)
 "#,
         brokers = kafka_brokers(),
@@ -450,8 +447,7 @@ async fn avro_protobuf_and_json_schema_payloads_decode_like_the_python_deseriali
     let mut mismatch = vec![0u8];
     mismatch.extend((json_id as u32).to_be_bytes());
     mismatch.extend(br#"{"id": 7, "sequence": "seven"}"#);
-    let mismatch_hex: String = mismatch.iter().map(|b| format!("{b:02x}")).collect();
-    produce_one(&json, "json-mismatch", &mismatch_hex);
+    produce_raw(&json, &[("json-mismatch".to_owned(), hex(&mismatch))]);
     let (mut archive, _stdout) = start_archive_ready(&config);
     wait_for_archived(
         directory.path(),
